@@ -1,0 +1,98 @@
+"""resetdesk: the account and password-reset service. `create_app` builds it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+from flask import Flask, Response
+
+from .api import api
+from .cli import register_cli
+from .config import load_config
+from .database import prepare_database
+from .errorhandlers import register_errorhandlers
+from .extensions import csrf, db, limiter, mail, migrate
+from .health import health
+from .passwords import build_crypt_context
+from .throttle import SignInThrottle
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment (and a `.env` file), with `config` on top for tests."""
+    app = Flask(
+        __name__,
+        instance_path=str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    if config is None:
+        load_dotenv(Path.cwd() / ".env", override=False)
+    app.config.update(load_config(os.environ, config, app.instance_path))
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_security_headers(app)
+    register_commands(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    """Log to standard error at INFO, unless the host process configured logging already."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register_extensions(app: Flask) -> None:
+    os.makedirs(app.instance_path, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    mail.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    app.extensions["resetdesk.crypt"] = build_crypt_context(cheap=app.config["PASSWORD_HASH_CHEAP"])
+    app.extensions["resetdesk.throttle"] = SignInThrottle(
+        app.config["RATELIMIT_STORAGE_URI"],
+        app.config["LOGIN_MAX_FAILURES"],
+        app.config.get("RATELIMIT_STORAGE_OPTIONS"),
+    )
+    prepare_database(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    csrf.exempt(api)  # API calls carry a key, not a cookie: CSRF does not apply
+    app.register_blueprint(api)
+    app.register_blueprint(health)
+
+
+def register_security_headers(app: Flask) -> None:
+    production = app.config["APP_ENV"] == "production"
+
+    @app.after_request
+    def add_security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Frame-Options", "DENY")
+        # Answers carry account details and reset forms: nothing is to be cached.
+        headers.setdefault("Cache-Control", "no-store")
+        if production:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+
+def register_commands(app: Flask) -> None:
+    register_cli(app)

@@ -1,0 +1,71 @@
+"""API keys: made once, shown once, kept only as a SHA-256 hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .clock import utcnow
+from .errors import ValidationFailed
+from .models import API_ROLES, ApiKey
+
+KEY_PREFIX = "rdk_"
+# Writing last_used_at on every call would turn each read into a write; once a minute is enough.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _digest(presented_key: str) -> str:
+    # A key holds 256 random bits, so a plain SHA-256 is enough: nothing to brute-force.
+    return hashlib.sha256(presented_key.encode()).hexdigest()
+
+
+def create_api_key(session: Session, name: str, role: str) -> tuple[ApiKey, str]:
+    """Create a key and commit it; returns the row and the key, which is never stored."""
+    name = name.strip()
+    if role not in API_ROLES:
+        raise ValidationFailed(f"The role must be one of {', '.join(API_ROLES)}.")
+    if not name or len(name) > 100:
+        raise ValidationFailed("The key's name must be 1 to 100 characters.")
+    if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
+        raise ValidationFailed(f"A key named {name!r} exists already.")
+    presented_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey(name=name, role=role, key_hash=_digest(presented_key), created_at=utcnow())
+    session.add(api_key)
+    session.commit()
+    return api_key, presented_key
+
+
+def authenticate_api_key(session: Session, presented_key: str) -> ApiKey | None:
+    """The live key matching what a caller presented, or None; may commit last_used_at."""
+    api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == _digest(presented_key)))
+    if api_key is None or api_key.revoked_at is not None:
+        return None
+    now = utcnow()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        api_key.last_used_at = now
+        session.commit()
+    return api_key
+
+
+def role_allows(role: str, needed: str) -> bool:
+    """Whether a key of `role` may make a call that needs `needed`; admin may do everything."""
+    return role == "admin" or role == needed
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    """Every key, newest first."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
+
+
+def revoke_api_key(session: Session, name: str) -> bool:
+    """Revoke a key by name and commit; False when there is no live key of that name."""
+    api_key = session.scalar(select(ApiKey).where(ApiKey.name == name))
+    if api_key is None or api_key.revoked_at is not None:
+        return False
+    api_key.revoked_at = utcnow()
+    session.commit()
+    return True

@@ -1,0 +1,167 @@
+"""Operator commands: `flask --app wsgi users|agents|apikeys ...`."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from . import audit
+from .accounts import create_account
+from .agents import create_agent
+from .apikeys import create_api_key, list_api_keys, revoke_api_key
+from .errors import ServiceError
+from .extensions import db
+from .models import API_ROLES
+from .passwords import crypt_context
+
+IMPORT_HEADER = ["username", "email", "password_hash"]
+
+users_cli = AppGroup("users", help="Customer accounts.")
+agents_cli = AppGroup("agents", help="Support agents who use the console.")
+apikeys_cli = AppGroup("apikeys", help="API keys for the website and tools.")
+
+
+def read_password_from_stdin() -> str:
+    """A password piped on standard input, without its trailing newline."""
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def fail(error: ServiceError) -> NoReturn:
+    """Stop the command with the error's words and a non-zero exit."""
+    message = error.detail
+    for field_error in error.errors:
+        if field_error.message != message:
+            message += f"\n  {field_error.field}: {field_error.message}"
+    raise click.ClickException(message)
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_create(username: str, email: str, password_stdin: bool) -> None:
+    """Create an account; without --password-stdin it has no password until it is reset."""
+    password = read_password_from_stdin() if password_stdin else None
+    try:
+        account = create_account(
+            db.session, username=username, email=email or None, password=password, actor=audit.CLI
+        )
+    except ServiceError as error:
+        fail(error)
+    click.echo(f"Created account {account.username}.")
+
+
+@dataclass
+class ImportReport:
+    """How an import went: how many accounts were made, and which lines were refused and why."""
+
+    imported: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+
+def import_accounts(rows: TextIO) -> ImportReport:
+    """Create an account per CSV row, each committed alone so a refused row writes nothing."""
+    report = ImportReport()
+    reader = csv.reader(rows)
+    header = [name.strip().lower() for name in next(reader, [])]
+    if header != IMPORT_HEADER:
+        raise click.ClickException(
+            f"The first line must be the header {','.join(IMPORT_HEADER)}; it is {','.join(header) or 'empty'}."
+        )
+    context = crypt_context()
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(IMPORT_HEADER):
+            report.refused.append((line, f"expected 3 columns, found {len(row)}"))
+            continue
+        username, email, password_hash = (cell.strip() for cell in row)
+        if password_hash and context.identify(password_hash, required=False) is None:
+            report.refused.append((line, "password_hash is not a hash format this service knows"))
+            continue
+        try:
+            create_account(
+                db.session,
+                username=username,
+                email=email or None,
+                password_hash=password_hash or None,
+                actor=audit.CLI,
+            )
+        except ServiceError as error:
+            db.session.rollback()
+            report.refused.append((line, error.detail))
+            continue
+        report.imported += 1
+    return report
+
+
+@users_cli.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def users_import(csv_file: Path) -> None:
+    """Import accounts from a CSV file with the header username,email,password_hash."""
+    with csv_file.open(newline="", encoding="utf-8-sig") as rows:
+        report = import_accounts(rows)
+    click.echo(f"Imported {report.imported} account(s); refused {len(report.refused)}.")
+    for line, reason in report.refused:
+        click.echo(f"  line {line}: {reason}")
+    if report.refused:
+        sys.exit(1)
+
+
+@agents_cli.command("create")
+@click.argument("username")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def agents_create(username: str, email: str, password_stdin: bool) -> None:
+    """Create a support agent who signs in to the console at /support."""
+    password = read_password_from_stdin() if password_stdin else None
+    try:
+        agent = create_agent(db.session, username=username, email=email, password=password)
+    except ServiceError as error:
+        fail(error)
+    click.echo(f"Created agent {agent.username}.")
+
+
+@apikeys_cli.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(API_ROLES), required=True)
+def apikeys_create(name: str, role: str) -> None:
+    """Create an API key and print it as the last line; it is never shown again."""
+    try:
+        api_key, presented_key = create_api_key(db.session, name, role)
+    except ServiceError as error:
+        fail(error)
+    click.echo(f"Created {api_key.role} key {api_key.name}. Store it now; it is not shown again:")
+    click.echo(presented_key)
+
+
+@apikeys_cli.command("list")
+def apikeys_list() -> None:
+    """List keys: name, role, created, last used, revoked."""
+    for api_key in list_api_keys(db.session):
+        last_used = api_key.last_used_at.isoformat() if api_key.last_used_at else "never"
+        state = f"revoked {api_key.revoked_at.isoformat()}" if api_key.revoked_at else "live"
+        click.echo(f"{api_key.name}\t{api_key.role}\tcreated {api_key.created_at.isoformat()}\tlast used {last_used}\t{state}")
+
+
+@apikeys_cli.command("revoke")
+@click.argument("name")
+def apikeys_revoke(name: str) -> None:
+    """Revoke a key at once."""
+    if not revoke_api_key(db.session, name):
+        raise click.ClickException(f"No live key named {name!r}.")
+    click.echo(f"Revoked key {name}.")
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the command groups to `flask --app wsgi`."""
+    for group in (users_cli, agents_cli, apikeys_cli):
+        app.cli.add_command(group)

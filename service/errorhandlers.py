@@ -1,0 +1,135 @@
+"""The one place where errors become answers: problem+json under /api, a friendly page elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_limiter import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .errors import RateLimited, ServiceError, Unauthorized
+from .extensions import limiter
+
+log = logging.getLogger(__name__)
+
+# Machine-readable codes for the HTTP errors raised by Flask and Werkzeug themselves.
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+}
+
+FRIENDLY_DETAIL = {
+    400: "The request could not be understood. Go back and try again.",
+    404: "There is no page at this address.",
+    405: "This page cannot be used that way.",
+    413: "What you sent is too large.",
+    429: "Too many attempts. Please wait a little and try again.",
+    500: "Something went wrong on our side. Please try again, or call customer service.",
+}
+
+
+def wants_problem_json() -> bool:
+    """API callers get problem+json; people using pages get a page."""
+    return request.path.startswith("/api/")
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An RFC 9457 problem document."""
+    body: dict[str, Any] = {
+        "type": f"urn:resetdesk:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    response.headers.update(headers or {})
+    return response
+
+
+def _answer(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response | tuple[str, int, dict[str, str]]:
+    if wants_problem_json():
+        return problem(status, code, title, detail, errors=errors, headers=headers)
+    page = render_template("error.html", status=status, title=title, detail=detail)
+    return page, status, headers or {}
+
+
+def handle_service_error(error: ServiceError) -> Response | tuple[str, int, dict[str, str]]:
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="resetdesk"'
+    errors = [{"field": e.field, "message": e.message} for e in error.errors]
+    return _answer(error.status, error.code, error.title, error.detail, errors=errors, headers=headers)
+
+
+def handle_rate_limit_exceeded(error: RateLimitExceeded) -> Response | tuple[str, int, dict[str, str]]:
+    current = limiter.current_limit
+    retry_after = max(1, int(current.reset_at - time.time())) if current else 60
+    return handle_service_error(
+        RateLimited("Too many requests. Please wait a little and try again.", retry_after=retry_after)
+    )
+
+
+def handle_csrf_error(error: CSRFError) -> Response | tuple[str, int, dict[str, str]]:
+    return _answer(
+        400,
+        "csrf_failed",
+        "This form has expired",
+        "The form was missing its security token or it had expired. Go back, reload the page and try again.",
+    )
+
+
+def handle_http_exception(error: HTTPException) -> Response | tuple[str, int, dict[str, str]]:
+    status = error.code or 500
+    code = HTTP_CODES.get(status, "http_error")
+    title = error.name
+    detail = error.description if wants_problem_json() else FRIENDLY_DETAIL.get(status, error.name)
+    headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else None
+    return _answer(status, code, title, detail or title, headers=headers)
+
+
+def handle_internal_error(error: InternalServerError) -> Response | tuple[str, int, dict[str, str]]:
+    # Flask has already logged the original exception with its trace; the caller sees none of it.
+    return _answer(500, "internal_error", "Internal error", FRIENDLY_DETAIL[500])
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """Map every error the service can raise to its answer."""
+    app.register_error_handler(ServiceError, handle_service_error)
+    app.register_error_handler(RateLimitExceeded, handle_rate_limit_exceeded)
+    app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(InternalServerError, handle_internal_error)
+    app.register_error_handler(HTTPException, handle_http_exception)

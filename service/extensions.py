@@ -1,0 +1,16 @@
+"""The Flask extensions, unbound; `create_app` binds them to an app."""
+
+from flask_limiter import Limiter
+from flask_mail import Mail
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+
+from .models import Base
+from .ratelimits import client_ip
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+mail = Mail()
+csrf = CSRFProtect()
+limiter = Limiter(key_func=client_ip)
