@@ -1,0 +1,150 @@
+"""Fixtures: an app per test on SQLite (and PostgreSQL when TEST_DATABASE_URL is set),
+its client and CLI runner, and factories for accounts and API keys."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import text
+
+from service import create_app
+from service.accounts import create_account
+from service.apikeys import create_api_key
+from service.extensions import db
+from service.models import Account
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+
+# A password the policy accepts, used wherever a test needs "a good password".
+STRONG_PASSWORD = "correct horse battery staple"
+OTHER_STRONG_PASSWORD = "purple elephants juggle quietly"
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgresql",
+        id="postgresql",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(
+                not TEST_DATABASE_URL, reason="TEST_DATABASE_URL is not set: no PostgreSQL to test against"
+            ),
+        ],
+    ),
+]
+
+requires_redis = pytest.mark.skipif(
+    not TEST_REDIS_URL, reason="TEST_REDIS_URL is not set: no Redis to test against"
+)
+
+
+def test_settings(database_url: str, **overrides: Any) -> dict[str, Any]:
+    """Settings for an app under test: fast hashes, no SMTP, mail dispatched by the test."""
+    return {
+        "APP_ENV": "testing",
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "DATABASE_URL": database_url,
+        "PUBLIC_BASE_URL": "http://localhost",
+        "PASSWORD_HASH_CHEAP": True,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "MAIL_SERVER": "",
+        "OUTBOX_DISPATCH": "external",
+        **overrides,
+    }
+
+
+def reset_postgresql(url: str) -> None:
+    """Start from an empty schema, as if the database were new."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """An empty database: a new SQLite file, or the test PostgreSQL wiped clean."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    reset_postgresql(TEST_DATABASE_URL)
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture
+def app_settings() -> dict[str, Any]:
+    """Overrides a test module can replace to configure its app."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url: str, app_settings: dict[str, Any]) -> Iterator[Flask]:
+    app = create_app(test_settings(database_url, **app_settings))
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_account(app: Flask) -> Callable[..., Account]:
+    """Create an account; returns it detached, with its id and username."""
+
+    def make(
+        username: str = "jane",
+        email: str | None = "jane@example.com",
+        password: str | None = STRONG_PASSWORD,
+        password_hash: str | None = None,
+    ) -> Account:
+        with app.app_context():
+            account = create_account(
+                db.session,
+                username=username,
+                email=email,
+                password=password if password_hash is None else None,
+                password_hash=password_hash,
+                actor="cli",
+            )
+            db.session.refresh(account)
+            db.session.expunge(account)
+            return account
+
+    return make
+
+
+@pytest.fixture
+def make_key(app: Flask) -> Callable[[str], dict[str, str]]:
+    """Create an API key of a role; returns the Authorization header to send."""
+    counter = iter(range(1_000_000))
+
+    def make(role: str = "client") -> dict[str, str]:
+        with app.app_context():
+            _api_key, presented = create_api_key(db.session, f"{role}-{next(counter)}", role)
+        return {"Authorization": f"Bearer {presented}"}
+
+    return make
+
+
+@pytest.fixture
+def client_key(make_key: Callable[[str], dict[str, str]]) -> dict[str, str]:
+    return make_key("client")
