@@ -14,12 +14,16 @@ from flask import Flask, Response
 from .api import api
 from .cli import register_cli
 from .config import load_config
+from .contact import check_contact_settings
 from .database import prepare_database
+from .dispatcher import register_dispatcher
 from .errorhandlers import register_errorhandlers
 from .extensions import csrf, db, limiter, mail, migrate
 from .health import health
 from .passwords import build_crypt_context
+from .templating import register_template_filters
 from .throttle import SignInThrottle
+from .web import pages
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,9 +44,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config is None:
         load_dotenv(Path.cwd() / ".env", override=False)
     app.config.update(load_config(os.environ, config, app.instance_path))
+    check_contact_settings(app.config)
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    register_template_filters(app)
+    register_dispatcher(app)
     register_errorhandlers(app)
     register_security_headers(app)
     register_commands(app)
@@ -75,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(api)  # API calls carry a key, not a cookie: CSRF does not apply
     app.register_blueprint(api)
     app.register_blueprint(health)
+    app.register_blueprint(pages)
 
 
 def register_security_headers(app: Flask) -> None:

@@ -1,18 +1,21 @@
-"""Accounts: creating them, signing in, and changing a password."""
+"""Accounts: creating them, signing in (temporary passwords too), and changing a password."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import audit
 from .clock import utcnow
 from .errors import InvalidCredentials, UsernameTaken, ValidationFailed
-from .models import Account
-from .passwords import check_new_password, hash_password, spend_verify_time, verify_password
+from .emails import render_email
+from .models import Account, PasswordReset
+from .outbox import queue_email
+from .passwords import check_new_password, hash_password, verify_password
 from .throttle import account_throttle_key, sign_in_throttle
 from .usernames import email_problem, normalise_email, normalise_username, username_problem
 
@@ -80,40 +83,132 @@ def create_account(
     return account
 
 
-def sign_in(session: Session, username: str, password: str) -> SignIn:
-    """Check a username and password; commits only to upgrade an outdated hash.
+def sign_in(session: Session, username: str, password: str, *, ip: str | None = None) -> SignIn:
+    """Check a username and a password or pending temporary password; commits what it changes.
 
-    A missing, disabled or password-less account fails exactly like a wrong password, at the
-    same cost, and every failure counts toward the username's throttle, so neither the answer,
-    its time, nor the throttle tells whether the account exists.
+    Every attempt does the same work whether the account exists, is disabled or has no
+    password: one lookup, two hash verifications (the current password, then the newest
+    pending temporary password, real or dummy). Every failure counts toward the username's
+    throttle. So neither the answer, its time, nor the throttle tells whether an account exists.
     """
+    now = utcnow()
     throttle = sign_in_throttle()
     throttle_key = account_throttle_key(normalise_username(username))
     throttle.check(throttle_key)
     account = find_account(session, username)
-    if account is None:
-        spend_verify_time()
+    matched, new_hash = verify_password(password, account.password_hash if account else None)
+    temporary = None if matched else _matching_temporary_password(session, account, password, now)
+    if account is None or not account.is_active or not (matched or temporary):
         throttle.record_failure(throttle_key)
+        if throttle.is_locked(throttle_key):
+            audit.record_event(
+                session, "sign_in.throttled", actor=audit.SELF, ip=ip, account=account,
+                details={"username": username},
+            )
+            session.commit()
         raise InvalidCredentials("The username or password is wrong.")
-    matched, new_hash = verify_password(password, account.password_hash)
-    if not matched or not account.is_active:
-        throttle.record_failure(throttle_key)
-        raise InvalidCredentials("The username or password is wrong.")
-    if new_hash:
+    if temporary is not None:
+        _use_temporary_password(session, account, temporary, ip=ip, now=now)
+    elif new_hash:
         account.password_hash = new_hash
         session.commit()
     return SignIn(account=account, must_change_password=account.must_change_password)
 
 
+def _matching_temporary_password(
+    session: Session, account: Account | None, password: str, now: datetime
+) -> PasswordReset | None:
+    """The account's newest pending temporary password if `password` is it.
+
+    Runs the same query and one verification even without an account or a pending
+    temporary password, so a failed sign-in always costs the same.
+    """
+    pending = session.scalar(
+        select(PasswordReset)
+        .where(
+            PasswordReset.account_id == (account.id if account else 0),
+            PasswordReset.method == "temporary_password",
+            PasswordReset.used_at.is_(None),
+            PasswordReset.revoked_at.is_(None),
+            PasswordReset.expires_at > now,
+        )
+        .order_by(PasswordReset.id.desc())
+        .limit(1)
+    )
+    matched, _ = verify_password(password, pending.secret_hash if pending else None)
+    return pending if matched else None
+
+
+def _use_temporary_password(
+    session: Session, account: Account, reset: PasswordReset, *, ip: str | None, now: datetime
+) -> None:
+    """The temporary password becomes the password, to be changed at once; commits.
+
+    The conditional update lets only one of several simultaneous sign-ins use it up.
+    """
+    used = session.execute(
+        update(PasswordReset)
+        .where(PasswordReset.id == reset.id, PasswordReset.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if used.rowcount != 1:
+        session.rollback()
+        return
+    replace_password_hash(
+        session, account, reset.secret_hash, actor=audit.SELF, ip=ip, now=now,
+        via="temporary_password", must_change=True,
+    )
+    session.commit()
+
+
+def replace_password_hash(
+    session: Session,
+    account: Account,
+    password_hash: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    via: str,
+    must_change: bool = False,
+) -> None:
+    """Everything a password change does, by any route; the caller commits.
+
+    Pending reset links and temporary passwords die, the change is audited, and the
+    account's email is told, so a change the owner did not make does not go unnoticed.
+    """
+    account.password_hash = password_hash
+    account.password_changed_at = now
+    account.must_change_password = must_change
+    session.execute(
+        update(PasswordReset)
+        .where(
+            PasswordReset.account_id == account.id,
+            PasswordReset.used_at.is_(None),
+            PasswordReset.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    audit.record_event(
+        session, "password.changed", actor=actor, ip=ip, account=account, details={"via": via}
+    )
+    if account.email:
+        notice = render_email(
+            "password_changed", "Your password was changed", account=account, changed_at=now
+        )
+        queue_email(session, account.email, notice, account_id=account.id, now=now)
+
+
 def set_password(
-    session: Session, account: Account, new_password: str, *, actor: str, ip: str | None
+    session: Session, account: Account, new_password: str, *, actor: str, ip: str | None, via: str
 ) -> None:
     """Check the new password against the policy and set it; the caller commits."""
     check_new_password(new_password, username=account.username, email=account.email)
-    account.password_hash = hash_password(new_password)
-    account.password_changed_at = utcnow()
-    account.must_change_password = False
-    audit.record_event(session, "password.changed", actor=actor, ip=ip, account=account)
+    replace_password_hash(
+        session, account, hash_password(new_password), actor=actor, ip=ip, now=utcnow(), via=via
+    )
 
 
 def change_password(
@@ -126,8 +221,8 @@ def change_password(
     ip: str | None,
 ) -> Account:
     """Change a password given the current one, and commit."""
-    signed_in = sign_in(session, username, current_password)
-    set_password(session, signed_in.account, new_password, actor=actor, ip=ip)
+    signed_in = sign_in(session, username, current_password, ip=ip)
+    set_password(session, signed_in.account, new_password, actor=actor, ip=ip, via="change")
     session.commit()
     return signed_in.account
 

@@ -32,6 +32,7 @@ def record_event(
     actor: str,
     ip: str | None,
     account: Account | None = None,
+    account_id: int | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Add an event to the session; the caller's commit writes it with the change it records."""
@@ -39,8 +40,10 @@ def record_event(
         key: value[:DETAIL_MAX_LENGTH] if isinstance(value, str) else value
         for key, value in (details or {}).items()
     }
-    event = AuditEvent(
-        at=utcnow(), type=event_type, account=account, actor=actor, ip=ip, details=clean
-    )
+    event = AuditEvent(at=utcnow(), type=event_type, actor=actor, ip=ip, details=clean)
+    if account is not None:
+        event.account = account
+    else:
+        event.account_id = account_id
     session.add(event)
     return event

@@ -1,31 +1,39 @@
-"""Operator commands: `flask --app wsgi users|agents|apikeys ...`."""
+"""Operator commands: `flask --app wsgi users|agents|apikeys|reset|outbox ...`."""
 
 from __future__ import annotations
 
 import csv
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn, TextIO
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from . import audit
-from .accounts import create_account
+from .accounts import create_account, find_account
 from .agents import create_agent
 from .apikeys import create_api_key, list_api_keys, revoke_api_key
-from .errors import ServiceError
+from .clock import utcnow
+from .config import RESET_METHODS
+from .dispatcher import current_dispatcher
+from .errors import AccountNotFound, ServiceError
 from .extensions import db
 from .models import API_ROLES
+from .outbox import outbox_status, retry_failed
 from .passwords import crypt_context
+from .resets import issue_reset
 
 IMPORT_HEADER = ["username", "email", "password_hash"]
 
 users_cli = AppGroup("users", help="Customer accounts.")
 agents_cli = AppGroup("agents", help="Support agents who use the console.")
 apikeys_cli = AppGroup("apikeys", help="API keys for the website and tools.")
+reset_cli = AppGroup("reset", help="Resets sent from the shell, as support would.")
+outbox_cli = AppGroup("outbox", help="The queue of outgoing mail.")
 
 
 def read_password_from_stdin() -> str:
@@ -161,7 +169,62 @@ def apikeys_revoke(name: str) -> None:
     click.echo(f"Revoked key {name}.")
 
 
+@reset_cli.command("send")
+@click.argument("username")
+@click.option("--method", type=click.Choice(RESET_METHODS), default=None,
+              help="Default: the RESET_METHOD setting.")
+def reset_send(username: str, method: str | None) -> None:
+    """Send a reset link or temporary password to an account's email."""
+    account = find_account(db.session, username)
+    try:
+        if account is None:
+            raise AccountNotFound(f"No account named {username!r}.")
+        issued = issue_reset(
+            db.session, account, method or current_app.config["RESET_METHOD"],
+            requested_by=audit.CLI, ip=None, now=utcnow(),
+        )
+    except ServiceError as error:
+        fail(error)
+    db.session.commit()
+    click.echo(f"Queued a {issued.reset.method.replace('_', ' ')} for {account.username} to {issued.sent_to}.")
+
+
+@outbox_cli.command("run")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+def outbox_run(once: bool) -> None:
+    """Resolve reset requests and deliver queued mail; stops cleanly on SIGTERM or Ctrl-C."""
+    dispatcher = current_dispatcher()
+    if once:
+        handled = dispatcher.run_once()
+        click.echo(f"Handled {handled} item(s).")
+        return
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: dispatcher.stop())
+    click.echo("Outbox worker running; SIGTERM or Ctrl-C stops it after the message in flight.")
+    dispatcher.run_forever()
+    click.echo("Outbox worker stopped.")
+
+
+@outbox_cli.command("status")
+def outbox_status_command() -> None:
+    """Counts by status, the oldest waiting message, and the latest failures."""
+    status = outbox_status(db.session)
+    for name in ("pending", "sending", "sent", "failed"):
+        click.echo(f"{name}\t{status.counts.get(name, 0)}")
+    if status.oldest_pending_at:
+        waited = int((utcnow() - status.oldest_pending_at).total_seconds())
+        click.echo(f"oldest waiting: {waited} s")
+    for message in status.failed:
+        click.echo(f"failed #{message.id} to {message.recipient} after {message.attempts} attempts: {message.last_error}")
+
+
+@outbox_cli.command("retry-failed")
+def outbox_retry_failed() -> None:
+    """Put every failed message back in the queue with a fresh set of attempts."""
+    click.echo(f"Requeued {retry_failed(db.session, now=utcnow())} message(s).")
+
+
 def register_cli(app: Flask) -> None:
     """Attach the command groups to `flask --app wsgi`."""
-    for group in (users_cli, agents_cli, apikeys_cli):
+    for group in (users_cli, agents_cli, apikeys_cli, reset_cli, outbox_cli):
         app.cli.add_command(group)

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from .errors import RateLimited, ServiceError, Unauthorized
 from .extensions import limiter
@@ -121,6 +121,12 @@ def handle_http_exception(error: HTTPException) -> Response | tuple[str, int, di
     return _answer(status, code, title, detail or title, headers=headers)
 
 
+def handle_untrusted_host(error: SecurityError) -> Response:
+    # A refused Host leaves no URL adapter, so a page (which links its stylesheet) cannot be
+    # rendered; a plain problem document needs no URLs.
+    return problem(400, "untrusted_host", "Bad request", "This host name is not served here.")
+
+
 def handle_internal_error(error: InternalServerError) -> Response | tuple[str, int, dict[str, str]]:
     # Flask has already logged the original exception with its trace; the caller sees none of it.
     return _answer(500, "internal_error", "Internal error", FRIENDLY_DETAIL[500])
@@ -132,4 +138,5 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(RateLimitExceeded, handle_rate_limit_exceeded)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(InternalServerError, handle_internal_error)
+    app.register_error_handler(SecurityError, handle_untrusted_host)
     app.register_error_handler(HTTPException, handle_http_exception)

@@ -7,7 +7,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 
 from .models import Base
-from .ratelimits import client_ip
+from .requestkeys import client_ip
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()

@@ -79,12 +79,13 @@ def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str |
     if not stored_hash or context.identify(stored_hash, required=False) is None:
         context.dummy_verify()
         return False, None
-    return context.verify_and_update(normalise_password(password), stored_hash)
-
-
-def spend_verify_time() -> None:
-    """Do the work of one failed verification, for a username that does not exist."""
-    crypt_context().dummy_verify()
+    try:
+        return context.verify_and_update(normalise_password(password), stored_hash)
+    except ValueError:
+        # A hash that names a known scheme but is damaged (say, cut short in an import)
+        # matches nothing; passlib raises ValueError for it rather than answering False.
+        context.dummy_verify()
+        return False, None
 
 
 @cache

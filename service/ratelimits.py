@@ -1,27 +1,26 @@
-"""What rate limits count by: the client's address and the username a request names."""
+"""The rate limits on unauthenticated endpoints, per client address and per username.
+
+Each limit is shared by the API call and the page that do the same thing, so switching
+between them buys an attacker nothing. Limits are settings (Flask-Limiter's notation).
+"""
 
 from __future__ import annotations
 
-from flask import request
+from flask import current_app
 
-from .usernames import normalise_username
-
-
-def client_ip() -> str:
-    """The client's address as ProxyFix resolved it; never read from a header directly."""
-    return request.remote_addr or "unknown"
+from .extensions import limiter
+from .requestkeys import client_ip, submitted_username
 
 
-def submitted_username() -> str:
-    """The normalised username in a JSON body or form, so one name is limited however spelt.
+def _setting(name: str):
+    return lambda: current_app.config[name]
 
-    Missing and malformed names count under one shared key, so they are limited too.
-    """
-    if request.is_json:
-        body = request.get_json(silent=True)
-        raw = body.get("username") if isinstance(body, dict) else None
-    else:
-        raw = request.form.get("username")
-    if not isinstance(raw, str):
-        return "username:"
-    return "username:" + normalise_username(raw)[:150]
+
+reset_request_per_ip = limiter.shared_limit(
+    _setting("RATELIMIT_RESET_PER_IP"), scope="reset-request-ip", key_func=client_ip
+)
+reset_request_per_username = limiter.shared_limit(
+    _setting("RATELIMIT_RESET_PER_USERNAME"), scope="reset-request-username", key_func=submitted_username
+)
+token_per_ip = limiter.shared_limit(_setting("RATELIMIT_TOKEN_PER_IP"), scope="token-ip", key_func=client_ip)
+page_per_ip = limiter.shared_limit(_setting("RATELIMIT_PAGES_PER_IP"), scope="page-ip", key_func=client_ip)

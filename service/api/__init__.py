@@ -1,7 +1,6 @@
-"""The JSON API under /api/v1."""
+"""The JSON API under /api/v1: importing the view modules attaches their routes."""
 
-from flask import Blueprint
+from . import accounts, contact, resets
+from .blueprint import api
 
-api = Blueprint("api", __name__, url_prefix="/api/v1")
-
-from . import accounts  # noqa: E402,F401  (registers the views on the blueprint)
+__all__ = ["api", "accounts", "contact", "resets"]

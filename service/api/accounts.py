@@ -9,8 +9,8 @@ from flask import Response
 from .. import accounts
 from ..extensions import db
 from ..models import Account
-from ..ratelimits import client_ip
-from . import api
+from ..requestkeys import client_ip
+from .blueprint import api
 from .auth import current_key_actor, require_role
 from .body import json_object, string_fields
 
@@ -33,7 +33,7 @@ def account_json(account: Account) -> dict[str, Any]:
 @require_role("client")
 def verify_credentials() -> dict[str, Any]:
     fields = string_fields(json_object(), required=("username", "password"))
-    signed_in = accounts.sign_in(db.session, fields["username"], fields["password"])
+    signed_in = accounts.sign_in(db.session, fields["username"], fields["password"], ip=client_ip())
     return {
         "username": signed_in.account.username,
         "must_change_password": signed_in.must_change_password,

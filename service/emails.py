@@ -1,0 +1,75 @@
+"""Emails: rendered from templates (text and HTML), and handed to SMTP or to the log."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from dataclasses import dataclass
+from typing import Any
+
+import flask_mail
+from flask import current_app, render_template
+
+from .clock import utcnow
+from .contact import contact_details
+
+log = logging.getLogger("service.mail")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """An email ready to queue."""
+
+    subject: str
+    text_body: str
+    html_body: str
+
+
+def render_email(template: str, subject: str, **context: Any) -> RenderedEmail:
+    """Render `mail/<template>.txt` and `.html`, each ending with the customer-service details."""
+    context = {"contact": contact_details(utcnow()), "subject": subject, **context}
+    return RenderedEmail(
+        subject=subject,
+        text_body=render_template(f"mail/{template}.txt", **context),
+        html_body=render_template(f"mail/{template}.html", **context),
+    )
+
+
+class TimedConnection(flask_mail.Connection):
+    """Flask-Mail's connection with a socket timeout, so a silent server cannot hang a worker."""
+
+    def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
+        settings = self.mail
+        timeout = current_app.config["MAIL_TIMEOUT"]
+        smtp_class = smtplib.SMTP_SSL if settings.use_ssl else smtplib.SMTP
+        host = smtp_class(settings.server, settings.port, timeout=timeout)
+        try:
+            if settings.use_tls:
+                host.starttls()
+            if settings.username and settings.password:
+                host.login(settings.username, settings.password)
+        except (smtplib.SMTPException, OSError):
+            host.close()
+            raise
+        return host
+
+
+def smtp_configured() -> bool:
+    """Whether mail goes to an SMTP server; without one it is written to the log."""
+    return bool(current_app.config["MAIL_SERVER"])
+
+
+def transmit(recipient: str, subject: str, text_body: str, html_body: str | None) -> None:
+    """Deliver one email now; raises smtplib/OS errors for the outbox to retry."""
+    if not smtp_configured():
+        log.info("mail (no MAIL_SERVER, written to the log) to=%s subject=%s\n%s", recipient, subject, text_body)
+        return
+    message = flask_mail.Message(
+        subject=subject,
+        recipients=[recipient],
+        body=text_body,
+        html=html_body,
+        sender=current_app.config["MAIL_DEFAULT_SENDER"],
+    )
+    with TimedConnection(current_app.extensions["mail"]) as connection:
+        connection.send(message)

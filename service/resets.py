@@ -1,0 +1,238 @@
+"""The reset rules: asking for a reset, issuing a link or temporary password, confirming a link."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from . import audit
+from .accounts import find_account, replace_password_hash
+from .clock import utcnow
+from .emails import render_email
+from .errors import NoEmailOnFile, TokenExpired, TokenInvalid, TokenUsed
+from .models import Account, PasswordReset, ResetRequest
+from .outbox import queue_email
+from .passwords import check_new_password, hash_password
+from .tokens import hash_secret, make_link_token, new_secret, read_link_token, secret_matches
+
+# No 0/O, 1/l/I: a temporary password is read off a screen and typed by hand.
+TEMPORARY_PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
+TEMPORARY_PASSWORD_LENGTH = 14  # about 80 bits
+
+
+def generate_temporary_password() -> str:
+    """A random temporary password from an alphabet without look-alikes."""
+    return "".join(secrets.choice(TEMPORARY_PASSWORD_ALPHABET) for _ in range(TEMPORARY_PASSWORD_LENGTH))
+
+
+def mask_email(email: str) -> str:
+    """`jane@example.com` becomes `j***@example.com`: enough for an agent to confirm it."""
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def request_reset(session: Session, username: str, *, ip: str | None, now: datetime) -> None:
+    """Record a self-service request as typed, and commit.
+
+    This is all the request path does, for every username alike: no lookup, no branch. The
+    dispatcher resolves the request later (`process_reset_requests`), so neither the answer nor
+    its time can tell an existing account from a missing one.
+    """
+    session.add(ResetRequest(username=username[:150], ip=ip, requested_at=now))
+    session.commit()
+
+
+@dataclass(frozen=True)
+class IssuedReset:
+    """A reset just issued, and where its mail is going."""
+
+    reset: PasswordReset
+    sent_to: str
+
+
+def issue_reset(
+    session: Session,
+    account: Account,
+    method: str,
+    *,
+    requested_by: str,
+    ip: str | None,
+    now: datetime,
+    details: dict[str, str] | None = None,
+) -> IssuedReset:
+    """Issue a link or temporary password and queue its mail; the caller commits both together.
+
+    Older pending resets of the account are revoked: only the newest one works.
+    """
+    if not account.email:
+        raise NoEmailOnFile("The account has no email address to send a reset to.")
+    config = current_app.config
+    session.execute(
+        update(PasswordReset)
+        .where(
+            PasswordReset.account_id == account.id,
+            PasswordReset.used_at.is_(None),
+            PasswordReset.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if method == "link":
+        secret = new_secret()
+        lifetime = timedelta(seconds=config["RESET_TOKEN_MAX_AGE"])
+        reset = _add_reset(session, account, method, hash_secret(secret), requested_by, ip, now, lifetime)
+        link = f"{config['PUBLIC_BASE_URL']}/reset-password/{make_link_token(reset.id, secret)}"
+        email = render_email(
+            "reset_link", "Reset your password", account=account, link=link, expires_at=reset.expires_at,
+            lifetime_minutes=int(lifetime.total_seconds() // 60),
+        )
+    else:
+        temporary_password = generate_temporary_password()
+        lifetime = timedelta(seconds=config["TEMPORARY_PASSWORD_MAX_AGE"])
+        reset = _add_reset(
+            session, account, method, hash_password(temporary_password), requested_by, ip, now, lifetime
+        )
+        email = render_email(
+            "temporary_password", "Your temporary password", account=account,
+            temporary_password=temporary_password, expires_at=reset.expires_at,
+            lifetime_hours=int(lifetime.total_seconds() // 3600),
+        )
+    queue_email(session, account.email, email, account_id=account.id, now=now)
+    audit.record_event(
+        session, "reset.issued", actor=requested_by, ip=ip, account=account,
+        details={"method": method, "expires_at": reset.expires_at.isoformat(), **(details or {})},
+    )
+    return IssuedReset(reset=reset, sent_to=mask_email(account.email))
+
+
+def _add_reset(
+    session: Session,
+    account: Account,
+    method: str,
+    secret_hash: str,
+    requested_by: str,
+    ip: str | None,
+    now: datetime,
+    lifetime: timedelta,
+) -> PasswordReset:
+    reset = PasswordReset(
+        account_id=account.id, method=method, requested_by=requested_by, ip=ip,
+        secret_hash=secret_hash, created_at=now, expires_at=now + lifetime,
+    )
+    session.add(reset)
+    session.flush()  # the link token carries the reset's id
+    return reset
+
+
+def resolve_reset_request(session: Session, request: ResetRequest, *, now: datetime) -> str:
+    """Act on one self-service request; the caller commits. Returns what happened.
+
+    Only an active account with an email gets mail; every request leaves an audit event,
+    so a request for a missing, disabled or email-less account is recorded, not dropped.
+    """
+    account = find_account(session, request.username)
+    if account is None:
+        outcome = "no_account"
+    elif not account.is_active:
+        outcome = "disabled"
+    elif not account.email:
+        outcome = "no_email"
+    else:
+        outcome = "issued"
+    method = current_app.config["RESET_METHOD"]
+    audit.record_event(
+        session, "reset.requested", actor=audit.SELF, ip=request.ip, account=account,
+        details={"username": request.username, "method": method, "outcome": outcome},
+    )
+    if outcome == "issued":
+        issue_reset(session, account, method, requested_by=audit.SELF, ip=request.ip, now=now)
+    return outcome
+
+
+def process_reset_requests(session: Session, *, now: datetime, limit: int = 20) -> int:
+    """Resolve pending self-service requests, each in its own transaction; returns how many.
+
+    The conditional update lets one worker only take each request, on SQLite as on
+    PostgreSQL (where SKIP LOCKED also keeps workers from waiting on each other).
+    """
+    pending = session.scalars(
+        select(ResetRequest.id)
+        .where(ResetRequest.status == "pending")
+        .order_by(ResetRequest.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    session.commit()
+    handled = 0
+    for request_id in pending:
+        taken = session.execute(
+            update(ResetRequest)
+            .where(ResetRequest.id == request_id, ResetRequest.status == "pending")
+            .values(status="processed", processed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:
+            session.rollback()
+            continue
+        request = session.get(ResetRequest, request_id)
+        resolve_reset_request(session, request, now=now)
+        session.commit()
+        handled += 1
+    return handled
+
+
+def check_link(session: Session, token: str, *, now: datetime) -> PasswordReset:
+    """The pending reset a link token stands for, or TokenInvalid / TokenExpired / TokenUsed."""
+    link = read_link_token(token)
+    reset = session.get(PasswordReset, link.reset_id)
+    if reset is None or reset.method != "link" or not secret_matches(link.secret, reset.secret_hash):
+        raise TokenInvalid("This reset link is not valid. Ask for a new one.")
+    if reset.used_at is not None:
+        raise TokenUsed("This reset link has already been used. Ask for a new one if you need it.")
+    if reset.revoked_at is not None:
+        raise TokenInvalid("This reset link was replaced by a newer one, or the password has changed since. Ask for a new one.")
+    if reset.expires_at <= now:
+        raise TokenExpired("This reset link has expired. Ask for a new one.")
+    account = reset.account
+    if not account.is_active:
+        raise TokenInvalid("This reset link is not valid. Ask for a new one.")
+    if account.password_changed_at and account.password_changed_at > reset.created_at:
+        raise TokenInvalid("The password has changed since this link was sent. Ask for a new one.")
+    return reset
+
+
+def confirm_reset(session: Session, token: str, new_password: str, *, ip: str | None) -> Account:
+    """Set a new password through a link, once; commits. No sign-in follows.
+
+    The password is checked before the link is used up, so a refused password leaves the link
+    working; then a conditional update lets exactly one of many simultaneous confirms win.
+    """
+    now = utcnow()
+    reset = check_link(session, token, now=now)
+    account = reset.account
+    check_new_password(new_password, username=account.username, email=account.email)
+    won = session.execute(
+        update(PasswordReset)
+        .where(
+            PasswordReset.id == reset.id,
+            PasswordReset.used_at.is_(None),
+            PasswordReset.revoked_at.is_(None),
+            PasswordReset.expires_at > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if won.rowcount != 1:
+        session.rollback()
+        check_link(session, token, now=now)  # raises the reason another request got there first
+        raise TokenUsed("This reset link has already been used.")
+    replace_password_hash(
+        session, account, hash_password(new_password), actor=audit.SELF, ip=ip, now=now, via="reset_link"
+    )
+    session.commit()
+    return account

@@ -1,0 +1,38 @@
+"""The customer-facing forms; Flask-WTF adds and checks their CSRF token."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from ..usernames import USERNAME_MAX_LENGTH
+
+FIELD_MAX_LENGTH = 1000
+
+
+class ResetRequestForm(FlaskForm):
+    username = StringField(
+        "Username",
+        validators=[
+            DataRequired(message="Enter your username."),
+            Length(max=USERNAME_MAX_LENGTH, message=f"A username has at most {USERNAME_MAX_LENGTH} characters."),
+        ],
+    )
+
+
+class NewPasswordForm(FlaskForm):
+    new_password = PasswordField(
+        "New password",
+        validators=[
+            DataRequired(message="Enter a new password."),
+            Length(max=FIELD_MAX_LENGTH, message="That password is far too long."),
+        ],
+    )
+    confirm_password = PasswordField(
+        "New password, again",
+        validators=[
+            DataRequired(message="Enter the new password a second time."),
+            EqualTo("new_password", message="The two passwords are not the same."),
+        ],
+    )

@@ -1,0 +1,109 @@
+"""Reset Your Password, the new-password form reached from an emailed link, and login help."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, redirect, render_template, session, url_for
+from werkzeug.wrappers import Response
+
+from .. import resets
+from ..clock import utcnow
+from ..contact import contact_details
+from ..dispatcher import current_dispatcher
+from ..errors import TokenExpired, TokenInvalid, TokenUsed, WeakPassword
+from ..extensions import db
+from ..passwords import password_rules
+from ..ratelimits import page_per_ip, reset_request_per_ip, reset_request_per_username, token_per_ip
+from ..requestkeys import client_ip
+from .forms import NewPasswordForm, ResetRequestForm
+
+pages = Blueprint("pages", __name__)
+
+SESSION_TOKEN_KEY = "reset_token"
+PageResult = str | tuple[str, int] | Response
+
+
+def sign_in_url() -> str:
+    """Where the done page sends people to sign in: the shop's own sign-in page."""
+    return current_app.config["SIGN_IN_URL"] or current_app.config["PUBLIC_BASE_URL"] + "/"
+
+
+@pages.get("/")
+@page_per_ip
+def index() -> Response:
+    return redirect(url_for("pages.reset_request_form"))
+
+
+@pages.get("/reset-password")
+@page_per_ip
+def reset_request_form() -> PageResult:
+    return render_template("reset_request.html", form=ResetRequestForm(), method=current_app.config["RESET_METHOD"])
+
+
+@pages.post("/reset-password")
+@reset_request_per_ip
+@reset_request_per_username
+def reset_request_submit() -> PageResult:
+    form = ResetRequestForm()
+    method = current_app.config["RESET_METHOD"]
+    if not form.validate_on_submit():
+        return render_template("reset_request.html", form=form, method=method), 400
+    resets.request_reset(db.session, form.username.data, ip=client_ip(), now=utcnow())
+    current_dispatcher().wake()
+    return render_template("reset_sent.html", method=method)
+
+
+@pages.get("/reset-password/<path:token>")
+@token_per_ip
+def reset_link(token: str) -> Response:
+    # Mail scanners open links too: opening one only parks the token in the session, and the
+    # redirect takes it out of the address bar (and out of any Referer) at once.
+    session[SESSION_TOKEN_KEY] = token[:1000]
+    return redirect(url_for("pages.new_password_form"))
+
+
+def _link_problem(error: TokenInvalid | TokenExpired | TokenUsed) -> tuple[str, int]:
+    session.pop(SESSION_TOKEN_KEY, None)
+    return render_template("reset_link_problem.html", error=error), error.status
+
+
+@pages.route("/reset-password/new", methods=["GET", "POST"])
+@token_per_ip
+def new_password_form() -> PageResult:
+    token = session.get(SESSION_TOKEN_KEY)
+    if not token:
+        return _link_problem(TokenInvalid("Open the link from your email to choose a new password."))
+    try:
+        reset = resets.check_link(db.session, token, now=utcnow())
+    except (TokenInvalid, TokenExpired, TokenUsed) as error:
+        return _link_problem(error)
+    form = NewPasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            resets.confirm_reset(db.session, token, form.new_password.data, ip=client_ip())
+        except WeakPassword as error:
+            form.new_password.errors = [e.message for e in error.errors]
+            status = 400
+        except (TokenInvalid, TokenExpired, TokenUsed) as error:
+            return _link_problem(error)
+        else:
+            session.pop(SESSION_TOKEN_KEY, None)
+            current_dispatcher().wake()
+            return redirect(url_for("pages.reset_done"))
+    elif form.is_submitted():
+        status = 400
+    return render_template(
+        "reset_new.html", form=form, rules=password_rules(), username=reset.account.username
+    ), status
+
+
+@pages.get("/reset-password/done")
+@page_per_ip
+def reset_done() -> PageResult:
+    return render_template("reset_done.html", sign_in_url=sign_in_url())
+
+
+@pages.get("/login-help")
+@page_per_ip
+def login_help() -> PageResult:
+    return render_template("login_help.html", contact=contact_details(utcnow()))
