@@ -58,7 +58,7 @@ def create_account(
     if problems:
         raise ValidationFailed(problems[0].message, errors=problems)
     if password is not None:
-        check_new_password(password, username=username, email=email)
+        check_new_password(password, username=username, email=email, field="password")
         password_hash = hash_password(password)
     if find_account(session, username) is not None:
         raise UsernameTaken(f"The username {username.strip()!r} is already taken.")

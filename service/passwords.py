@@ -128,8 +128,10 @@ def password_problems(
     return []
 
 
-def check_new_password(password: str, *, username: str = "", email: str | None = None) -> None:
-    """Raise WeakPassword, naming each problem, unless the password meets the app's policy."""
+def check_new_password(
+    password: str, *, username: str = "", email: str | None = None, field: str = "new_password"
+) -> None:
+    """Raise WeakPassword, naming each problem under `field`, unless the password meets the policy."""
     config = current_app.config
     problems = password_problems(
         password,
@@ -140,7 +142,7 @@ def check_new_password(password: str, *, username: str = "", email: str | None =
     )
     if problems:
         raise WeakPassword(
-            problems[0], errors=[FieldError("new_password", message) for message in problems]
+            problems[0], errors=[FieldError(field, message) for message in problems]
         )
 
 

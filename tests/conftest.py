@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as email_policy
 from typing import Any
 
 import pytest
@@ -148,3 +151,65 @@ def make_key(app: Flask) -> Callable[[str], dict[str, str]]:
 @pytest.fixture
 def client_key(make_key: Callable[[str], dict[str, str]]) -> dict[str, str]:
     return make_key("client")
+
+
+class SmtpSink:
+    """A real SMTP server on loopback that keeps what it receives; it can go down and come back."""
+
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.messages: list[EmailMessage] = []
+        self.delay = 0.0
+        self._controller: Any = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import asyncio
+
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.messages.append(message_from_bytes(envelope.content, policy=email_policy))
+        return "250 Message accepted"
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+    @staticmethod
+    def text_of(message: EmailMessage) -> str:
+        return message.get_body(preferencelist=("plain",)).get_content()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+def smtp_settings(sink: SmtpSink) -> dict[str, Any]:
+    """Settings that send mail to the sink."""
+    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port, "MAIL_TIMEOUT": 5}
+
+
+def run_dispatcher(app: Flask) -> int:
+    """Resolve every pending reset request and deliver every due email; returns the work done."""
+    dispatcher = app.extensions["resetdesk.dispatcher"]
+    total = 0
+    while (handled := dispatcher.run_once()) > 0:
+        total += handled
+    return total

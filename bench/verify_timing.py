@@ -1,0 +1,178 @@
+"""Does POST /api/v1/auth/verify take the same time for existing and missing usernames?
+
+The contract promises that timing cannot reveal which usernames exist: a wrong password for an
+existing account and any password for a missing username must both answer 401
+`invalid_credentials`, with the same body, at the same cost (for a missing name the service runs
+passlib's `dummy_verify`, an argon2id verification against a hash with the same parameters).
+
+This script starts the real service under gunicorn on a fresh SQLite database (bench/harness.py),
+creates one account, then sends interleaved pairs of requests over one http.client connection:
+each pair is one wrong password for the existing user and one request for a fresh random
+missing username, in random order. Pairing cancels slow drift (CPU frequency, other load), so
+the test is on the per-pair differences (existing minus missing): their median, a Wilcoxon
+signed-rank test, and a sign test and paired t-test as second opinions.
+
+Verdict: PASS when |median gap| < 1 ms and the Wilcoxon p-value >= 0.05, else FAIL. The exit
+code is 0 either way; it is 2 when the service fails or answers something unexpected.
+
+    .venv/bin/python bench/verify_timing.py [--pairs N] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import secrets
+import statistics
+import sys
+import time
+from urllib.parse import urlsplit
+
+from scipy import stats
+
+from harness import HarnessError, running_service
+
+USERNAME = "benchuser"  # 9 characters; missing names are drawn with the same length
+PASSWORD = "correct horse battery staple"
+PATH = "/api/v1/auth/verify"
+MIN_PAIRS = 300
+GAP_LIMIT_MS = 1.0
+ALPHA = 0.05
+
+
+class UnexpectedAnswer(RuntimeError):
+    """The service answered something other than the promised 401."""
+
+
+class Client:
+    """Times verify calls over one HTTP connection and checks every answer."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        url = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self.reference_body: bytes | None = None
+        self.server_closed = 0  # answers after which the server closed the connection
+
+    def verify_ns(self, username: str) -> int:
+        """Nanoseconds for one sign-in attempt with a random wrong password."""
+        body = json.dumps({"username": username, "password": secrets.token_urlsafe(18)})
+        start = time.perf_counter_ns()
+        self.conn.request("POST", PATH, body=body, headers=self.headers)
+        response = self.conn.getresponse()
+        payload = response.read()
+        elapsed = time.perf_counter_ns() - start
+        self.server_closed += response.will_close
+        self.check(username, response, payload)
+        return elapsed
+
+    def check(self, username: str, response: http.client.HTTPResponse, payload: bytes) -> None:
+        kind = "existing" if username == USERNAME else "missing"
+        if response.status != 401 or json.loads(payload or b"{}").get("code") != "invalid_credentials":
+            raise UnexpectedAnswer(f"{kind} username {username!r}: {response.status} {payload[:300]!r}")
+        if self.reference_body is None:
+            self.reference_body = payload
+        elif payload != self.reference_body:
+            raise UnexpectedAnswer(
+                f"bodies differ ({kind} username {username!r}):\n"
+                f"  {self.reference_body!r}\n  {payload!r}"
+            )
+
+    def pair(self, missing: str) -> tuple[int, int]:
+        """(existing ns, missing ns), sent in random order."""
+        if random.random() < 0.5:
+            existing_ns = self.verify_ns(USERNAME)
+            missing_ns = self.verify_ns(missing)
+        else:
+            missing_ns = self.verify_ns(missing)
+            existing_ns = self.verify_ns(USERNAME)
+        return existing_ns, missing_ns
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def missing_username() -> str:
+    return "u" + secrets.token_hex(4)  # same length as USERNAME, never an existing name
+
+
+def quartiles_ms(values_ns: list[int]) -> tuple[float, float, float]:
+    q1, q2, q3 = statistics.quantiles(values_ns, n=4)
+    return q1 / 1e6, q2 / 1e6, q3 / 1e6
+
+
+def report(existing_ns: list[int], missing_ns: list[int], workers: int, server_closed: int) -> None:
+    diffs_ms = [(e - m) / 1e6 for e, m in zip(existing_ns, missing_ns)]
+    gap = statistics.median(diffs_ms)
+    wilcoxon_p = stats.wilcoxon(diffs_ms).pvalue
+    slower = sum(d > 0 for d in diffs_ms)
+    faster = sum(d < 0 for d in diffs_ms)
+    sign_p = stats.binomtest(slower, slower + faster, 0.5).pvalue
+    ttest = stats.ttest_rel(existing_ns, missing_ns)
+    n = len(diffs_ms)
+    total = 2 * n
+
+    print(f"pairs:                 {n} (gunicorn -w {workers}, {total} timed requests)")
+    if server_closed:
+        print(f"connection:            server closed it after {server_closed}/{total} answers "
+              "(gunicorn sync workers do not keep alive); http.client reconnected each time")
+    for name, values in (("existing, wrong pw", existing_ns), ("missing username", missing_ns)):
+        q1, median, q3 = quartiles_ms(values)
+        print(f"{name + ':':22} median {median:8.3f} ms   (IQR {q1:.3f} .. {q3:.3f} ms)")
+    print(f"paired median gap:     {gap:+8.3f} ms   (existing minus missing; mean {statistics.fmean(diffs_ms):+.3f} ms)")
+    print(f"Wilcoxon signed-rank:  p = {wilcoxon_p:.4f}")
+    print(f"sign test:             p = {sign_p:.4f}   (existing slower in {slower}/{n} pairs, faster in {faster})")
+    print(f"paired t-test:         p = {ttest.pvalue:.4f}   (t = {ttest.statistic:+.2f})")
+    passed = abs(gap) < GAP_LIMIT_MS and wilcoxon_p >= ALPHA
+    reasons = []
+    if abs(gap) >= GAP_LIMIT_MS:
+        reasons.append(f"|gap| {abs(gap):.3f} ms >= {GAP_LIMIT_MS} ms")
+    if wilcoxon_p < ALPHA:
+        reasons.append(f"Wilcoxon p {wilcoxon_p:.4f} < {ALPHA}")
+    print(
+        "verdict:               "
+        + ("PASS: timing does not tell existing from missing usernames" if passed else "FAIL: " + "; ".join(reasons))
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=500, help=f"timed pairs (at least {MIN_PAIRS}; default 500)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed pairs first (default 20)")
+    args = parser.parse_args()
+    if args.pairs < MIN_PAIRS:
+        parser.error(f"--pairs must be at least {MIN_PAIRS} for the tests to mean anything")
+
+    try:
+        with running_service(workers=args.workers) as service:
+            service.cli("users", "create", USERNAME, "bench@example.com", "--password-stdin", stdin=PASSWORD + "\n")
+            client = Client(service.base_url, service.api_key)
+            try:
+                # Warm-up: each worker builds its dummy hash, opens the database, fills caches.
+                for _ in range(args.warmup):
+                    client.pair(missing_username())
+                client.server_closed = 0
+                existing_ns, missing_ns = [], []
+                for i in range(args.pairs):
+                    existing, missing = client.pair(missing_username())
+                    existing_ns.append(existing)
+                    missing_ns.append(missing)
+                    if (i + 1) % 100 == 0:
+                        print(f"  {i + 1}/{args.pairs} pairs", file=sys.stderr)
+            finally:
+                client.close()
+            report(existing_ns, missing_ns, args.workers, client.server_closed)
+    except (HarnessError, UnexpectedAnswer, OSError, http.client.HTTPException) as error:
+        print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; service stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
