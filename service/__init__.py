@@ -21,9 +21,11 @@ from .errorhandlers import register_errorhandlers
 from .extensions import csrf, db, limiter, mail, migrate
 from .health import health
 from .passwords import build_crypt_context
+from .support import console
 from .templating import register_template_filters
 from .throttle import SignInThrottle
 from .web import pages
+from .webhooks import register_webhooks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +78,7 @@ def register_extensions(app: Flask) -> None:
         app.config.get("RATELIMIT_STORAGE_OPTIONS"),
     )
     prepare_database(app)
+    register_webhooks()
 
 
 def register_blueprints(app: Flask) -> None:
@@ -83,6 +86,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api)
     app.register_blueprint(health)
     app.register_blueprint(pages)
+    app.register_blueprint(console)
 
 
 def register_security_headers(app: Flask) -> None:

@@ -17,7 +17,13 @@ from .models import Account, PasswordReset
 from .outbox import queue_email
 from .passwords import check_new_password, hash_password, verify_password
 from .throttle import account_throttle_key, sign_in_throttle
-from .usernames import email_problem, normalise_email, normalise_username, username_problem
+from .usernames import (
+    email_problem,
+    is_storable,
+    normalise_email,
+    normalise_username,
+    username_problem,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,9 @@ class SignIn:
 def find_account(session: Session, username: str) -> Account | None:
     """The account a username (in any spelling) names, or None."""
     key = normalise_username(username)
+    if not is_storable(key):
+        # No username holds such characters, and the database would refuse the query.
+        return None
     return session.scalar(select(Account).where(Account.username_key == key))
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import audit
 from .clock import utcnow
-from .errors import UsernameTaken, ValidationFailed
+from .errors import InvalidCredentials, UsernameTaken, ValidationFailed
 from .models import Agent
-from .passwords import check_new_password, hash_password
+from .passwords import check_new_password, hash_password, verify_password
+from .throttle import agent_throttle_key, sign_in_throttle
 from .usernames import email_problem, normalise_username, username_problem
 
 
@@ -37,5 +39,39 @@ def create_agent(session: Session, *, username: str, email: str, password: str |
         created_at=utcnow(),
     )
     session.add(agent)
+    session.commit()
+    return agent
+
+
+def list_agents(session: Session) -> list[Agent]:
+    """Every agent, by username."""
+    return list(session.scalars(select(Agent).order_by(Agent.username_key)))
+
+
+def disable_agent(session: Session, username: str) -> bool:
+    """Stop an agent from signing in, at once (their console session ends too); commits."""
+    agent = find_agent(session, username)
+    if agent is None or agent.status == "disabled":
+        return False
+    agent.status = "disabled"
+    audit.record_event(session, "agent.disabled", actor=audit.CLI, ip=None, details={"agent": agent.username})
+    session.commit()
+    return True
+
+
+def sign_in_agent(session: Session, username: str, password: str, *, ip: str | None) -> Agent:
+    """Check an agent's password, throttled like customers' and at the same cost; commits."""
+    throttle = sign_in_throttle()
+    throttle_key = agent_throttle_key(normalise_username(username))
+    throttle.check(throttle_key)
+    agent = find_agent(session, username)
+    matched, new_hash = verify_password(password, agent.password_hash if agent else None)
+    if agent is None or agent.status != "active" or not matched:
+        throttle.record_failure(throttle_key)
+        raise InvalidCredentials("The username or password is wrong.")
+    if new_hash:
+        agent.password_hash = new_hash
+    agent.last_sign_in_at = utcnow()
+    audit.record_event(session, "agent.signed_in", actor=audit.agent_actor(agent.username), ip=ip)
     session.commit()
     return agent

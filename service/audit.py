@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .clock import utcnow
@@ -47,3 +50,24 @@ def record_event(
         event.account_id = account_id
     session.add(event)
     return event
+
+
+def export_events(
+    session: Session, *, since: datetime | None = None, account_id: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Events oldest first, as plain dicts, streamed in batches so any size of trail fits."""
+    query = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if account_id is not None:
+        query = query.where(AuditEvent.account_id == account_id)
+    for event in session.scalars(query.execution_options(yield_per=500)):
+        yield {
+            "id": event.id,
+            "at": event.at.isoformat(),
+            "type": event.type,
+            "account": event.account.username if event.account else None,
+            "actor": event.actor,
+            "ip": event.ip,
+            "details": event.details,
+        }

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -14,8 +16,9 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from . import audit
+from .audit import export_events
 from .accounts import create_account, find_account
-from .agents import create_agent
+from .agents import create_agent, disable_agent, list_agents
 from .apikeys import create_api_key, list_api_keys, revoke_api_key
 from .clock import utcnow
 from .config import RESET_METHODS
@@ -33,7 +36,8 @@ users_cli = AppGroup("users", help="Customer accounts.")
 agents_cli = AppGroup("agents", help="Support agents who use the console.")
 apikeys_cli = AppGroup("apikeys", help="API keys for the website and tools.")
 reset_cli = AppGroup("reset", help="Resets sent from the shell, as support would.")
-outbox_cli = AppGroup("outbox", help="The queue of outgoing mail.")
+outbox_cli = AppGroup("outbox", help="The queue of outgoing mail and webhooks.")
+audit_cli = AppGroup("audit", help="The audit trail.")
 
 
 def read_password_from_stdin() -> str:
@@ -138,6 +142,23 @@ def agents_create(username: str, email: str, password_stdin: bool) -> None:
     click.echo(f"Created agent {agent.username}.")
 
 
+@agents_cli.command("list")
+def agents_list() -> None:
+    """List agents: username, email, status, last sign-in."""
+    for agent in list_agents(db.session):
+        last = agent.last_sign_in_at.isoformat() if agent.last_sign_in_at else "never"
+        click.echo(f"{agent.username}\t{agent.email}\t{agent.status}\tlast sign-in {last}")
+
+
+@agents_cli.command("disable")
+@click.argument("username")
+def agents_disable(username: str) -> None:
+    """Stop an agent from signing in; an open console session ends at its next page."""
+    if not disable_agent(db.session, username):
+        raise click.ClickException(f"No active agent named {username!r}.")
+    click.echo(f"Disabled agent {username}.")
+
+
 @apikeys_cli.command("create")
 @click.argument("name")
 @click.option("--role", type=click.Choice(API_ROLES), required=True)
@@ -224,7 +245,25 @@ def outbox_retry_failed() -> None:
     click.echo(f"Requeued {retry_failed(db.session, now=utcnow())} message(s).")
 
 
+@audit_cli.command("export")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Only events at or after this UTC date or time.")
+@click.option("--account", "username", help="Only this account's events.")
+def audit_export(since: datetime | None, username: str | None) -> None:
+    """Write events as JSON lines, oldest first, for a compliance review."""
+    account_id = None
+    if username is not None:
+        account = find_account(db.session, username)
+        if account is None:
+            raise click.ClickException(f"No account named {username!r}.")
+        account_id = account.id
+    for event in export_events(
+        db.session, since=since.replace(tzinfo=UTC) if since else None, account_id=account_id
+    ):
+        click.echo(json.dumps(event, ensure_ascii=False))
+
+
 def register_cli(app: Flask) -> None:
     """Attach the command groups to `flask --app wsgi`."""
-    for group in (users_cli, agents_cli, apikeys_cli, reset_cli, outbox_cli):
+    for group in (users_cli, agents_cli, apikeys_cli, reset_cli, outbox_cli, audit_cli):
         app.cli.add_command(group)

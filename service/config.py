@@ -42,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES": 10,
     "WEBHOOK_URLS": (),
     "WEBHOOK_SECRET": "",
+    "WEBHOOK_EVENTS": ("password.changed", "reset.requested", "account.unlocked"),
+    "WEBHOOK_TIMEOUT": 10,
+    "AGENT_RESETS_PER_HOUR": 30,
+    "AGENT_IDLE_MINUTES": 30,
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_RESET_PER_IP": "10/minute;100/hour",
@@ -126,6 +130,11 @@ def _check(settings: dict[str, Any]) -> None:
         raise ConfigError(f"RESET_METHOD must be link or temporary_password, not {settings['RESET_METHOD']!r}.")
     if settings["OUTBOX_DISPATCH"] not in ("inline", "external"):
         raise ConfigError(f"OUTBOX_DISPATCH must be inline or external, not {settings['OUTBOX_DISPATCH']!r}.")
+    if settings["WEBHOOK_URLS"] and not settings["WEBHOOK_SECRET"]:
+        raise ConfigError("WEBHOOK_URLS is set but WEBHOOK_SECRET is not: set a shared secret to sign webhooks with.")
+    for url in settings["WEBHOOK_URLS"]:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"WEBHOOK_URLS: {url!r} is not an http(s) URL.")
     if settings["LOGIN_MAX_FAILURES"] < 1:
         raise ConfigError("LOGIN_MAX_FAILURES must be at least 1.")
     base = urlsplit(settings["PUBLIC_BASE_URL"] or "http://localhost:5000")

@@ -161,13 +161,17 @@ class PasswordReset(Base):
 
 
 class OutboxMessage(Base):
-    """An email waiting to be delivered, delivered, or given up on after its last retry."""
+    """An email or webhook waiting to be delivered, delivered, or given up on after its last retry.
+
+    For a webhook, `recipient` is the URL, `subject` the event type and `text_body` the JSON.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    recipient: Mapped[str] = mapped_column(String(254))
+    kind: Mapped[str] = mapped_column(String(16), default="email", server_default="email")
+    recipient: Mapped[str] = mapped_column(String(2000))
     subject: Mapped[str] = mapped_column(String(300))
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str | None] = mapped_column(Text)

@@ -1,4 +1,5 @@
-"""The mail outbox: queued with the change it belongs to, delivered later, retried, never lost."""
+"""The outbox of mail and webhooks: queued with the change it belongs to, delivered later,
+retried with backoff, never lost."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .emails import RenderedEmail, transmit
 from .models import OutboxMessage
+from .webhooks import post_webhook
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +102,20 @@ def deliver(session: Session, message_id: int, *, now: datetime) -> str:
     if message is None or message.status != "sending":
         return "skipped"
     try:
-        transmit(message.recipient, message.subject, message.text_body, message.html_body)
+        if message.kind == "webhook":
+            post_webhook(message.recipient, message.text_body)
+        else:
+            transmit(message.recipient, message.subject, message.text_body, message.html_body)
     except (smtplib.SMTPException, OSError) as error:
         message.attempts += 1
         message.last_error = f"{type(error).__name__}: {error}"[:1000]
         if message.attempts >= MAX_ATTEMPTS:
             message.status = "failed"
-            audit.record_event(
-                session, "mail.failed", actor=OUTBOX_ACTOR, ip=None, account_id=message.account_id,
-                details={"subject": message.subject, "attempts": message.attempts},
-            )
+            if message.kind == "email":
+                audit.record_event(
+                    session, "mail.failed", actor=OUTBOX_ACTOR, ip=None, account_id=message.account_id,
+                    details={"subject": message.subject, "attempts": message.attempts},
+                )
             log.error("mail %s failed for good after %d attempts: %s", message.id, message.attempts, error)
         else:
             message.status = "pending"
@@ -120,10 +126,11 @@ def deliver(session: Session, message_id: int, *, now: datetime) -> str:
     message.status = "sent"
     message.sent_at = now
     message.attempts += 1
-    audit.record_event(
-        session, "mail.sent", actor=OUTBOX_ACTOR, ip=None, account_id=message.account_id,
-        details={"subject": message.subject},
-    )
+    if message.kind == "email":
+        audit.record_event(
+            session, "mail.sent", actor=OUTBOX_ACTOR, ip=None, account_id=message.account_id,
+            details={"subject": message.subject},
+        )
     session.commit()
     return "sent"
 

@@ -20,6 +20,11 @@ def normalise_email(email: str) -> str:
     return unicodedata.normalize("NFKC", email).casefold().strip()
 
 
+def is_storable(text: str) -> bool:
+    """False for text no database column can hold: NUL (PostgreSQL) or lone surrogates (UTF-8)."""
+    return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
+
+
 def _has_control_characters(text: str) -> bool:
     return any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") for char in text)
 

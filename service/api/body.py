@@ -7,6 +7,7 @@ from typing import Any
 from flask import request
 
 from ..errors import FieldError, ServiceError, ValidationFailed
+from ..usernames import is_storable
 
 FIELD_MAX_LENGTH = 1000
 
@@ -53,6 +54,8 @@ def string_fields(
             errors.append(FieldError(name, f"{name} must be at most {FIELD_MAX_LENGTH} characters."))
         elif name in required and not value.strip():
             errors.append(FieldError(name, f"{name} must not be empty."))
+        elif not is_storable(value):
+            errors.append(FieldError(name, f"{name} contains characters that cannot be used (NUL or a lone surrogate)."))
         else:
             values[name] = value
     if errors:

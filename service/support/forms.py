@@ -1,0 +1,21 @@
+"""The console's forms."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+
+class AgentSignInForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(message="Enter your username."), Length(max=150)])
+    password = PasswordField("Password", validators=[DataRequired(message="Enter your password."), Length(max=1000)])
+
+
+class ConfirmActionForm(FlaskForm):
+    ticket = StringField("Ticket number (optional)", validators=[Optional(), Length(max=100)])
+    note = StringField("Note (optional)", validators=[Optional(), Length(max=200)])
+
+
+class SignOutForm(FlaskForm):
+    """Only a CSRF token: signing out is a POST so no link can do it for the agent."""
