@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .api import api
 from .cli import register_cli
@@ -20,7 +20,10 @@ from .dispatcher import register_dispatcher
 from .errorhandlers import register_errorhandlers
 from .extensions import csrf, db, limiter, mail, migrate
 from .health import health
+from .logs import configure_logging
+from .metrics import register_metrics
 from .passwords import build_crypt_context
+from .requestids import register_request_ids
 from .support import console
 from .templating import register_template_filters
 from .throttle import SignInThrottle
@@ -47,8 +50,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         load_dotenv(Path.cwd() / ".env", override=False)
     app.config.update(load_config(os.environ, config, app.instance_path))
     check_contact_settings(app.config)
-    configure_logging(app)
+    if app.config["TRUSTED_PROXIES"]:
+        # Client addresses (for rate limits and the audit trail) come from X-Forwarded-For only
+        # as far back as the proxies we run; anything a client adds beyond them is ignored.
+        proxies = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     register_extensions(app)
+    configure_logging(app)
+    register_request_ids(app)
+    register_metrics(app)
     register_blueprints(app)
     register_template_filters(app)
     register_dispatcher(app)
@@ -56,12 +66,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_security_headers(app)
     register_commands(app)
     return app
-
-
-def configure_logging(app: Flask) -> None:
-    """Log to standard error at INFO, unless the host process configured logging already."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def register_extensions(app: Flask) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from .clock import utcnow
 from .models import Account, AuditEvent
+from .requestids import current_request_id
 
 SELF = "self"
 CLI = "cli"
@@ -43,7 +44,9 @@ def record_event(
         key: value[:DETAIL_MAX_LENGTH] if isinstance(value, str) else value
         for key, value in (details or {}).items()
     }
-    event = AuditEvent(at=utcnow(), type=event_type, actor=actor, ip=ip, details=clean)
+    event = AuditEvent(
+        at=utcnow(), type=event_type, actor=actor, ip=ip, request_id=current_request_id(), details=clean
+    )
     if account is not None:
         event.account = account
     else:
@@ -69,5 +72,6 @@ def export_events(
             "account": event.account.username if event.account else None,
             "actor": event.actor,
             "ip": event.ip,
+            "request_id": event.request_id,
             "details": event.details,
         }

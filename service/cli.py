@@ -14,6 +14,7 @@ from typing import NoReturn, TextIO
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from passlib.context import CryptContext
 
 from . import audit
 from .audit import export_events
@@ -78,6 +79,15 @@ class ImportReport:
     refused: list[tuple[int, str]] = field(default_factory=list)
 
 
+def _parses(context: CryptContext, password_hash: str) -> bool:
+    """Whether a recognised hash is also well-formed; parsing is cheap, unlike verifying."""
+    try:
+        context.handler(context.identify(password_hash)).from_string(password_hash)
+    except ValueError:
+        return False
+    return True
+
+
 def import_accounts(rows: TextIO) -> ImportReport:
     """Create an account per CSV row, each committed alone so a refused row writes nothing."""
     report = ImportReport()
@@ -98,6 +108,9 @@ def import_accounts(rows: TextIO) -> ImportReport:
         username, email, password_hash = (cell.strip() for cell in row)
         if password_hash and context.identify(password_hash, required=False) is None:
             report.refused.append((line, "password_hash is not a hash format this service knows"))
+            continue
+        if password_hash and not _parses(context, password_hash):
+            report.refused.append((line, "password_hash is damaged (cut short or wrongly copied)"))
             continue
         try:
             create_account(

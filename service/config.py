@@ -47,11 +47,19 @@ DEFAULTS: dict[str, Any] = {
     "AGENT_RESETS_PER_HOUR": 30,
     "AGENT_IDLE_MINUTES": 30,
     "RATELIMIT_STORAGE_URI": "memory://",
+    "REDIS_SOCKET_TIMEOUT": 0.5,
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_RESET_PER_IP": "10/minute;100/hour",
     "RATELIMIT_RESET_PER_USERNAME": "5/hour",
     "RATELIMIT_TOKEN_PER_IP": "30/minute",
     "RATELIMIT_PAGES_PER_IP": "120/minute",
+    "TRUSTED_PROXIES": 0,
+    "DB_POOL_SIZE": 5,
+    "DB_MAX_OVERFLOW": 10,
+    "DB_POOL_TIMEOUT": 10,
+    "DB_POOL_RECYCLE": 1800,
+    "LOG_FORMAT": "",
+    "METRICS_ENABLED": True,
     "CONTACT_EMAIL": "service@canadianinsulin.com",
     "CONTACT_PHONE": "1-844-560-7790",
     "CONTACT_FAX": "1-866-951-0118",
@@ -92,11 +100,11 @@ def _parse(name: str, raw: str, default: Any) -> Any:
         if lowered in ("0", "false", "no", "off", ""):
             return False
         raise ConfigError(f"{name} must be true or false, not {raw!r}.")
-    if isinstance(default, int):
+    if isinstance(default, (int, float)):
         try:
-            return int(raw)
+            return type(default)(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a whole number, not {raw!r}.") from None
+            raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
@@ -135,6 +143,10 @@ def _check(settings: dict[str, Any]) -> None:
     for url in settings["WEBHOOK_URLS"]:
         if urlsplit(url).scheme not in ("http", "https"):
             raise ConfigError(f"WEBHOOK_URLS: {url!r} is not an http(s) URL.")
+    if settings["LOG_FORMAT"] not in ("", "json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text, not {settings['LOG_FORMAT']!r}.")
+    if settings["TRUSTED_PROXIES"] < 0:
+        raise ConfigError("TRUSTED_PROXIES must be 0 or more.")
     if settings["LOGIN_MAX_FAILURES"] < 1:
         raise ConfigError("LOGIN_MAX_FAILURES must be at least 1.")
     base = urlsplit(settings["PUBLIC_BASE_URL"] or "http://localhost:5000")
@@ -167,6 +179,14 @@ def _derive(settings: dict[str, Any], instance_path: Path) -> None:
         settings["DATABASE_URL"] = f"sqlite:///{(instance_path / 'service.db').resolve()}"
     settings["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
     settings["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    if not settings["DATABASE_URL"].startswith("sqlite"):
+        settings["SQLALCHEMY_ENGINE_OPTIONS"].update(
+            pool_size=settings["DB_POOL_SIZE"],
+            max_overflow=settings["DB_MAX_OVERFLOW"],
+            pool_timeout=settings["DB_POOL_TIMEOUT"],
+            pool_recycle=settings["DB_POOL_RECYCLE"],
+        )
+    settings["LOG_FORMAT"] = settings["LOG_FORMAT"] or ("json" if env == "production" else "text")
     settings["TESTING"] = env == "testing"
     settings["PREFERRED_URL_SCHEME"] = public.scheme
     settings["SESSION_COOKIE_HTTPONLY"] = True
@@ -179,4 +199,9 @@ def _derive(settings: dict[str, Any], instance_path: Path) -> None:
     settings["WTF_CSRF_TIME_LIMIT"] = None
     settings["MAIL_SUPPRESS_SEND"] = False
     settings["RATELIMIT_HEADERS_ENABLED"] = False
+    # If Redis goes away, limits fall back to this process's memory instead of failing requests.
     settings["RATELIMIT_SWALLOW_ERRORS"] = True
+    settings["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
+    if settings["RATELIMIT_STORAGE_URI"].startswith(("redis", "rediss")):
+        timeout = settings["REDIS_SOCKET_TIMEOUT"]
+        settings["RATELIMIT_STORAGE_OPTIONS"] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}

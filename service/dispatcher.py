@@ -59,10 +59,12 @@ class Dispatcher:
         """Something was queued: look now rather than at the next poll."""
         self._wake.set()
 
-    def stop(self) -> None:
-        """Finish the message in flight, then return from `run_forever`."""
+    def stop(self, wait_seconds: float = 0.0) -> None:
+        """Finish the message in flight, then return from `run_forever`; optionally wait for it."""
         self.stopping.set()
         self._wake.set()
+        if wait_seconds and self._thread is not None and self._thread_pid == os.getpid():
+            self._thread.join(wait_seconds)
 
     def ensure_thread(self) -> None:
         """Start the background thread in this process, once (gunicorn forks after import)."""

@@ -114,6 +114,7 @@ class AuditEvent(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     actor: Mapped[str] = mapped_column(String(200))
     ip: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     account: Mapped[Account | None] = relationship()

@@ -14,6 +14,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
+from .counters import count
 from .emails import RenderedEmail, transmit
 from .models import OutboxMessage
 from .webhooks import post_webhook
@@ -122,7 +123,9 @@ def deliver(session: Session, message_id: int, *, now: datetime) -> str:
             message.next_attempt_at = now + backoff(message.attempts)
             log.warning("mail %s not sent (attempt %d), will retry: %s", message.id, message.attempts, error)
         session.commit()
-        return "failed" if message.status == "failed" else "retried"
+        outcome = "failed" if message.status == "failed" else "retried"
+        count("mail", message.kind, outcome)
+        return outcome
     message.status = "sent"
     message.sent_at = now
     message.attempts += 1
@@ -132,6 +135,7 @@ def deliver(session: Session, message_id: int, *, now: datetime) -> str:
             details={"subject": message.subject},
         )
     session.commit()
+    count("mail", message.kind, "sent")
     return "sent"
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .accounts import find_account, replace_password_hash
 from .clock import utcnow
+from .counters import count
 from .emails import render_email
 from .errors import NoEmailOnFile, TokenExpired, TokenInvalid, TokenUsed
 from .models import Account, PasswordReset, ResetRequest
@@ -45,6 +46,7 @@ def request_reset(session: Session, username: str, *, ip: str | None, now: datet
     """
     session.add(ResetRequest(username=username[:150], ip=ip, requested_at=now))
     session.commit()
+    count("resets", current_app.config["RESET_METHOD"], "self")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .accounts import find_account
+from .counters import count
 from .errors import AccountNotFound, NoEmailOnFile, RateLimited, ValidationFailed
 from .models import Account, AuditEvent, PasswordReset
 from .resets import IssuedReset, issue_reset
@@ -179,6 +180,7 @@ def send_reset(
     )
     issued = issue_reset(session, account, method, requested_by=actor, ip=ip, now=now, details=details)
     session.commit()
+    count("resets", method, "agent")
     return issued
 
 

@@ -16,6 +16,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from .counters import count
 from .errors import RateLimited
 
 WINDOW_MINUTES = 15
@@ -67,6 +68,7 @@ class SignInThrottle:
     def check(self, key: str) -> None:
         """Raise RateLimited while the key is locked."""
         if self.is_locked(key):
+            count("throttled")
             raise RateLimited(
                 "Too many wrong passwords for this username. Try again later, or call customer service.",
                 retry_after=self.seconds_until_unlocked(key),

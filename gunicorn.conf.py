@@ -1,0 +1,43 @@
+"""gunicorn settings for resetdesk: `gunicorn wsgi:app` picks this file up by itself.
+
+Every value can be overridden by an environment variable of the same meaning.
+"""
+
+import multiprocessing
+import os
+import tempfile
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+# Hashing a password is CPU work (argon2id, ~30 ms): one sync worker per core, plus one.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
+worker_class = "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# On SIGTERM, workers get this long to finish their requests (and the mail in flight).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+max_requests = 10000
+max_requests_jitter = 1000
+accesslog = "-"
+errorlog = "-"
+access_log_format = (
+    '{"remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":%(B)s,'
+    '"duration_ms":%(M)s,"request_id":"%({x-request-id}o)s","agent":"%(a)s"}'
+)
+
+# Metrics from every worker add up in one scrape when they share a directory.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="resetdesk-metrics-"))
+
+
+def worker_exit(server, worker):
+    """Let the worker's inline mail dispatcher finish the message it is sending."""
+    app = getattr(worker, "wsgi", None)
+    dispatcher = getattr(app, "extensions", {}).get("resetdesk.dispatcher") if app else None
+    if dispatcher is not None:
+        dispatcher.stop(wait_seconds=graceful_timeout)
+
+
+def child_exit(server, worker):
+    """Forget a dead worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

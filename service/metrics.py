@@ -1,0 +1,106 @@
+"""Prometheus metrics at /metrics: requests, resets, mail, throttling and the outbox.
+
+Under gunicorn, set PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py does) so that every worker's
+counts add up in one scrape.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
+
+from .clock import utcnow
+from .extensions import db
+from .outbox import outbox_status
+
+
+class ServiceMetrics:
+    """The counters of one app; registered in a registry of its own, not the global one."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "resetdesk_http_requests", "Requests answered, by endpoint and status.",
+            ["endpoint", "method", "status"], registry=None,
+        )
+        self.latency = Histogram(
+            "resetdesk_http_request_duration_seconds", "Time to answer, by endpoint.", ["endpoint"],
+            registry=None, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.resets = Counter(
+            "resetdesk_resets_requested", "Resets asked for, by method and by whom.", ["method", "requested_by"],
+            registry=None,
+        )
+        self.mail = Counter(
+            "resetdesk_outbox_deliveries", "Delivery attempts, by kind and outcome (sent, retried, failed).",
+            ["kind", "outcome"], registry=None,
+        )
+        self.throttled = Counter(
+            "resetdesk_sign_ins_throttled", "Sign-in attempts refused by the throttle.", registry=None
+        )
+
+    def all(self) -> list[Collector]:
+        return [self.requests, self.latency, self.resets, self.mail, self.throttled]
+
+
+class OutboxCollector(Collector):
+    """Outbox depth and the age of its oldest waiting message, read from the database at scrape."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("resetdesk_outbox_depth", "Messages by status.", labels=["status"])
+        oldest = GaugeMetricFamily("resetdesk_outbox_oldest_age_seconds", "Age of the oldest waiting message.")
+        with self.app.app_context():
+            try:
+                status = outbox_status(db.session, failed_limit=0)
+            except SQLAlchemyError:
+                db.session.rollback()
+                return
+            finally:
+                db.session.remove()
+        for name in ("pending", "sending", "sent", "failed"):
+            depth.add_metric([name], status.counts.get(name, 0))
+        age = (utcnow() - status.oldest_pending_at).total_seconds() if status.oldest_pending_at else 0.0
+        oldest.add_metric([], age)
+        yield depth
+        yield oldest
+
+
+def register_metrics(app: Flask) -> None:
+    """Count every request and serve /metrics."""
+    if not app.config["METRICS_ENABLED"]:
+        return
+    metrics = ServiceMetrics()
+    app.extensions["resetdesk.metrics"] = metrics
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        for collector in metrics.all():
+            registry.register(collector)
+    registry.register(OutboxCollector(app))
+
+    @app.before_request
+    def start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        if "request_started" in g:
+            metrics.latency.labels(endpoint).observe(time.perf_counter() - g.request_started)
+        return response
+
+    @app.get("/metrics")
+    def serve_metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,33 @@
+"""A request id for every request: taken from a trusted proxy's X-Request-ID or made here,
+echoed in the answer, written in every log line and audit event of the request."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, Response, g, has_request_context, request
+
+HEADER = "X-Request-ID"
+# Only ids that cannot smuggle anything into logs are taken from outside.
+ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def current_request_id() -> str | None:
+    """This request's id, or None outside a request (CLI, dispatcher)."""
+    if not has_request_context():
+        return None
+    return g.get("request_id")
+
+
+def register_request_ids(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id() -> None:
+        incoming = request.headers.get(HEADER, "")
+        g.request_id = incoming if ACCEPTABLE_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def echo_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers[HEADER] = g.request_id
+        return response
