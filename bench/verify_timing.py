@@ -25,6 +25,7 @@ import http.client
 import json
 import random
 import secrets
+import signal
 import statistics
 import sys
 import time
@@ -146,6 +147,8 @@ def main() -> int:
     if args.pairs < MIN_PAIRS:
         parser.error(f"--pairs must be at least {MIN_PAIRS} for the tests to mean anything")
 
+    # A plain `kill` should clean up like Ctrl-C does: SystemExit unwinds through the harness.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         with running_service(workers=args.workers) as service:
             service.cli("users", "create", USERNAME, "bench@example.com", "--password-stdin", stdin=PASSWORD + "\n")

@@ -204,4 +204,8 @@ def _derive(settings: dict[str, Any], instance_path: Path) -> None:
     settings["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
     if settings["RATELIMIT_STORAGE_URI"].startswith(("redis", "rediss")):
         timeout = settings["REDIS_SOCKET_TIMEOUT"]
-        settings["RATELIMIT_STORAGE_OPTIONS"] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        settings["RATELIMIT_STORAGE_OPTIONS"] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            **settings.get("RATELIMIT_STORAGE_OPTIONS", {}),
+        }

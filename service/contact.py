@@ -110,10 +110,13 @@ def describe_hours(periods: list[OpeningPeriod]) -> list[str]:
     lines = []
     for period in periods:
         days = sorted(period.weekdays)
+        # A range across the weekend (Fri-Mon) starts on the one day whose day before is not in it.
+        first = next((day for day in days if (day - 1) % 7 not in period.weekdays), days[0])
+        last = (first + len(days) - 1) % 7
         if len(days) == 1:
-            span = DAY_NAMES[days[0]]
+            span = DAY_NAMES[first]
         else:
-            span = f"{DAY_NAMES[days[0]]} to {DAY_NAMES[days[-1]]}"
+            span = f"{DAY_NAMES[first]} to {DAY_NAMES[last]}"
         lines.append(f"{span}, {clock(period.start)} to {clock(period.end)}")
     return lines
 

@@ -66,16 +66,20 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> list[int]:
     rows without waiting; on SQLite the statement runs under the single write lock. Either way
     a message is claimed by one worker only.
     """
+    # MATERIALIZED: as a plain sub-select PostgreSQL may re-run it for every outer row, and
+    # each re-run skips the rows this UPDATE already took, so the LIMIT would not hold.
     due_ids = (
         select(OutboxMessage.id)
         .where(_due(now))
         .order_by(OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("due_ids")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     claimed = session.scalars(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(due_ids.scalar_subquery()), _due(now))
+        .where(OutboxMessage.id.in_(select(due_ids.c.id)), _due(now))
         .values(status="sending", claimed_at=now)
         .returning(OutboxMessage.id)
         .execution_options(synchronize_session=False)

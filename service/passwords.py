@@ -80,12 +80,18 @@ def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str |
         context.dummy_verify()
         return False, None
     try:
-        return context.verify_and_update(normalise_password(password), stored_hash)
+        matched, new_hash = context.verify_and_update(normalise_password(password), stored_hash)
     except ValueError:
         # A hash that names a known scheme but is damaged (say, cut short in an import)
         # matches nothing; passlib raises ValueError for it rather than answering False.
         context.dummy_verify()
         return False, None
+    if not matched and context.identify(stored_hash) != "argon2":
+        # A legacy hash (from an import, until its first sign-in) is cheaper to check than
+        # argon2id; spend an argon2id's worth too, so a wrong password for such an account
+        # costs at least what one for a missing username does.
+        context.dummy_verify()
+    return matched, new_hash
 
 
 @cache

@@ -22,7 +22,7 @@ from .errors import AccountNotFound, NoEmailOnFile, RateLimited, ValidationFaile
 from .models import Account, AuditEvent, PasswordReset
 from .resets import IssuedReset, issue_reset
 from .throttle import account_throttle_key, sign_in_throttle
-from .usernames import normalise_email, normalise_username
+from .usernames import is_storable, normalise_email, normalise_username
 
 PAGE_SIZE_MAX = 50
 QUERY_MAX_LENGTH = 254
@@ -53,7 +53,7 @@ def search_accounts(
 ) -> Page:
     """Accounts whose username starts with `query`, or whose email starts with it; commits the audit."""
     query = query.strip()
-    if not query or len(query) > QUERY_MAX_LENGTH:
+    if not query or len(query) > QUERY_MAX_LENGTH or not is_storable(query):
         raise ValidationFailed(f"Search with 1 to {QUERY_MAX_LENGTH} characters of a username or email.")
     page, per_page = page_bounds(page, per_page)
     rows = session.scalars(

@@ -52,8 +52,12 @@ def test_int_setting_refuses_words_naming_the_variable(tmp_path: Path) -> None:
 
 
 def test_tuple_settings_split_on_commas_and_drop_blanks(tmp_path: Path) -> None:
-    settings = load(tmp_path, {"WEBHOOK_URLS": " https://a.example/hook , ,https://b.example/hook,"})
-    assert settings["WEBHOOK_URLS"] == ("https://a.example/hook", "https://b.example/hook")
+    settings = load(tmp_path, {"SECRET_KEY_FALLBACKS": " old-key-1 , ,old-key-2,"})
+    assert settings["SECRET_KEY_FALLBACKS"] == ("old-key-1", "old-key-2")
+
+
+def test_an_empty_tuple_setting_is_empty(tmp_path: Path) -> None:
+    assert load(tmp_path, {"SECRET_KEY_FALLBACKS": " , "})["SECRET_KEY_FALLBACKS"] == ()
 
 
 def test_unset_settings_keep_their_defaults(tmp_path: Path) -> None:

@@ -6,15 +6,17 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
+from ..web.forms import storable
+
 
 class AgentSignInForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(message="Enter your username."), Length(max=150)])
-    password = PasswordField("Password", validators=[DataRequired(message="Enter your password."), Length(max=1000)])
+    username = StringField("Username", validators=[DataRequired(message="Enter your username."), Length(max=150), storable])
+    password = PasswordField("Password", validators=[DataRequired(message="Enter your password."), Length(max=1000), storable])
 
 
 class ConfirmActionForm(FlaskForm):
-    ticket = StringField("Ticket number (optional)", validators=[Optional(), Length(max=100)])
-    note = StringField("Note (optional)", validators=[Optional(), Length(max=200)])
+    ticket = StringField("Ticket number (optional)", validators=[Optional(), Length(max=100), storable])
+    note = StringField("Note (optional)", validators=[Optional(), Length(max=200), storable])
 
 
 class SignOutForm(FlaskForm):

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms import Field
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from ..usernames import USERNAME_MAX_LENGTH
+from ..usernames import USERNAME_MAX_LENGTH, is_storable
 
 FIELD_MAX_LENGTH = 1000
+
+
+def storable(_form: FlaskForm, field: Field) -> None:
+    """Refuse characters no keyboard types and no database column stores (NUL, lone surrogates)."""
+    if isinstance(field.data, str) and not is_storable(field.data):
+        raise ValidationError("This contains characters that cannot be used.")
 
 
 class ResetRequestForm(FlaskForm):
@@ -17,6 +24,7 @@ class ResetRequestForm(FlaskForm):
         validators=[
             DataRequired(message="Enter your username."),
             Length(max=USERNAME_MAX_LENGTH, message=f"A username has at most {USERNAME_MAX_LENGTH} characters."),
+            storable,
         ],
     )
 
@@ -27,6 +35,7 @@ class NewPasswordForm(FlaskForm):
         validators=[
             DataRequired(message="Enter a new password."),
             Length(max=FIELD_MAX_LENGTH, message="That password is far too long."),
+            storable,
         ],
     )
     confirm_password = PasswordField(
