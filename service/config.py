@@ -197,6 +197,9 @@ def _derive(settings: dict[str, Any], instance_path: Path) -> None:
     settings["MAX_FORM_MEMORY_SIZE"] = 64 * 1024
     settings["JSON_SORT_KEYS"] = False
     settings["WTF_CSRF_TIME_LIMIT"] = None
+    # Over HTTPS Flask-WTF also wants a same-origin Referer, which our Referrer-Policy:
+    # no-referrer never lets a browser send; the CSRF token alone protects the forms.
+    settings["WTF_CSRF_SSL_STRICT"] = False
     settings["MAIL_SUPPRESS_SEND"] = False
     settings["RATELIMIT_HEADERS_ENABLED"] = False
     # If Redis goes away, limits fall back to this process's memory instead of failing requests.

@@ -27,6 +27,7 @@ BACKOFF_CAP = timedelta(hours=2)
 # A message claimed longer ago than this by a worker that died is due again.
 CLAIM_LEASE = timedelta(minutes=5)
 OUTBOX_ACTOR = "outbox"
+SENT_BODY = "(delivered; the body is not kept)"
 
 
 def queue_email(
@@ -134,6 +135,10 @@ def deliver(session: Session, message_id: int, *, now: datetime) -> str:
     message.sent_at = now
     message.attempts += 1
     if message.kind == "email":
+        # The body may hold a reset link or a temporary password: once delivered, the outbox
+        # keeps only the envelope, so the database never holds a usable secret in plain text.
+        message.text_body = SENT_BODY
+        message.html_body = None
         audit.record_event(
             session, "mail.sent", actor=OUTBOX_ACTOR, ip=None, account_id=message.account_id,
             details={"subject": message.subject},

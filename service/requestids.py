@@ -21,10 +21,13 @@ def current_request_id() -> str | None:
 
 
 def register_request_ids(app: Flask) -> None:
-    @app.before_request
     def assign_request_id() -> None:
         incoming = request.headers.get(HEADER, "")
         g.request_id = incoming if ACCEPTABLE_ID.match(incoming) else uuid.uuid4().hex
+
+    # First of all before-request functions: extensions registered earlier (CSRF) may refuse the
+    # request there, and that answer and its log lines need the id too.
+    app.before_request_funcs.setdefault(None, []).insert(0, assign_request_id)
 
     @app.after_request
     def echo_request_id(response: Response) -> Response:

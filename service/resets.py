@@ -160,7 +160,7 @@ def process_reset_requests(session: Session, *, now: datetime, limit: int = 20) 
     """Resolve pending self-service requests, each in its own transaction; returns how many.
 
     The conditional update lets one worker only take each request, on SQLite as on
-    PostgreSQL (where SKIP LOCKED also keeps workers from waiting on each other).
+    PostgreSQL; SKIP LOCKED only keeps a batch's select from waiting on another worker.
     """
     pending = session.scalars(
         select(ResetRequest.id)

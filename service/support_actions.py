@@ -184,11 +184,20 @@ def send_reset(
     return issued
 
 
-def unlock_account(session: Session, username: str, *, actor: str, ip: str | None) -> Account:
+def unlock_account(
+    session: Session,
+    username: str,
+    *,
+    actor: str,
+    ip: str | None,
+    note: str | None = None,
+    ticket: str | None = None,
+) -> Account:
     """End a sign-in throttle early, as a customer on the phone asks; commits the audit."""
     account = require_account(session, username)
     sign_in_throttle().unlock(account_throttle_key(account.username_key))
-    audit.record_event(session, "account.unlocked", actor=actor, ip=ip, account=account)
+    details = {key: value for key, value in (("note", note), ("ticket", ticket)) if value}
+    audit.record_event(session, "account.unlocked", actor=actor, ip=ip, account=account, details=details)
     session.commit()
     return account
 

@@ -121,7 +121,10 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
         ), (400 if form.is_submitted() else 200)
     try:
         if action == "unlock":
-            support_actions.unlock_account(db.session, username, actor=actor(), ip=client_ip())
+            support_actions.unlock_account(
+                db.session, username, actor=actor(), ip=client_ip(),
+                note=form.note.data or None, ticket=form.ticket.data or None,
+            )
             flash("Sign-in is unlocked.")
         else:
             method = "link" if action == "reset-link" else "temporary_password"

@@ -1,0 +1,156 @@
+"""Races: many confirms of one link, and two dispatchers over one queue, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select, update
+
+from service.clock import utcnow
+from service.dispatcher import Dispatcher
+from service.extensions import db
+from service.models import Account, AuditEvent, OutboxMessage, ResetRequest
+from service.resets import request_reset
+from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
+
+THREADS = 8
+T = TypeVar("T")
+
+
+@pytest.fixture
+def app_settings(smtp: SmtpSink) -> dict[str, Any]:
+    # Every thread comes from one address: keep the per-IP limits out of the race.
+    return {**smtp_settings(smtp), "RATELIMIT_ENABLED": False}
+
+
+def run_together(count: int, work: Callable[[int], T], timeout: float = 30) -> list[T]:
+    """Run `work(i)` in `count` threads released at once by a barrier; re-raise any thread's error."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout)
+            results[index] = work(index)
+        except BaseException as error:  # handed to the test thread below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def count_rows(app: Flask, model: Any, *conditions: Any) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model).where(*conditions))
+
+
+def test_many_simultaneous_confirms_of_one_link_let_exactly_one_win(
+    app: Flask, client_key: dict[str, str], make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    assert app.test_client().post("/api/v1/password-resets", json={"username": "jane"}).status_code == 202
+    run_dispatcher(app)
+    [mail] = smtp.to("jane@example.com")
+    token = re.search(r"/reset-password/(\S+)", SmtpSink.text_of(mail)).group(1)
+
+    clients = [app.test_client() for _ in range(THREADS)]
+
+    def confirm(index: int) -> tuple[int, str | None]:
+        response = clients[index].post(
+            "/api/v1/password-resets/confirm",
+            json={"token": token, "new_password": f"{OTHER_STRONG_PASSWORD} {index}"},
+        )
+        body = response.get_json(silent=True) or {}
+        return response.status_code, body.get("code")
+
+    answers = run_together(THREADS, confirm)
+
+    statuses = Counter(status for status, _code in answers)
+    assert statuses[204] == 1, answers
+    assert not [status for status in statuses if status >= 500], answers
+    losers = [(status, code) for status, code in answers if status != 204]
+    assert len(losers) == THREADS - 1
+    assert all(
+        status in (400, 409, 410) and code in ("token_used", "token_invalid") for status, code in losers
+    ), losers
+    assert count_rows(app, AuditEvent, AuditEvent.type == "password.changed") == 1
+    assert count_rows(app, OutboxMessage, OutboxMessage.subject == "Your password was changed") == 1
+
+    # The winner's password is the one in force.
+    winner = next(i for i, (status, _code) in enumerate(answers) if status == 204)
+    verified = app.test_client().post(
+        "/api/v1/auth/verify",
+        json={"username": "jane", "password": f"{OTHER_STRONG_PASSWORD} {winner}"},
+        headers=client_key,
+    )
+    assert verified.status_code == 200
+
+
+def test_two_dispatchers_over_the_same_queue_deliver_each_message_once(
+    app: Flask, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    usernames = [f"user{n}" for n in range(6)]
+    for name in usernames:
+        make_account(name, email=f"{name}@example.com")
+    with app.app_context():
+        for name in usernames:
+            request_reset(db.session, name, ip=None, now=utcnow())
+    smtp.delay = 0.05  # a slow server widens the window in which both could send one message
+    dispatchers = [Dispatcher(app), Dispatcher(app)]
+
+    def work(index: int) -> int:
+        done = 0
+        while (handled := dispatchers[index].run_once()) > 0:
+            done += handled
+        return done
+
+    run_together(2, work)
+
+    recipients = Counter(message["To"] for message in smtp.messages)
+    assert recipients == Counter({f"{name}@example.com": 1 for name in usernames})
+    assert count_rows(app, OutboxMessage, OutboxMessage.status == "sent") == len(usernames)
+    assert count_rows(app, OutboxMessage) == len(usernames)
+    assert count_rows(app, ResetRequest, ResetRequest.status == "processed") == len(usernames)
+    assert count_rows(app, AuditEvent, AuditEvent.type == "reset.requested") == len(usernames)
+
+
+def test_two_dispatchers_over_already_queued_mail_send_each_message_once(
+    app: Flask, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    usernames = [f"user{n}" for n in range(8)]
+    for name in usernames:
+        make_account(name, email=f"{name}@example.com")
+    with app.app_context():
+        for name in usernames:
+            request_reset(db.session, name, ip=None, now=utcnow())
+    # Resolve the requests with mail down, so that only delivery is left to race over.
+    smtp.stop()
+    Dispatcher(app).run_once()
+    smtp.start()
+    with app.app_context():
+        db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))  # due again now
+        db.session.commit()
+    assert count_rows(app, OutboxMessage, OutboxMessage.status == "pending") == len(usernames)
+    smtp.delay = 0.05
+    dispatchers = [Dispatcher(app), Dispatcher(app)]
+
+    results = run_together(2, lambda index: dispatchers[index].run_once())
+
+    assert sum(results) == len(usernames)
+    recipients = Counter(message["To"] for message in smtp.messages)
+    assert recipients == Counter({f"{name}@example.com": 1 for name in usernames})
+    assert count_rows(app, OutboxMessage, OutboxMessage.status == "sent") == len(usernames)

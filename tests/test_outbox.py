@@ -1,0 +1,298 @@
+"""The outbox: mail waits out an SMTP outage with backoff, is delivered once, and fails loudly."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from flask import Flask
+from flask.testing import FlaskCliRunner
+from sqlalchemy import select
+
+from service.clock import utcnow
+from service.emails import RenderedEmail
+from service.extensions import db
+from service.models import AuditEvent, OutboxMessage
+from service.outbox import MAX_ATTEMPTS, claim_due, deliver_due, queue_email
+from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
+
+EMAIL = RenderedEmail(subject="Hello", text_body="Plain words.", html_body="<p>Plain words.</p>")
+
+
+@pytest.fixture
+def app_settings(request: pytest.FixtureRequest, smtp: SmtpSink) -> dict[str, Any]:
+    """Mail to the sink; `silent` sends it to a server that never answers, with MAIL_TIMEOUT=1."""
+    if getattr(request, "param", None) == "silent":
+        return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": request.getfixturevalue("silent_server"), "MAIL_TIMEOUT": 1}
+    return smtp_settings(smtp)
+
+
+def queue(app: Flask, recipient: str = "jane@example.com", count: int = 1) -> list[int]:
+    """Queue `count` emails as a change would; returns their ids."""
+    with app.app_context():
+        messages = [queue_email(db.session, recipient, EMAIL, account_id=None, now=utcnow()) for _ in range(count)]
+        db.session.commit()
+        return [message.id for message in messages]
+
+
+def message(app: Flask, message_id: int) -> OutboxMessage:
+    with app.app_context():
+        found = db.session.get(OutboxMessage, message_id)
+        db.session.expunge(found)
+        return found
+
+
+# --- SMTP down, then up -----------------------------------------------------------------------
+
+
+def test_mail_waits_out_an_smtp_outage_and_then_arrives_exactly_once(app: Flask, smtp: SmtpSink) -> None:
+    [message_id] = queue(app)
+    smtp.stop()
+    run_dispatcher(app)
+
+    waiting = message(app, message_id)
+    assert waiting.status == "pending"
+    assert waiting.attempts == 1
+    assert waiting.last_error
+    assert waiting.next_attempt_at > utcnow() + timedelta(seconds=5)  # backoff, not a busy retry
+
+    smtp.start()
+    run_dispatcher(app)  # back up, but the retry is not due yet
+    assert smtp.messages == []
+    assert message(app, message_id).status == "pending"
+
+    with time_machine.travel(waiting.next_attempt_at + timedelta(seconds=1), tick=False):
+        run_dispatcher(app)
+        run_dispatcher(app)
+    assert len(smtp.to("jane@example.com")) == 1
+    assert len(smtp.messages) == 1
+    delivered = message(app, message_id)
+    assert delivered.status == "sent"
+    assert delivered.attempts == 2
+    assert delivered.sent_at is not None
+
+
+def test_backoff_grows_with_each_failed_attempt(app: Flask, smtp: SmtpSink) -> None:
+    [message_id] = queue(app)
+    smtp.stop()
+    now = utcnow()
+    waits = []
+    with app.app_context():
+        for _ in range(4):
+            deliver_due(db.session, now=now, limit=10)
+            retry_at = db.session.get(OutboxMessage, message_id).next_attempt_at
+            waits.append(retry_at - now)
+            now = retry_at + timedelta(seconds=1)
+            db.session.remove()
+    # Each wait is drawn from [half, all] of a ceiling that doubles: the third beats the first.
+    assert waits[0] >= timedelta(seconds=15)
+    assert waits[2] > waits[0] and waits[3] > waits[1]
+
+
+def test_after_max_attempts_the_message_fails_is_listed_and_can_be_requeued(
+    app: Flask, runner: FlaskCliRunner, smtp: SmtpSink
+) -> None:
+    [message_id] = queue(app)
+    smtp.stop()
+    now = utcnow()
+    with app.app_context():
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            report = deliver_due(db.session, now=now, limit=10)
+            assert report.handled == 1, attempt
+            now = db.session.get(OutboxMessage, message_id).next_attempt_at + timedelta(seconds=1)
+            db.session.remove()
+        assert deliver_due(db.session, now=now + timedelta(days=1), limit=10).handled == 0
+        db.session.remove()
+
+    failed = message(app, message_id)
+    assert failed.status == "failed"
+    assert failed.attempts == MAX_ATTEMPTS
+    with app.app_context():
+        assert db.session.scalars(select(AuditEvent.type).where(AuditEvent.type == "mail.failed")).all() == [
+            "mail.failed"
+        ]
+
+    status = runner.invoke(args=["outbox", "status"])
+    assert status.exit_code == 0, status.output
+    assert "failed\t1" in status.output
+    assert f"failed #{message_id} to jane@example.com after {MAX_ATTEMPTS} attempts" in status.output
+
+    retried = runner.invoke(args=["outbox", "retry-failed"])
+    assert retried.exit_code == 0, retried.output
+    assert "Requeued 1 message(s)." in retried.output
+    requeued = message(app, message_id)
+    assert (requeued.status, requeued.attempts) == ("pending", 0)
+
+    smtp.start()
+    run_dispatcher(app)
+    assert len(smtp.to("jane@example.com")) == 1
+    assert message(app, message_id).status == "sent"
+    assert "failed\t0" in runner.invoke(args=["outbox", "status"]).output
+
+
+# --- a silent server --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts connections and never says a word; yields the port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    stopping = threading.Event()
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _address = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stopping.set()
+    thread.join(5)
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("app_settings", ["silent"], indirect=True)
+def test_a_silent_smtp_server_fails_the_delivery_within_mail_timeout(app: Flask) -> None:
+    [message_id] = queue(app)
+    outcome: dict[str, Any] = {}
+
+    def deliver() -> None:
+        started = time.monotonic()
+        with app.app_context():
+            outcome["report"] = deliver_due(db.session, now=utcnow(), limit=10)
+            db.session.remove()
+        outcome["seconds"] = time.monotonic() - started
+
+    worker = threading.Thread(target=deliver, daemon=True)
+    worker.start()
+    worker.join(15)
+    assert not worker.is_alive(), "delivery hung on a silent server"
+    assert outcome["report"].retried == 1
+    assert outcome["seconds"] < 5
+    waiting = message(app, message_id)
+    assert waiting.status == "pending"
+    assert waiting.attempts == 1
+    assert "timed out" in waiting.last_error.lower() or "timeout" in waiting.last_error.lower()
+
+
+# --- no SMTP server at all --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app_settings", [{"MAIL_SERVER": ""}], ids=["no-mail-server"])
+def test_without_a_mail_server_mail_is_written_to_the_log_and_marked_sent(
+    app: Flask, smtp: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    [message_id] = queue(app, recipient="log@example.com")
+    with caplog.at_level(logging.INFO, logger="service.mail"):
+        run_dispatcher(app)
+    logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "service.mail")
+    assert "log@example.com" in logged
+    assert "Hello" in logged
+    assert "Plain words." in logged
+    assert message(app, message_id).status == "sent"
+    assert smtp.messages == []
+
+
+# --- claiming ---------------------------------------------------------------------------------
+
+
+def test_a_claimed_message_is_not_claimed_again(app: Flask) -> None:
+    ids = queue(app, count=3)
+    with app.app_context():
+        assert claim_due(db.session, now=utcnow(), limit=10) == ids
+        assert claim_due(db.session, now=utcnow(), limit=10) == []
+        statuses = set(db.session.scalars(select(OutboxMessage.status)))
+    assert statuses == {"sending"}
+
+
+def test_claim_due_respects_its_limit_and_leaves_the_rest(app: Flask) -> None:
+    ids = queue(app, count=5)
+    with app.app_context():
+        first = claim_due(db.session, now=utcnow(), limit=2)
+        second = claim_due(db.session, now=utcnow(), limit=10)
+    assert first == ids[:2]
+    assert second == ids[2:]
+
+
+def test_simultaneous_claimers_never_share_a_message(app: Flask) -> None:
+    ids = queue(app, count=40)
+    barrier = threading.Barrier(4)
+    claims: list[list[int]] = [[] for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def claim(index: int) -> None:
+        try:
+            with app.app_context():
+                barrier.wait(10)
+                while taken := claim_due(db.session, now=utcnow(), limit=3):
+                    claims[index].extend(taken)
+                db.session.remove()
+        except BaseException as error:  # reported by the test thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    every = [message_id for claimed in claims for message_id in claimed]
+    assert sorted(every) == ids  # each one claimed, none twice
+
+
+def test_a_message_whose_claimer_died_is_due_again_after_the_lease(app: Flask) -> None:
+    [message_id] = queue(app)
+    with app.app_context():
+        assert claim_due(db.session, now=utcnow(), limit=10) == [message_id]
+        assert claim_due(db.session, now=utcnow() + timedelta(minutes=1), limit=10) == []
+        assert claim_due(db.session, now=utcnow() + timedelta(minutes=10), limit=10) == [message_id]
+
+
+# --- the worker command -----------------------------------------------------------------------
+
+
+def test_outbox_run_once_delivers_what_is_due(app: Flask, runner: FlaskCliRunner, smtp: SmtpSink) -> None:
+    queue(app, recipient="someone@example.com", count=2)
+    result = runner.invoke(args=["outbox", "run", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "Handled 2 item(s)." in result.output
+    assert len(smtp.to("someone@example.com")) == 2
+    with app.app_context():
+        assert set(db.session.scalars(select(OutboxMessage.status))) == {"sent"}
+    received = smtp.to("someone@example.com")[0]
+    assert received["Subject"] == "Hello"
+    assert SmtpSink.text_of(received).strip() == "Plain words."
+
+
+def test_a_delivered_email_keeps_no_body_but_a_failed_one_keeps_it_for_retry(app: Flask, smtp: SmtpSink) -> None:
+    [sent_id] = queue(app, "jane@example.com")
+    run_dispatcher(app)
+    delivered = message(app, sent_id)
+    assert delivered.status == "sent"
+    assert "Plain words" not in delivered.text_body and delivered.html_body is None
+
+    smtp.stop()
+    [waiting_id] = queue(app, "ann@example.com")
+    run_dispatcher(app)
+    waiting = message(app, waiting_id)
+    assert waiting.status == "pending"
+    assert "Plain words" in waiting.text_body  # still needed for the next attempt
