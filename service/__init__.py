@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from dotenv import load_dotenv
@@ -20,6 +21,7 @@ from .dispatcher import register_dispatcher
 from .errorhandlers import register_errorhandlers
 from .extensions import csrf, db, limiter, mail, migrate
 from .health import health
+from .i18n import register_i18n
 from .logs import configure_logging
 from .metrics import register_metrics
 from .passwords import build_crypt_context
@@ -32,10 +34,16 @@ from .webhooks import register_webhooks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'"
-)
+
+
+def content_security_policy(logo_url: str) -> str:
+    """Nothing but this site's own styles and images (and the shop's logo), no scripts at all."""
+    logo = urlsplit(logo_url)
+    logo_origin = f" {logo.scheme}://{logo.netloc}" if logo.scheme and logo.netloc else ""
+    return (
+        f"default-src 'none'; style-src 'self'; img-src 'self'{logo_origin}; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -56,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     register_extensions(app)
+    register_i18n(app, PROJECT_ROOT / "translations")
     configure_logging(app)
     register_request_ids(app)
     register_metrics(app)
@@ -95,11 +104,12 @@ def register_blueprints(app: Flask) -> None:
 
 def register_security_headers(app: Flask) -> None:
     production = app.config["APP_ENV"] == "production"
+    policy = content_security_policy(app.config["LOGO_URL"])
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("Content-Security-Policy", policy)
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("X-Frame-Options", "DENY")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -52,6 +54,7 @@ def create_account(
     password_hash: str | None = None,
     actor: str,
     ip: str | None = None,
+    language: str | None = None,
 ) -> Account:
     """Create an account and commit it, or raise ValidationFailed / WeakPassword / UsernameTaken.
 
@@ -78,6 +81,7 @@ def create_account(
         email=email,
         email_key=normalise_email(email) if email else None,
         password_hash=password_hash,
+        language=language,
         created_at=now,
         password_changed_at=now if password_hash else None,
     )
@@ -115,7 +119,7 @@ def sign_in(session: Session, username: str, password: str, *, ip: str | None = 
                 details={"username": username},
             )
             session.commit()
-        raise InvalidCredentials("The username or password is wrong.")
+        raise InvalidCredentials(_("The username or password is wrong."))
     if temporary is not None:
         _use_temporary_password(session, account, temporary, ip=ip, now=now)
     elif new_hash:
@@ -205,7 +209,8 @@ def replace_password_hash(
     )
     if account.email:
         notice = render_email(
-            "password_changed", "Your password was changed", account=account, changed_at=now
+            "password_changed", _l("Your password was changed"), language=account.language,
+            account=account, changed_at=now,
         )
         queue_email(session, account.email, notice, account_id=account.id, now=now)
 

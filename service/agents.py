@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -68,7 +69,7 @@ def sign_in_agent(session: Session, username: str, password: str, *, ip: str | N
     matched, new_hash = verify_password(password, agent.password_hash if agent else None)
     if agent is None or agent.status != "active" or not matched:
         throttle.record_failure(throttle_key)
-        raise InvalidCredentials("The username or password is wrong.")
+        raise InvalidCredentials(_("The username or password is wrong."))
     if new_hash:
         agent.password_hash = new_hash
     agent.last_sign_in_at = utcnow()

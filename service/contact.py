@@ -8,12 +8,14 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel.dates import format_time, get_day_names
 from flask import current_app
+from flask_babel import get_locale
+from flask_babel import gettext as _
 
 from .config import ConfigError
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 SEGMENT = re.compile(
     r"^(?P<first>[a-z]{3})(?:-(?P<last>[a-z]{3}))?\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})$"
 )
@@ -101,12 +103,21 @@ def opening_state(periods: list[OpeningPeriod], zone: ZoneInfo, now: datetime) -
     return OpeningState(open_now, closes_at, next_open)
 
 
+def clock_text(value: time | datetime) -> str:
+    """A time of day in the current language: `9:00 AM`, `09:00`."""
+    if value == time.max:
+        return str(_("midnight"))
+    # CLDR puts narrow no-break spaces in times; plain spaces read the same and match everywhere.
+    return format_time(value, "short", locale=get_locale()).replace("\u202f", " ").replace("\xa0", " ")
+
+
+def day_name(weekday: int) -> str:
+    """The weekday's name in the current language (0 is Monday)."""
+    return get_day_names("wide", locale=get_locale())[weekday]
+
+
 def describe_hours(periods: list[OpeningPeriod]) -> list[str]:
     """Hours as people read them: `Monday to Friday, 9:00 AM to 6:00 PM`."""
-
-    def clock(value: time) -> str:
-        return "midnight" if value == time.max else value.strftime("%I:%M %p").lstrip("0")
-
     lines = []
     for period in periods:
         days = sorted(period.weekdays)
@@ -114,10 +125,12 @@ def describe_hours(periods: list[OpeningPeriod]) -> list[str]:
         first = next((day for day in days if (day - 1) % 7 not in period.weekdays), days[0])
         last = (first + len(days) - 1) % 7
         if len(days) == 1:
-            span = DAY_NAMES[first]
+            span = day_name(first)
         else:
-            span = f"{DAY_NAMES[first]} to {DAY_NAMES[last]}"
-        lines.append(f"{span}, {clock(period.start)} to {clock(period.end)}")
+            span = _("%(first)s to %(last)s", first=day_name(first), last=day_name(last))
+        lines.append(
+            _("%(days)s, %(opens)s to %(closes)s", days=span, opens=clock_text(period.start), closes=clock_text(period.end))
+        )
     return lines
 
 

@@ -12,6 +12,7 @@ from flask import current_app, render_template
 
 from .clock import utcnow
 from .contact import contact_details
+from .i18n import speaking
 
 log = logging.getLogger("service.mail")
 
@@ -25,14 +26,17 @@ class RenderedEmail:
     html_body: str
 
 
-def render_email(template: str, subject: str, **context: Any) -> RenderedEmail:
-    """Render `mail/<template>.txt` and `.html`, each ending with the customer-service details."""
-    context = {"contact": contact_details(utcnow()), "subject": subject, **context}
-    return RenderedEmail(
-        subject=subject,
-        text_body=render_template(f"mail/{template}.txt", **context),
-        html_body=render_template(f"mail/{template}.html", **context),
-    )
+def render_email(template: str, subject: str, *, language: str | None = None, **context: Any) -> RenderedEmail:
+    """Render `mail/<template>.txt` and `.html` in `language` (English when unknown), each
+    ending with the customer-service details. `subject` may be a lazy translation."""
+    with speaking(language):
+        subject = str(subject)
+        context = {"contact": contact_details(utcnow()), "subject": subject, **context}
+        return RenderedEmail(
+            subject=subject,
+            text_body=render_template(f"mail/{template}.txt", **context),
+            html_body=render_template(f"mail/{template}.html", **context),
+        )
 
 
 class TimedConnection(flask_mail.Connection):

@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
@@ -30,12 +32,12 @@ HTTP_CODES = {
 }
 
 FRIENDLY_DETAIL = {
-    400: "The request could not be understood. Go back and try again.",
-    404: "There is no page at this address.",
-    405: "This page cannot be used that way.",
-    413: "What you sent is too large.",
-    429: "Too many attempts. Please wait a little and try again.",
-    500: "Something went wrong on our side. Please try again, or call customer service.",
+    400: _l("The request could not be understood. Go back and try again."),
+    404: _l("There is no page at this address."),
+    405: _l("This page cannot be used that way."),
+    413: _l("What you sent is too large."),
+    429: _l("Too many attempts. Please wait a little and try again."),
+    500: _l("Something went wrong on our side. Please try again, or call customer service."),
 }
 
 
@@ -56,9 +58,9 @@ def problem(
     """An RFC 9457 problem document."""
     body: dict[str, Any] = {
         "type": f"urn:resetdesk:problem:{code}",
-        "title": title,
+        "title": str(title),
         "status": status,
-        "detail": detail,
+        "detail": str(detail),
         "code": code,
     }
     if errors:
@@ -99,7 +101,7 @@ def handle_rate_limit_exceeded(error: RateLimitExceeded) -> Response | tuple[str
     current = limiter.current_limit
     retry_after = max(1, int(current.reset_at - time.time())) if current else 60
     return handle_service_error(
-        RateLimited("Too many requests. Please wait a little and try again.", retry_after=retry_after)
+        RateLimited(_("Too many requests. Please wait a little and try again."), retry_after=retry_after)
     )
 
 
@@ -107,8 +109,8 @@ def handle_csrf_error(error: CSRFError) -> Response | tuple[str, int, dict[str, 
     return _answer(
         400,
         "csrf_failed",
-        "This form has expired",
-        "The form was missing its security token or it had expired. Go back, reload the page and try again.",
+        _("This form has expired"),
+        _("The form was missing its security token or it had expired. Go back, reload the page and try again."),
     )
 
 
@@ -129,7 +131,7 @@ def handle_untrusted_host(error: SecurityError) -> Response:
 
 def handle_internal_error(error: InternalServerError) -> Response | tuple[str, int, dict[str, str]]:
     # Flask has already logged the original exception with its trace; the caller sees none of it.
-    return _answer(500, "internal_error", "Internal error", FRIENDLY_DETAIL[500])
+    return _answer(500, "internal_error", _("Internal error"), FRIENDLY_DETAIL[500])
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import lazy_gettext as _l
+
 
 @dataclass(frozen=True)
 class FieldError:
@@ -18,64 +20,65 @@ class ServiceError(Exception):
 
     status = 400
     code = "bad_request"
-    title = "Bad request"
+    title = _l("Bad request")
 
     def __init__(self, detail: str | None = None, *, errors: list[FieldError] | None = None) -> None:
-        super().__init__(detail or self.title)
+        super().__init__(detail or str(self.title))
+        # Titles are translated lazily: a page shows them in its language, the API in English.
         self.detail = detail or self.title
         self.errors = errors or []
 
 
 class ValidationFailed(ServiceError):
     code = "validation_failed"
-    title = "Some fields are not valid"
+    title = _l("Some fields are not valid")
 
 
 class WeakPassword(ValidationFailed):
     code = "weak_password"
-    title = "The new password is not accepted"
+    title = _l("The new password is not accepted")
 
 
 class InvalidCredentials(ServiceError):
     status = 401
     code = "invalid_credentials"
-    title = "Wrong username or password"
+    title = _l("Wrong username or password")
 
 
 class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"
-    title = "A valid API key is required"
+    title = _l("A valid API key is required")
 
 
 class Forbidden(ServiceError):
     status = 403
     code = "forbidden"
-    title = "This key may not do that"
+    title = _l("This key may not do that")
 
 
 class AccountNotFound(ServiceError):
     status = 404
     code = "account_not_found"
-    title = "No such account"
+    title = _l("No such account")
 
 
 class UsernameTaken(ServiceError):
     status = 409
     code = "username_taken"
-    title = "That username is taken"
+    title = _l("That username is taken")
 
 
 class NoEmailOnFile(ServiceError):
     status = 409
     code = "no_email_on_file"
-    title = "The account has no email address"
+    title = _l("The account has no email address")
 
 
 class RateLimited(ServiceError):
     status = 429
     code = "rate_limited"
-    title = "Too many attempts"
+    title = _l("Too many attempts")
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 60) -> None:
         super().__init__(detail)
@@ -85,16 +88,16 @@ class RateLimited(ServiceError):
 class TokenInvalid(ServiceError):
     status = 400
     code = "token_invalid"
-    title = "This reset link is not valid"
+    title = _l("This reset link is not valid")
 
 
 class TokenExpired(ServiceError):
     status = 410
     code = "token_expired"
-    title = "This reset link has expired"
+    title = _l("This reset link has expired")
 
 
 class TokenUsed(ServiceError):
     status = 410
     code = "token_used"
-    title = "This reset link has already been used"
+    title = _l("This reset link has already been used")

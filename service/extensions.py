@@ -1,5 +1,6 @@
 """The Flask extensions, unbound; `create_app` binds them to an app."""
 
+from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_mail import Mail
 from flask_migrate import Migrate
@@ -14,3 +15,4 @@ migrate = Migrate()
 mail = Mail()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=client_ip)
+babel = Babel()

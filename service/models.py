@@ -64,6 +64,7 @@ class Account(Base):
     email_key: Mapped[str | None] = mapped_column(String(254), index=True)
     password_hash: Mapped[str | None] = mapped_column(String(512))
     status: Mapped[str] = mapped_column(String(16), default="active")
+    language: Mapped[str | None] = mapped_column(String(8))
     must_change_password: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[datetime | None]
@@ -133,6 +134,7 @@ class ResetRequest(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(150))
     ip: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     processed_at: Mapped[datetime | None]

@@ -7,11 +7,13 @@ import unicodedata
 from functools import cache
 
 from flask import current_app
+from flask_babel import gettext as _
 from passlib.context import CryptContext
 from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from .errors import FieldError, WeakPassword
+from .i18n import current_language
 
 PASSWORD_MAX_LENGTH = 256
 
@@ -112,25 +114,27 @@ def password_problems(
     password = normalise_password(password)
     length = len(password)
     if length < min_length:
-        return [f"Use at least {min_length} characters; this one has {length}."]
+        return [_("Use at least %(minimum)d characters; this one has %(length)d.", minimum=min_length, length=length)]
     if length > PASSWORD_MAX_LENGTH:
-        return [f"Use at most {PASSWORD_MAX_LENGTH} characters; this one has {length}."]
+        return [_("Use at most %(maximum)d characters; this one has %(length)d.", maximum=PASSWORD_MAX_LENGTH, length=length)]
     folded = password.casefold()
     if folded in common_passwords():
-        return ["This is one of the most common passwords. Choose one that is your own."]
+        return [_("This is one of the most common passwords. Choose one that is your own.")]
     user_inputs = [value for value in (username, email) if value]
     local_part = (email or "").split("@", 1)[0]
     if username and folded == username.strip().casefold():
-        return ["The password must not be your username."]
+        return [_("The password must not be your username.")]
     if local_part and folded == local_part.casefold():
-        return ["The password must not be the first part of your email address."]
+        return [_("The password must not be the first part of your email address.")]
     # zxcvbn refuses inputs over 72 characters; a longer password is judged by its first 72.
     with _zxcvbn_lock:  # zxcvbn keeps the user inputs in a module-level dict
         estimate = zxcvbn(password[:72], user_inputs=[*user_inputs, local_part])
     if estimate["score"] < min_score:
         feedback = estimate.get("feedback") or {}
+        # zxcvbn's hints exist in English only; other languages get the plain verdict.
         hints = " ".join(filter(None, [feedback.get("warning"), *feedback.get("suggestions", [])]))
-        return [f"This password is too easy to guess. {hints}".strip()]
+        verdict = _("This password is too easy to guess.")
+        return [f"{verdict} {hints}".strip() if current_language() == "en" else verdict]
     return []
 
 
@@ -155,7 +159,11 @@ def check_new_password(
 def password_rules() -> list[str]:
     """The rules as shown to a person choosing a password."""
     return [
-        f"At least {current_app.config['PASSWORD_MIN_LENGTH']} characters, at most {PASSWORD_MAX_LENGTH}.",
-        "Any characters you like, spaces included; a few unrelated words make a good one.",
-        "Not a common password, and not your username or email address.",
+        _(
+            "At least %(minimum)d characters, at most %(maximum)d.",
+            minimum=current_app.config["PASSWORD_MIN_LENGTH"],
+            maximum=PASSWORD_MAX_LENGTH,
+        ),
+        _("Any characters you like, spaces included; a few unrelated words make a good one."),
+        _("Not a common password, and not your username or email address."),
     ]

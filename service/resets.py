@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -37,14 +39,16 @@ def mask_email(email: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def request_reset(session: Session, username: str, *, ip: str | None, now: datetime) -> None:
+def request_reset(
+    session: Session, username: str, *, ip: str | None, now: datetime, language: str | None = None
+) -> None:
     """Record a self-service request as typed, and commit.
 
     This is all the request path does, for every username alike: no lookup, no branch. The
     dispatcher resolves the request later (`process_reset_requests`), so neither the answer nor
     its time can tell an existing account from a missing one.
     """
-    session.add(ResetRequest(username=username[:150], ip=ip, requested_at=now))
+    session.add(ResetRequest(username=username[:150], ip=ip, language=language, requested_at=now))
     session.commit()
     count("resets", current_app.config["RESET_METHOD"], "self")
 
@@ -66,13 +70,16 @@ def issue_reset(
     ip: str | None,
     now: datetime,
     details: dict[str, str] | None = None,
+    language: str | None = None,
 ) -> IssuedReset:
     """Issue a link or temporary password and queue its mail; the caller commits both together.
 
-    Older pending resets of the account are revoked: only the newest one works.
+    Older pending resets of the account are revoked: only the newest one works. The mail is in
+    the account's language, else in `language` (that of the page that asked).
     """
+    language = account.language or language
     if not account.email:
-        raise NoEmailOnFile("The account has no email address to send a reset to.")
+        raise NoEmailOnFile(_("The account has no email address to send a reset to."))
     config = current_app.config
     session.execute(
         update(PasswordReset)
@@ -90,7 +97,8 @@ def issue_reset(
         reset = _add_reset(session, account, method, hash_secret(secret), requested_by, ip, now, lifetime)
         link = f"{config['PUBLIC_BASE_URL']}/reset-password/{make_link_token(reset.id, secret)}"
         email = render_email(
-            "reset_link", "Reset your password", account=account, link=link, expires_at=reset.expires_at,
+            "reset_link", _l("Reset your password"), language=language, account=account, link=link,
+            expires_at=reset.expires_at,
             lifetime_minutes=int(lifetime.total_seconds() // 60),
         )
     else:
@@ -100,7 +108,7 @@ def issue_reset(
             session, account, method, hash_password(temporary_password), requested_by, ip, now, lifetime
         )
         email = render_email(
-            "temporary_password", "Your temporary password", account=account,
+            "temporary_password", _l("Your temporary password"), language=language, account=account,
             temporary_password=temporary_password, expires_at=reset.expires_at,
             lifetime_hours=int(lifetime.total_seconds() // 3600),
         )
@@ -152,7 +160,9 @@ def resolve_reset_request(session: Session, request: ResetRequest, *, now: datet
         details={"username": request.username, "method": method, "outcome": outcome},
     )
     if outcome == "issued":
-        issue_reset(session, account, method, requested_by=audit.SELF, ip=request.ip, now=now)
+        issue_reset(
+            session, account, method, requested_by=audit.SELF, ip=request.ip, now=now, language=request.language
+        )
     return outcome
 
 
@@ -193,18 +203,18 @@ def check_link(session: Session, token: str, *, now: datetime) -> PasswordReset:
     link = read_link_token(token)
     reset = session.get(PasswordReset, link.reset_id)
     if reset is None or reset.method != "link" or not secret_matches(link.secret, reset.secret_hash):
-        raise TokenInvalid("This reset link is not valid. Ask for a new one.")
+        raise TokenInvalid(_("This reset link is not valid. Ask for a new one."))
     if reset.used_at is not None:
-        raise TokenUsed("This reset link has already been used. Ask for a new one if you need it.")
+        raise TokenUsed(_("This reset link has already been used. Ask for a new one if you need it."))
     if reset.revoked_at is not None:
-        raise TokenInvalid("This reset link was replaced by a newer one, or the password has changed since. Ask for a new one.")
+        raise TokenInvalid(_("This reset link was replaced by a newer one, or the password has changed since. Ask for a new one."))
     if reset.expires_at <= now:
-        raise TokenExpired("This reset link has expired. Ask for a new one.")
+        raise TokenExpired(_("This reset link has expired. Ask for a new one."))
     account = reset.account
     if not account.is_active:
-        raise TokenInvalid("This reset link is not valid. Ask for a new one.")
+        raise TokenInvalid(_("This reset link is not valid. Ask for a new one."))
     if account.password_changed_at and account.password_changed_at > reset.created_at:
-        raise TokenInvalid("The password has changed since this link was sent. Ask for a new one.")
+        raise TokenInvalid(_("The password has changed since this link was sent. Ask for a new one."))
     return reset
 
 
@@ -232,7 +242,7 @@ def confirm_reset(session: Session, token: str, new_password: str, *, ip: str | 
     if won.rowcount != 1:
         session.rollback()
         check_link(session, token, now=now)  # raises the reason another request got there first
-        raise TokenUsed("This reset link has already been used.")
+        raise TokenUsed(_("This reset link has already been used."))
     replace_password_hash(
         session, account, hash_password(new_password), actor=audit.SELF, ip=ip, now=now, via="reset_link"
     )

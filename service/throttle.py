@@ -11,6 +11,7 @@ import logging
 import time
 
 from flask import current_app
+from flask_babel import gettext as _
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
@@ -70,7 +71,7 @@ class SignInThrottle:
         if self.is_locked(key):
             count("throttled")
             raise RateLimited(
-                "Too many wrong passwords for this username. Try again later, or call customer service.",
+                _("Too many wrong passwords for this username. Try again later, or call customer service."),
                 retry_after=self.seconds_until_unlocked(key),
             )
 

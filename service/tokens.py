@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .errors import TokenExpired, TokenInvalid
@@ -57,18 +58,18 @@ def make_link_token(reset_id: int, secret: str) -> str:
 def read_link_token(token: str) -> LinkToken:
     """Check a token's signature and age; raise TokenExpired or TokenInvalid otherwise."""
     if not token or len(token) > TOKEN_MAX_LENGTH:
-        raise TokenInvalid("This reset link is not valid. Ask for a new one.")
+        raise TokenInvalid(_("This reset link is not valid. Ask for a new one."))
     try:
         payload = _serializer().loads(token, max_age=current_app.config["RESET_TOKEN_MAX_AGE"])
     # SignatureExpired is a BadSignature too: it must be caught first.
     except SignatureExpired:
-        raise TokenExpired("This reset link has expired. Ask for a new one.") from None
+        raise TokenExpired(_("This reset link has expired. Ask for a new one.")) from None
     except BadSignature:
-        raise TokenInvalid("This reset link is not valid. Ask for a new one.") from None
+        raise TokenInvalid(_("This reset link is not valid. Ask for a new one.")) from None
     if (
         not isinstance(payload, dict)
         or not isinstance(payload.get("r"), int)
         or not isinstance(payload.get("s"), str)
     ):
-        raise TokenInvalid("This reset link is not valid. Ask for a new one.")
+        raise TokenInvalid(_("This reset link is not valid. Ask for a new one."))
     return LinkToken(reset_id=payload["r"], secret=payload["s"])

@@ -8,6 +8,7 @@ from flask import Response
 
 from .. import accounts
 from ..extensions import db
+from ..i18n import supported_language
 from ..models import Account
 from ..requestkeys import client_ip
 from .blueprint import api
@@ -21,6 +22,7 @@ def account_json(account: Account) -> dict[str, Any]:
         "username": account.username,
         "email": account.email,
         "status": account.status,
+        "language": account.language,
         "must_change_password": account.must_change_password,
         "created_at": account.created_at.isoformat(),
         "password_changed_at": (
@@ -48,12 +50,13 @@ def verify_credentials() -> dict[str, Any]:
 @api.post("/accounts")
 @require_role("client")
 def create_account() -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("username",), optional=("email", "password"))
+    fields = string_fields(json_object(), required=("username",), optional=("email", "password", "language"))
     account = accounts.create_account(
         db.session,
         username=fields["username"],
         email=fields["email"],
         password=fields["password"],
+        language=supported_language(fields["language"]),
         actor=current_key_actor(),
         ip=client_ip(),
     )

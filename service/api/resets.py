@@ -10,6 +10,7 @@ from .. import resets
 from ..clock import utcnow
 from ..dispatcher import current_dispatcher
 from ..extensions import db
+from ..i18n import supported_language
 from ..ratelimits import reset_request_per_ip, reset_request_per_username, token_per_ip
 from ..requestkeys import client_ip
 from .blueprint import api
@@ -25,8 +26,11 @@ ACCEPTED_MESSAGE = (
 @reset_request_per_ip
 @reset_request_per_username
 def request_password_reset() -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("username",))
-    resets.request_reset(db.session, fields["username"], ip=client_ip(), now=utcnow())
+    fields = string_fields(json_object(), required=("username",), optional=("language",))
+    resets.request_reset(
+        db.session, fields["username"], ip=client_ip(), now=utcnow(),
+        language=supported_language(fields["language"]),
+    )
     current_dispatcher().wake()
     return {"status": "accepted", "message": ACCEPTED_MESSAGE}, 202
 

@@ -7,6 +7,8 @@ from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from .. import support_actions
@@ -29,9 +31,13 @@ R = TypeVar("R")
 
 # The buttons on an account page: what each asks and what it does.
 ACTIONS = {
-    "reset-link": "Send a reset link",
-    "temporary-password": "Send a temporary password",
-    "unlock": "Unlock sign-in",
+    "reset-link": _l("Send a reset link"),
+    "temporary-password": _l("Send a temporary password"),
+    "unlock": _l("Unlock sign-in"),
+}
+DONE_MESSAGES = {
+    "reset-link": _l("Sent a reset link to %(address)s."),
+    "temporary-password": _l("Sent a temporary password to %(address)s."),
 }
 
 
@@ -125,7 +131,7 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
                 db.session, username, actor=actor(), ip=client_ip(),
                 note=form.note.data or None, ticket=form.ticket.data or None,
             )
-            flash("Sign-in is unlocked.")
+            flash(_("Sign-in is unlocked."))
         else:
             method = "link" if action == "reset-link" else "temporary_password"
             issued = support_actions.send_reset(
@@ -133,7 +139,7 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
                 note=form.note.data or None, ticket=form.ticket.data or None,
             )
             current_dispatcher().wake()
-            flash(f"{ACTIONS[action].replace('Send', 'Sent')} to {issued.sent_to}.")
+            flash(str(DONE_MESSAGES[action]) % {"address": issued.sent_to})
     except (NoEmailOnFile, RateLimited) as error:
         flash(error.detail, "error")
     return redirect(url_for("support.account", username=username))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
@@ -10,13 +11,13 @@ from ..web.forms import storable
 
 
 class AgentSignInForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired(message="Enter your username."), Length(max=150), storable])
-    password = PasswordField("Password", validators=[DataRequired(message="Enter your password."), Length(max=1000), storable])
+    username = StringField(_l("Username"), validators=[DataRequired(message=_l("Enter your username.")), Length(max=150), storable])
+    password = PasswordField(_l("Password"), validators=[DataRequired(message=_l("Enter your password.")), Length(max=1000), storable])
 
 
 class ConfirmActionForm(FlaskForm):
-    ticket = StringField("Ticket number (optional)", validators=[Optional(), Length(max=100), storable])
-    note = StringField("Note (optional)", validators=[Optional(), Length(max=200), storable])
+    ticket = StringField(_l("Ticket number (optional)"), validators=[Optional(), Length(max=100), storable])
+    note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=200), storable])
 
 
 class SignOutForm(FlaskForm):

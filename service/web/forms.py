@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms import Field
@@ -15,15 +17,15 @@ FIELD_MAX_LENGTH = 1000
 def storable(_form: FlaskForm, field: Field) -> None:
     """Refuse characters no keyboard types and no database column stores (NUL, lone surrogates)."""
     if isinstance(field.data, str) and not is_storable(field.data):
-        raise ValidationError("This contains characters that cannot be used.")
+        raise ValidationError(_("This contains characters that cannot be used."))
 
 
 class ResetRequestForm(FlaskForm):
     username = StringField(
-        "Username",
+        _l("Username"),
         validators=[
-            DataRequired(message="Enter your username."),
-            Length(max=USERNAME_MAX_LENGTH, message=f"A username has at most {USERNAME_MAX_LENGTH} characters."),
+            DataRequired(message=_l("Enter your username.")),
+            Length(max=USERNAME_MAX_LENGTH, message=_l("A username has at most %(maximum)d characters.", maximum=USERNAME_MAX_LENGTH)),
             storable,
         ],
     )
@@ -31,17 +33,17 @@ class ResetRequestForm(FlaskForm):
 
 class NewPasswordForm(FlaskForm):
     new_password = PasswordField(
-        "New password",
+        _l("New password"),
         validators=[
-            DataRequired(message="Enter a new password."),
-            Length(max=FIELD_MAX_LENGTH, message="That password is far too long."),
+            DataRequired(message=_l("Enter a new password.")),
+            Length(max=FIELD_MAX_LENGTH, message=_l("That password is far too long.")),
             storable,
         ],
     )
     confirm_password = PasswordField(
-        "New password, again",
+        _l("New password, again"),
         validators=[
-            DataRequired(message="Enter the new password a second time."),
-            EqualTo("new_password", message="The two passwords are not the same."),
+            DataRequired(message=_l("Enter the new password a second time.")),
+            EqualTo("new_password", message=_l("The two passwords are not the same.")),
         ],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from .. import resets
@@ -11,6 +11,7 @@ from ..contact import contact_details
 from ..dispatcher import current_dispatcher
 from ..errors import TokenExpired, TokenInvalid, TokenUsed, WeakPassword
 from ..extensions import db
+from ..i18n import LANGUAGE_COOKIE, current_language, supported_language
 from ..passwords import password_rules
 from ..ratelimits import page_per_ip, reset_request_per_ip, reset_request_per_username, token_per_ip
 from ..requestkeys import client_ip
@@ -47,7 +48,9 @@ def reset_request_submit() -> PageResult:
     method = current_app.config["RESET_METHOD"]
     if not form.validate_on_submit():
         return render_template("reset_request.html", form=form, method=method), 400
-    resets.request_reset(db.session, form.username.data, ip=client_ip(), now=utcnow())
+    resets.request_reset(
+        db.session, form.username.data, ip=client_ip(), now=utcnow(), language=current_language()
+    )
     current_dispatcher().wake()
     return render_template("reset_sent.html", method=method)
 
@@ -101,6 +104,33 @@ def new_password_form() -> PageResult:
 @page_per_ip
 def reset_done() -> PageResult:
     return render_template("reset_done.html", sign_in_url=sign_in_url())
+
+
+@pages.get("/language/<code>")
+@page_per_ip
+def choose_language(code: str) -> Response:
+    """Remember a visitor's language and go back to the page they were on."""
+    target = request.args.get("next", "")
+    # Only a path on this site: never an open redirect to somewhere else.
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = url_for("pages.reset_request_form")
+    response = redirect(target)
+    language = supported_language(code)
+    if language:
+        response.set_cookie(
+            LANGUAGE_COOKIE, language, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
+            secure=current_app.config["APP_ENV"] == "production",
+        )
+    return response
+
+
+@pages.get("/brand.css")
+def brand_css() -> Response:
+    """The shop's colour, as a stylesheet, so the CSP never needs inline styles."""
+    css = f":root {{ --accent: {current_app.config['PRIMARY_COLOUR']}; }}\n"
+    response = Response(css, mimetype="text/css")  # werkzeug's Response, imported above
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 @pages.get("/login-help")
