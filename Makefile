@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app wsgi
 
 CATALOGS := $(patsubst %.po,%.mo,$(wildcard translations/*/LC_MESSAGES/messages.po))
 
-.PHONY: run test install install-dev migrate bench clean translations-extract translations-compile
+.PHONY: run test install install-dev migrate bench clean translations-extract translations-compile browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,15 @@ migrate: install
 run: migrate
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
-test: install-dev
+test: install-dev browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive the system's Chromium (Debian's `chromium`) through Playwright's
+# client, and check pages with axe-core from npm; without either they are skipped, saying why.
+browser-deps:
+	@if command -v npm >/dev/null 2>&1 && [ ! -f .browser/node_modules/axe-core/axe.min.js ]; then \
+		npm install --silent --no-audit --no-fund --prefix .browser axe-core@4 || echo "axe-core could not be installed"; \
+	fi
 
 bench: install-dev
 	$(BIN)/python bench/verify_timing.py
