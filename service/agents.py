@@ -21,8 +21,17 @@ def find_agent(session: Session, username: str) -> Agent | None:
     return session.scalar(select(Agent).where(Agent.username_key == key))
 
 
-def create_agent(session: Session, *, username: str, email: str, password: str | None) -> Agent:
-    """Create an agent and commit; without a password the agent cannot sign in yet."""
+def create_agent(
+    session: Session,
+    *,
+    username: str,
+    email: str,
+    password: str | None,
+    actor: str = audit.CLI,
+    ip: str | None = None,
+) -> Agent:
+    """Create an agent and commit it with its audit event; without a password the agent cannot
+    sign in yet."""
     problems = [p for p in (username_problem(username), email_problem(email)) if p is not None]
     if problems:
         raise ValidationFailed(problems[0].message, errors=problems)
@@ -40,6 +49,7 @@ def create_agent(session: Session, *, username: str, email: str, password: str |
         created_at=utcnow(),
     )
     session.add(agent)
+    audit.record_event(session, "agent.created", actor=actor, ip=ip, details={"agent": agent.username})
     session.commit()
     return agent
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import audit
 from .clock import utcnow
 from .errors import ValidationFailed
 from .models import API_ROLES, ApiKey
@@ -23,8 +24,11 @@ def _digest(presented_key: str) -> str:
     return hashlib.sha256(presented_key.encode()).hexdigest()
 
 
-def create_api_key(session: Session, name: str, role: str) -> tuple[ApiKey, str]:
-    """Create a key and commit it; returns the row and the key, which is never stored."""
+def create_api_key(
+    session: Session, name: str, role: str, *, actor: str = audit.CLI, ip: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key and commit it with its audit event; returns the row and the key, which is
+    never stored."""
     name = name.strip()
     if role not in API_ROLES:
         raise ValidationFailed(f"The role must be one of {', '.join(API_ROLES)}.")
@@ -35,6 +39,7 @@ def create_api_key(session: Session, name: str, role: str) -> tuple[ApiKey, str]
     presented_key = KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey(name=name, role=role, key_hash=_digest(presented_key), created_at=utcnow())
     session.add(api_key)
+    audit.record_event(session, "api_key.created", actor=actor, ip=ip, details={"name": name, "role": role})
     session.commit()
     return api_key, presented_key
 
@@ -61,11 +66,13 @@ def list_api_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
 
 
-def revoke_api_key(session: Session, name: str) -> bool:
-    """Revoke a key by name and commit; False when there is no live key of that name."""
+def revoke_api_key(session: Session, name: str, *, actor: str = audit.CLI, ip: str | None = None) -> bool:
+    """Revoke a key by name and commit it with its audit event; False when there is no live key
+    of that name."""
     api_key = session.scalar(select(ApiKey).where(ApiKey.name == name))
     if api_key is None or api_key.revoked_at is not None:
         return False
     api_key.revoked_at = utcnow()
+    audit.record_event(session, "api_key.revoked", actor=actor, ip=ip, details={"name": name})
     session.commit()
     return True

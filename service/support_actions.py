@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -139,17 +140,16 @@ def account_overview(
     return overview
 
 
-def resets_sent_in_last_hour(session: Session, actor: str, now: datetime) -> int:
-    """How many resets this actor issued in the past hour, from the audit trail."""
-    return session.scalar(
-        select(func.count())
-        .select_from(AuditEvent)
-        .where(
+def resets_sent_in_last_hour(session: Session, actor: str, now: datetime) -> tuple[int, datetime | None]:
+    """How many resets this actor issued in the past hour, and when the oldest of them was."""
+    count_sent, oldest = session.execute(
+        select(func.count(), func.min(AuditEvent.at)).where(
             AuditEvent.type == "reset.issued",
             AuditEvent.actor == actor,
             AuditEvent.at > now - timedelta(hours=1),
         )
-    ) or 0
+    ).one()
+    return count_sent, oldest
 
 
 def send_reset(
@@ -165,14 +165,17 @@ def send_reset(
 ) -> IssuedReset:
     """Send a reset for a customer on the phone, within the agent's hourly quota; commits."""
     quota = current_app.config["AGENT_RESETS_PER_HOUR"]
-    if resets_sent_in_last_hour(session, actor, now) >= quota:
+    sent, oldest = resets_sent_in_last_hour(session, actor, now)
+    if sent >= quota:
+        # The quota frees up when the oldest counted reset is an hour old.
+        retry_after = (oldest + timedelta(hours=1) - now).total_seconds() if oldest else 3600
         raise RateLimited(
-            f"You have sent {quota} resets in the past hour, the most allowed. Ask a supervisor.",
-            retry_after=3600,
+            _("You have sent %(quota)d resets in the past hour, the most allowed. Ask a supervisor.", quota=quota),
+            retry_after=int(retry_after) + 1,
         )
     account = require_account(session, username)
     if not account.email:
-        raise NoEmailOnFile("The account has no email address: confirm one with the customer first.")
+        raise NoEmailOnFile(_("The account has no email address: confirm one with the customer first."))
     details = {key: value for key, value in (("note", note), ("ticket", ticket)) if value}
     audit.record_event(
         session, "reset.requested", actor=actor, ip=ip, account=account,

@@ -36,6 +36,9 @@ def username_problem(username: str) -> FieldError | None:
         return FieldError("username", "Enter a username.")
     if len(key) > USERNAME_MAX_LENGTH or len(username) > USERNAME_MAX_LENGTH:
         return FieldError("username", f"Use at most {USERNAME_MAX_LENGTH} characters.")
+    if "/" in username:
+        # Account addresses are paths (/support/accounts/<username>); a slash could never be reached.
+        return FieldError("username", "A username cannot contain /.")
     if _has_control_characters(username):
         return FieldError("username", "The username contains characters that cannot be typed.")
     return None

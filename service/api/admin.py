@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Response
 
-from .. import audit
 from ..agents import create_agent
 from ..apikeys import create_api_key, revoke_api_key
 from ..errors import ServiceError
@@ -27,12 +26,9 @@ class ApiKeyNotFound(ServiceError):
 @require_role("admin")
 def create_key() -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("name", "role"))
-    api_key, presented_key = create_api_key(db.session, fields["name"], fields["role"])
-    audit.record_event(
-        db.session, "api_key.created", actor=current_key_actor(), ip=client_ip(),
-        details={"name": api_key.name, "role": api_key.role},
+    api_key, presented_key = create_api_key(
+        db.session, fields["name"], fields["role"], actor=current_key_actor(), ip=client_ip()
     )
-    db.session.commit()
     # The only time the key is shown: it is stored as a hash.
     return {"name": api_key.name, "role": api_key.role, "key": presented_key}, 201
 
@@ -40,10 +36,8 @@ def create_key() -> tuple[dict[str, Any], int]:
 @api.delete("/admin/api-keys/<name>")
 @require_role("admin")
 def revoke_key(name: str) -> Response:
-    if not revoke_api_key(db.session, name):
+    if not revoke_api_key(db.session, name, actor=current_key_actor(), ip=client_ip()):
         raise ApiKeyNotFound(f"No live API key named {name!r}.")
-    audit.record_event(db.session, "api_key.revoked", actor=current_key_actor(), ip=client_ip(), details={"name": name})
-    db.session.commit()
     return Response(status=204)
 
 
@@ -51,9 +45,8 @@ def revoke_key(name: str) -> Response:
 @require_role("admin")
 def create_support_agent() -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("username", "email"), optional=("password",))
-    agent = create_agent(db.session, username=fields["username"], email=fields["email"], password=fields["password"])
-    audit.record_event(
-        db.session, "agent.created", actor=current_key_actor(), ip=client_ip(), details={"agent": agent.username}
+    agent = create_agent(
+        db.session, username=fields["username"], email=fields["email"], password=fields["password"],
+        actor=current_key_actor(), ip=client_ip(),
     )
-    db.session.commit()
     return {"username": agent.username, "email": agent.email, "status": agent.status}, 201
