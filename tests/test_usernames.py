@@ -151,3 +151,9 @@ def test_malformed_email_addresses_are_refused(email: str) -> None:
 def test_email_addresses_with_spaces_or_control_characters_are_refused(email: str) -> None:
     problem = email_problem(email)
     assert problem is not None and problem.field == "email"
+
+
+@pytest.mark.parametrize("username", ["jane/doe", "/jane", "jane/"])
+def test_a_username_with_a_slash_is_refused_since_no_account_address_could_reach_it(username: str) -> None:
+    problem = username_problem(username)
+    assert problem is not None and "/" in problem.message

@@ -1,0 +1,174 @@
+"""docker-compose.yml and the Dockerfile wire the production profile: every setting they pass is
+one the service reads, every command they run exists, the image holds what the service needs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from service import create_app
+from service.config import DEFAULTS, load_config
+from tests.conftest import test_settings as settings_for
+
+PROJECT = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = (PROJECT / "gunicorn.conf.py").read_text()
+# Read by gunicorn.conf.py rather than by the service's settings.
+GUNICORN_SETTINGS = {"WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR"}
+RUNTIME_PATHS = ("service", "templates", "static", "migrations", "wsgi.py", "gunicorn.conf.py")
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    # safe_load resolves the x-service-env anchor and its `<<` merges.
+    return yaml.safe_load((PROJECT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) pairs, comments and blank lines dropped."""
+    lines = []
+    for raw in (PROJECT / "Dockerfile").read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            instruction, _, arguments = line.partition(" ")
+            lines.append((instruction.upper(), arguments.strip()))
+    return lines
+
+
+def service_environment(compose: dict[str, Any], name: str) -> dict[str, str]:
+    environment = compose["services"][name].get("environment", {})
+    assert isinstance(environment, dict), f"{name}: environment as a mapping, so the anchor merges"
+    return {key: str(value) for key, value in environment.items()}
+
+
+def interpolated(value: str) -> str:
+    """The value compose would pass with no .env: `${X:-default}` gives the default,
+    `${X:?message}` (a required setting) a stand-in."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, kind, word = match.groups()
+        if kind == "-":
+            return word
+        return f"stand-in-{name.lower()}-0123456789abcdef"
+
+    return INTERPOLATION.sub(replace, value)
+
+
+def test_the_five_services_are_there(compose: dict[str, Any]) -> None:
+    assert {"web", "worker", "postgres", "redis", "mailpit"} <= set(compose["services"])
+
+
+def test_the_gunicorn_variables_are_really_read_by_gunicorn_conf() -> None:
+    for name in GUNICORN_SETTINGS:
+        assert f'"{name}"' in GUNICORN_CONF, name
+    assert re.findall(r'"(GUNICORN_\w+)"', GUNICORN_CONF), "gunicorn.conf.py reads no GUNICORN_* variable"
+
+
+@pytest.mark.parametrize("name", ["web", "worker"])
+def test_every_variable_passed_to_web_and_worker_is_a_setting_that_is_read(compose: dict[str, Any], name: str) -> None:
+    gunicorn_reads = GUNICORN_SETTINGS | set(re.findall(r'"(GUNICORN_\w+)"', GUNICORN_CONF))
+    environment = service_environment(compose, name)
+    unread = sorted(key for key in environment if key not in DEFAULTS and key not in gunicorn_reads)
+    assert not unread, f"{name} is given settings nothing reads: {unread}"
+
+
+@pytest.mark.parametrize("name", ["web", "worker"])
+def test_web_and_worker_share_the_production_settings(compose: dict[str, Any], name: str) -> None:
+    environment = service_environment(compose, name)
+    assert environment["APP_ENV"] == "production"
+    assert environment["OUTBOX_DISPATCH"] == "external"
+    assert environment["DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert "@postgres:" in environment["DATABASE_URL"]
+    assert environment["RATELIMIT_STORAGE_URI"].startswith("redis://redis:")
+    assert environment["MAIL_SERVER"] == "mailpit"
+    assert "${SECRET_KEY:?" in environment["SECRET_KEY"], "SECRET_KEY must be required, never defaulted"
+
+
+@pytest.mark.parametrize("name", ["web", "worker"])
+def test_the_settings_compose_passes_are_accepted_by_the_service(compose: dict[str, Any], name: str) -> None:
+    environ = {key: interpolated(value) for key, value in service_environment(compose, name).items()}
+    settings = load_config(environ, instance_path="/nonexistent")
+    assert settings["APP_ENV"] == "production"
+    assert settings["LOG_FORMAT"] == "json"
+    assert settings["MAIL_PORT"] == 1025
+    assert "web" in settings["TRUSTED_HOSTS"]
+
+
+def test_the_web_command_is_gunicorn_serving_wsgi_app(compose: dict[str, Any], tmp_path: Path) -> None:
+    command = compose["services"]["web"]["command"]
+    assert command[0] == "gunicorn" and "wsgi:app" in command
+    # Load the app the way gunicorn does, in a process of its own (wsgi.py reads the environment).
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("TEST_", "DATABASE_", "FLASK_"))}
+    env.update(APP_ENV="development", SECRET_KEY="x" * 32, DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}")
+    done = subprocess.run(
+        [sys.executable, "-c", "from gunicorn.util import import_app; app = import_app('wsgi:app'); print(type(app).__name__, app.name)"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Flask", "service"]
+
+
+def test_the_worker_command_is_a_real_cli_command(compose: dict[str, Any], tmp_path: Path) -> None:
+    command = compose["services"]["worker"]["command"]
+    assert command[:3] == ["flask", "--app", "wsgi"]
+    app = create_app(settings_for(f"sqlite:///{tmp_path / 'c.db'}"))
+    result = app.test_cli_runner().invoke(args=[*command[3:], "--help"])
+    assert result.exit_code == 0, result.output
+    assert command[3:] == ["outbox", "run"]
+    assert "SIGTERM" in result.output
+
+
+def test_the_worker_gets_longer_to_stop_than_a_mail_may_take(compose: dict[str, Any]) -> None:
+    grace = compose["services"]["worker"].get("stop_grace_period", "10s")
+    grace_seconds = int(re.fullmatch(r"(\d+)s", grace).group(1))
+    assert grace_seconds > DEFAULTS["MAIL_TIMEOUT"]
+
+
+def test_web_gets_longer_to_stop_than_gunicorns_graceful_timeout(compose: dict[str, Any]) -> None:
+    # compose sends SIGTERM, then SIGKILL after stop_grace_period (10 s unless set); gunicorn's
+    # master needs its whole graceful_timeout to let workers finish, and a moment to exit.
+    graceful = int(re.search(r'GUNICORN_GRACEFUL_TIMEOUT", "(\d+)"', GUNICORN_CONF).group(1))
+    grace = compose["services"]["web"].get("stop_grace_period", "10s")
+    grace_seconds = int(re.fullmatch(r"(\d+)s", grace).group(1))
+    assert grace_seconds > graceful, f"compose kills web after {grace_seconds} s, gunicorn waits {graceful} s"
+
+
+def test_the_api_and_mailpit_ports_are_published(compose: dict[str, Any]) -> None:
+    assert "8000:8000" in compose["services"]["web"]["ports"]
+    assert "8025:8025" in compose["services"]["mailpit"]["ports"]
+
+
+def test_the_worker_and_web_wait_for_a_healthy_database(compose: dict[str, Any]) -> None:
+    for name in ("web", "worker"):
+        assert compose["services"][name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "healthcheck" in compose["services"]["postgres"]
+
+
+def test_the_image_copies_everything_the_service_needs_at_run_time(dockerfile: list[tuple[str, str]]) -> None:
+    copied: set[str] = set()
+    for instruction, arguments in dockerfile:
+        if instruction == "COPY":
+            sources = arguments.split()[:-1]
+            copied.update(source.rstrip("/") for source in sources if not source.startswith("--"))
+    missing = [path for path in RUNTIME_PATHS if path not in copied]
+    assert not missing, f"the Dockerfile does not copy {missing}"
+    for path in RUNTIME_PATHS:
+        assert (PROJECT / path).exists(), path
+
+
+def test_the_image_runs_what_compose_runs_and_exposes_8000(
+    dockerfile: list[tuple[str, str]], compose: dict[str, Any]
+) -> None:
+    [cmd] = [arguments for instruction, arguments in dockerfile if instruction == "CMD"]
+    assert yaml.safe_load(cmd) == compose["services"]["web"]["command"]
+    exposed = {port for instruction, arguments in dockerfile if instruction == "EXPOSE" for port in arguments.split()}
+    assert "8000" in exposed
+    assert all(service.get("build") == "." for name, service in compose["services"].items() if name in ("web", "worker"))

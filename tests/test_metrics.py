@@ -1,0 +1,166 @@
+"""Prometheus metrics at /metrics: requests by endpoint and status, resets, deliveries, throttled
+sign-ins, and the outbox's depth and oldest message; off with METRICS_ENABLED=false."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from service import create_app
+from service.clock import utcnow
+from service.emails import RenderedEmail
+from service.extensions import db
+from service.models import Account
+from service.outbox import queue_email
+from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import test_settings as settings_for
+
+MAX_FAILURES = 2
+
+
+@pytest.fixture
+def app_settings(smtp: SmtpSink, request: pytest.FixtureRequest) -> dict[str, Any]:
+    return {**smtp_settings(smtp), "LOGIN_MAX_FAILURES": MAX_FAILURES, **getattr(request, "param", {})}
+
+
+def scrape(client: FlaskClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of /metrics, by name and labels."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def ask_reset(client: FlaskClient, username: str = "jane") -> None:
+    assert client.post("/api/v1/password-resets", json={"username": username}).status_code == 202
+
+
+def queue_mail(app: Flask, how_many: int, *, age: timedelta) -> None:
+    with app.app_context():
+        created = utcnow() - age
+        for number in range(how_many):
+            email = RenderedEmail(subject=f"Note {number}", text_body="Hello.\n", html_body=None)
+            queue_email(db.session, f"c{number}@example.com", email, account_id=None, now=created)
+        db.session.commit()
+
+
+def test_requests_are_counted_by_endpoint_method_and_status(client: FlaskClient) -> None:
+    client.get("/healthz")
+    client.get("/healthz")
+    client.get("/no-such-page")
+    client.delete("/healthz")
+    samples = scrape(client)
+    assert value(samples, "resetdesk_http_requests_total", endpoint="health.healthz", method="GET", status="200") == 2
+    assert value(samples, "resetdesk_http_requests_total", endpoint="unmatched", method="GET", status="404") == 1
+    # Routing failed, so no endpoint: 404s and 405s are "unmatched" rather than one label per path.
+    assert value(samples, "resetdesk_http_requests_total", endpoint="unmatched", method="DELETE", status="405") == 1
+    assert value(samples, "resetdesk_http_request_duration_seconds_count", endpoint="health.healthz") == 2
+
+
+def test_a_scrape_is_itself_counted_by_the_next_one(client: FlaskClient) -> None:
+    scrape(client)
+    samples = scrape(client)
+    assert value(samples, "resetdesk_http_requests_total", endpoint="serve_metrics", method="GET", status="200") == 1
+
+
+def test_a_self_service_reset_request_is_counted_with_its_method(client: FlaskClient) -> None:
+    assert value(scrape(client), "resetdesk_resets_requested_total", method="link", requested_by="self") is None
+    ask_reset(client, "jane")
+    ask_reset(client, "nobody-by-this-name")  # counted alike: the count says nothing of accounts
+    assert value(scrape(client), "resetdesk_resets_requested_total", method="link", requested_by="self") == 2
+
+
+@pytest.mark.parametrize("app_settings", [{"RESET_METHOD": "temporary_password"}], indirect=True)
+def test_the_reset_counter_names_the_configured_method(client: FlaskClient) -> None:
+    ask_reset(client)
+    samples = scrape(client)
+    assert value(samples, "resetdesk_resets_requested_total", method="temporary_password", requested_by="self") == 1
+    assert value(samples, "resetdesk_resets_requested_total", method="link", requested_by="self") is None
+
+
+def test_a_delivered_email_is_counted_as_sent(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account("jane")
+    ask_reset(client, "jane")
+    run_dispatcher(app)
+    assert len(smtp.to("jane@example.com")) == 1
+    samples = scrape(client)
+    assert value(samples, "resetdesk_outbox_deliveries_total", kind="email", outcome="sent") == 1
+    assert value(samples, "resetdesk_outbox_deliveries_total", kind="email", outcome="retried") is None
+    assert value(samples, "resetdesk_outbox_depth", status="sent") == 1
+    assert value(samples, "resetdesk_outbox_depth", status="pending") == 0
+
+
+def test_an_email_refused_while_smtp_is_down_is_counted_as_retried(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account("jane")
+    smtp.stop()
+    ask_reset(client, "jane")
+    run_dispatcher(app)
+    samples = scrape(client)
+    assert value(samples, "resetdesk_outbox_deliveries_total", kind="email", outcome="retried") == 1
+    assert value(samples, "resetdesk_outbox_deliveries_total", kind="email", outcome="sent") is None
+    assert value(samples, "resetdesk_outbox_depth", status="pending") == 1
+
+
+def test_throttled_sign_ins_are_counted(client: FlaskClient, client_key: dict[str, str]) -> None:
+    body = {"username": "jane", "password": OTHER_STRONG_PASSWORD}
+    for _ in range(MAX_FAILURES):
+        assert client.post("/api/v1/auth/verify", json=body, headers=client_key).status_code == 401
+    assert value(scrape(client), "resetdesk_sign_ins_throttled_total") == 0
+    assert client.post("/api/v1/auth/verify", json=body, headers=client_key).status_code == 429
+    assert client.post("/api/v1/auth/verify", json=body, headers=client_key).status_code == 429
+    assert value(scrape(client), "resetdesk_sign_ins_throttled_total") == 2
+
+
+def test_outbox_depth_and_oldest_age_reflect_queued_mail(app: Flask, client: FlaskClient) -> None:
+    samples = scrape(client)
+    assert value(samples, "resetdesk_outbox_depth", status="pending") == 0
+    assert value(samples, "resetdesk_outbox_oldest_age_seconds") == 0
+
+    queue_mail(app, 3, age=timedelta(minutes=5))
+    samples = scrape(client)
+    assert value(samples, "resetdesk_outbox_depth", status="pending") == 3
+    assert 300 <= value(samples, "resetdesk_outbox_oldest_age_seconds") < 360
+
+    run_dispatcher(app)
+    samples = scrape(client)
+    assert value(samples, "resetdesk_outbox_depth", status="pending") == 0
+    assert value(samples, "resetdesk_outbox_depth", status="sent") == 3
+    assert value(samples, "resetdesk_outbox_oldest_age_seconds") == 0
+
+
+def test_each_app_counts_only_its_own_requests(client: FlaskClient, tmp_path: Path) -> None:
+    client.get("/healthz")
+    other = create_app(settings_for(f"sqlite:///{tmp_path / 'other.db'}"))
+    with other.app_context():
+        db.create_all()
+    try:
+        samples = scrape(other.test_client())
+        assert value(samples, "resetdesk_http_requests_total", endpoint="health.healthz", method="GET", status="200") is None
+    finally:
+        with other.app_context():
+            db.engine.dispose()
+
+
+@pytest.mark.parametrize("app_settings", [{"METRICS_ENABLED": False}], indirect=True)
+def test_with_metrics_disabled_there_is_no_metrics_page(client: FlaskClient) -> None:
+    client.get("/healthz")
+    assert client.get("/metrics").status_code == 404

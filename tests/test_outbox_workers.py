@@ -1,0 +1,202 @@
+"""Several `flask --app wsgi outbox run` worker processes share one queue: every message is
+delivered exactly once, the work really is spread over the workers, and SIGTERM stops them cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy import func, select
+
+from service import create_app
+from service.clock import utcnow
+from service.emails import RenderedEmail
+from service.extensions import db
+from service.models import OutboxMessage
+from service.outbox import queue_email
+from tests.conftest import TEST_DATABASE_URL, SmtpSink, reset_postgresql
+from tests.conftest import test_settings as settings_for
+
+pytestmark = pytest.mark.slow
+
+PROJECT = Path(__file__).resolve().parent.parent
+FLASK = Path(sys.executable).parent / "flask"
+DELIVERY_WAIT_SECONDS = 120
+# SIGTERM lets a worker finish the message in flight; docker compose gives it 30 s.
+STOP_GRACE_SECONDS = 15
+MARKER = re.compile(r"marker-[0-9a-f]{32}")
+# Python's make_msgid (used by Flask-Mail) puts the sending process's pid in every Message-ID.
+MESSAGE_ID_PID = re.compile(r"^<\d+\.(\d+)\.\d+@")
+
+
+def worker_env(database_url: str, smtp: SmtpSink) -> dict[str, str]:
+    """What a deployment gives an outbox worker, and none of the tests' own settings."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("TEST_", "DATABASE_", "MAIL_", "RATELIMIT_", "SECRET_", "PUBLIC_", "FLASK_", "OUTBOX_"))
+    }
+    env.update(
+        APP_ENV="development",
+        SECRET_KEY="outbox-worker-test-secret-key-0123456789",
+        DATABASE_URL=database_url,
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=str(smtp.port),
+        MAIL_TIMEOUT="5",
+        OUTBOX_DISPATCH="external",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+def upgrade_schema(env: dict[str, str]) -> None:
+    """Create the schema the way an operator does: `flask --app wsgi db upgrade`."""
+    done = subprocess.run(
+        [str(FLASK), "--app", "wsgi", "db", "upgrade"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, f"db upgrade failed:\n{done.stdout}\n{done.stderr}"
+
+
+def queue_marked_emails(database_url: str, how_many: int) -> set[str]:
+    """Queue `how_many` emails to distinct recipients, each carrying a unique marker."""
+    app = create_app(settings_for(database_url))
+    markers = {f"marker-{uuid.uuid4().hex}" for _ in range(how_many)}
+    try:
+        with app.app_context():
+            now = utcnow()
+            for number, marker in enumerate(sorted(markers)):
+                email = RenderedEmail(subject=f"Test {marker}", text_body=f"Your {marker}.\n", html_body=None)
+                queue_email(db.session, f"customer{number}@example.com", email, account_id=None, now=now)
+            db.session.commit()
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    return markers
+
+
+def outbox_counts(engine: sqlalchemy.Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))
+        return dict(rows.all())
+
+
+def start_workers(env: dict[str, str], how_many: int, logs: Path) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    workers = []
+    for number in range(how_many):
+        log_path = logs / f"worker-{number}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(FLASK), "--app", "wsgi", "outbox", "run"],
+                cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        workers.append((process, log_path))
+    return workers
+
+
+def stop_workers(workers: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    """Last resort for a failed test: no worker outlives it."""
+    for process, _log in workers:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+def wait_until_delivered(
+    engine: sqlalchemy.Engine, smtp: SmtpSink, expected: int, workers: list[tuple[subprocess.Popen[bytes], Path]]
+) -> float:
+    """Wait (bounded) until the sink has every message and nothing is left pending or sending."""
+    started = time.monotonic()
+    while True:
+        for process, log in workers:
+            assert process.poll() is None, f"a worker died:\n{log.read_text()}"
+        counts = outbox_counts(engine)
+        if len(smtp.messages) >= expected and not counts.get("pending") and not counts.get("sending"):
+            return time.monotonic() - started
+        assert time.monotonic() - started < DELIVERY_WAIT_SECONDS, (
+            f"after {DELIVERY_WAIT_SECONDS} s: {len(smtp.messages)} of {expected} delivered, outbox {counts}"
+        )
+        time.sleep(0.2)
+
+
+def terminate_cleanly(workers: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    for process, _log in workers:
+        process.send_signal(signal.SIGTERM)
+    for process, log in workers:
+        try:
+            returncode = process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"worker {process.pid} ignored SIGTERM for {STOP_GRACE_SECONDS} s:\n{log.read_text()}")
+        output = log.read_text()
+        assert returncode == 0, f"worker {process.pid} exited with {returncode}:\n{output}"
+        assert "Outbox worker stopped." in output, output
+
+
+def sender_pids(smtp: SmtpSink) -> Counter[int]:
+    pids: Counter[int] = Counter()
+    for message in smtp.messages:
+        match = MESSAGE_ID_PID.match(message["Message-ID"] or "")
+        assert match, message["Message-ID"]
+        pids[int(match.group(1))] += 1
+    return pids
+
+
+def run_workers_over_the_queue(database_url: str, tmp_path: Path, how_many: int, worker_count: int) -> None:
+    smtp = SmtpSink()
+    smtp.start()
+    workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        env = worker_env(database_url, smtp)
+        upgrade_schema(env)
+        markers = queue_marked_emails(database_url, how_many)
+        assert outbox_counts(engine) == {"pending": how_many}
+
+        workers = start_workers(env, worker_count, tmp_path)
+        wait_until_delivered(engine, smtp, how_many, workers)
+        terminate_cleanly(workers)
+
+        # Exactly once: every marker arrived, none twice, nothing else arrived.
+        received = Counter(MARKER.search(message["Subject"]).group(0) for message in smtp.messages)
+        duplicates = {marker: times for marker, times in received.items() if times > 1}
+        assert not duplicates, f"{len(duplicates)} message(s) delivered more than once"
+        assert set(received) == markers
+        assert len(smtp.messages) == how_many
+        assert outbox_counts(engine) == {"sent": how_many}
+        with engine.connect() as connection:
+            attempts = connection.scalars(select(OutboxMessage.attempts).distinct()).all()
+        assert attempts == [1]
+
+        # The work was shared: messages came from more than one of the worker processes.
+        pids = sender_pids(smtp)
+        assert set(pids) <= {process.pid for process, _log in workers}, pids
+        assert len(pids) > 1, f"one worker delivered everything: {pids}"
+    finally:
+        stop_workers(workers)
+        smtp.stop()
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="TEST_DATABASE_URL is not set: no PostgreSQL to test against")
+def test_four_worker_processes_deliver_a_thousand_emails_exactly_once_on_postgresql(tmp_path: Path) -> None:
+    reset_postgresql(TEST_DATABASE_URL)
+    try:
+        run_workers_over_the_queue(TEST_DATABASE_URL, tmp_path, how_many=1000, worker_count=4)
+    finally:
+        reset_postgresql(TEST_DATABASE_URL)
+
+
+def test_two_worker_processes_share_a_sqlite_queue_without_sending_twice(tmp_path: Path) -> None:
+    run_workers_over_the_queue(f"sqlite:///{tmp_path / 'outbox.db'}", tmp_path, how_many=200, worker_count=2)
