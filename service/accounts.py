@@ -141,9 +141,7 @@ def _matching_temporary_password(
         .where(
             PasswordReset.account_id == (account.id if account else 0),
             PasswordReset.method == "temporary_password",
-            PasswordReset.used_at.is_(None),
-            PasswordReset.revoked_at.is_(None),
-            PasswordReset.expires_at > now,
+            PasswordReset.usable_at(now),
         )
         .order_by(PasswordReset.id.desc())
         .limit(1)
@@ -194,6 +192,20 @@ def replace_password_hash(
     account.password_hash = password_hash
     account.password_changed_at = now
     account.must_change_password = must_change
+    revoke_pending_resets(session, account, now)
+    audit.record_event(
+        session, "password.changed", actor=actor, ip=ip, account=account, details={"via": via}
+    )
+    if account.email:
+        notice = render_email(
+            "password_changed", _l("Your password was changed"), language=account.language,
+            account=account, changed_at=now,
+        )
+        queue_email(session, account.email, notice, account_id=account.id, now=now)
+
+
+def revoke_pending_resets(session: Session, account: Account, now: datetime) -> None:
+    """End every reset link and temporary password of the account not yet used; the caller commits."""
     session.execute(
         update(PasswordReset)
         .where(
@@ -204,15 +216,6 @@ def replace_password_hash(
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
-    audit.record_event(
-        session, "password.changed", actor=actor, ip=ip, account=account, details={"via": via}
-    )
-    if account.email:
-        notice = render_email(
-            "password_changed", _l("Your password was changed"), language=account.language,
-            account=account, changed_at=now,
-        )
-        queue_email(session, account.email, notice, account_id=account.id, now=now)
 
 
 def set_password(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, MetaData, String, Text, TypeDecorator
+from sqlalchemy import JSON, ColumnElement, and_, DateTime, ForeignKey, Index, MetaData, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry, relationship
 
@@ -159,8 +159,10 @@ class PasswordReset(Base):
 
     account: Mapped[Account] = relationship()
 
-    def is_pending(self, now: datetime) -> bool:
-        return self.used_at is None and self.revoked_at is None and self.expires_at > now
+    @classmethod
+    def usable_at(cls, now: datetime) -> ColumnElement[bool]:
+        """A reset that can still be used at `now`: neither used, nor revoked, nor expired."""
+        return and_(cls.used_at.is_(None), cls.revoked_at.is_(None), cls.expires_at > now)
 
 
 class OutboxMessage(Base):

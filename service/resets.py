@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from . import audit
-from .accounts import find_account, replace_password_hash
+from .accounts import find_account, replace_password_hash, revoke_pending_resets
 from .clock import utcnow
 from .counters import count
 from .emails import render_email
@@ -81,16 +81,7 @@ def issue_reset(
     if not account.email:
         raise NoEmailOnFile(_("The account has no email address to send a reset to."))
     config = current_app.config
-    session.execute(
-        update(PasswordReset)
-        .where(
-            PasswordReset.account_id == account.id,
-            PasswordReset.used_at.is_(None),
-            PasswordReset.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    revoke_pending_resets(session, account, now)
     if method == "link":
         secret = new_secret()
         lifetime = timedelta(seconds=config["RESET_TOKEN_MAX_AGE"])
@@ -230,12 +221,7 @@ def confirm_reset(session: Session, token: str, new_password: str, *, ip: str | 
     check_new_password(new_password, username=account.username, email=account.email)
     won = session.execute(
         update(PasswordReset)
-        .where(
-            PasswordReset.id == reset.id,
-            PasswordReset.used_at.is_(None),
-            PasswordReset.revoked_at.is_(None),
-            PasswordReset.expires_at > now,
-        )
+        .where(PasswordReset.id == reset.id, PasswordReset.usable_at(now))
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )

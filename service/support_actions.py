@@ -97,12 +97,7 @@ def pending_resets(session: Session, account: Account, now: datetime) -> list[Pa
     return list(
         session.scalars(
             select(PasswordReset)
-            .where(
-                PasswordReset.account_id == account.id,
-                PasswordReset.used_at.is_(None),
-                PasswordReset.revoked_at.is_(None),
-                PasswordReset.expires_at > now,
-            )
+            .where(PasswordReset.account_id == account.id, PasswordReset.usable_at(now))
             .order_by(PasswordReset.id.desc())
         )
     )
