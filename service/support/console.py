@@ -123,7 +123,8 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
     if not form.validate_on_submit():
         # GET, or a POST that failed: show what will happen and ask to confirm.
         return render_template(
-            "support/confirm.html", account=overview, action=action, label=ACTIONS[action], form=form
+            "support/confirm.html", account=overview, action=action, label=ACTIONS[action], form=form,
+            sign_out_form=SignOutForm(),
         ), (400 if form.is_submitted() else 200)
     try:
         if action == "unlock":

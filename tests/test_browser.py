@@ -1,0 +1,574 @@
+"""In a real browser: the reset by link, the help page, a used link, the console's reset, the
+keyboard, a 320 px screen, axe-core on every page in English and French, and screenshots.
+
+Chromium (Debian's, never a downloaded one) is driven by Playwright's client against one
+gunicorn server for the whole module, with mail going to a real SMTP sink on loopback.
+Nothing leaves 127.0.0.1.
+
+Screenshots land in tests/screenshots/ (git-ignored). With UPDATE_DOC_SCREENSHOTS=1 the English
+ones of each page are also copied to docs/screenshots/ for the README:
+
+    UPDATE_DOC_SCREENSHOTS=1 .venv/bin/python -m pytest tests/test_browser.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, SmtpSink
+from tests.test_gunicorn import call, flask, free_port, service_env
+
+# `slow` is registered in pyproject.toml; a `browser` marker is not (yet), and --strict-markers
+# refuses unregistered ones. Once `"browser: drives a real Chromium"` is registered there, add
+# `pytest.mark.browser` to this list.
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the playwright Python package is not installed: `make install-dev` installs it",
+)
+Browser, BrowserContext, Page, expect, sync_playwright = (
+    sync_api.Browser, sync_api.BrowserContext, sync_api.Page, sync_api.expect, sync_api.sync_playwright,
+)
+
+CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
+if not CHROMIUM:
+    pytest.skip(
+        "no Chromium: /usr/bin/chromium is missing and `chromium` is not on PATH "
+        "(apt-get install chromium; Playwright's own browser downloads are not used)",
+        allow_module_level=True,
+    )
+# Headless, and quiet: without the background-networking flags Chromium tries to reach the
+# internet (updates, field trials, sync), which these tests must never do.
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+PROJECT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+AXE = PROJECT / ".browser" / "node_modules" / "axe-core" / "axe.min.js"
+needs_axe = pytest.mark.skipif(
+    not AXE.is_file(), reason=f"axe-core is not installed at {AXE}: run `make browser-deps` (needs npm)"
+)
+SCREENSHOTS = PROJECT / "tests" / "screenshots"
+DOC_SCREENSHOTS = PROJECT / "docs" / "screenshots"
+
+AGENT_PASSWORD = "agent horse battery staple"
+TOUR_ACCOUNT = ("lea", "lea@example.com")  # the account the page tours ask resets for
+START_WAIT_SECONDS = 20
+MAIL_WAIT_SECONDS = 15
+LANGUAGES = ("en", "fr")
+BLOCKING_IMPACTS = ("serious", "critical")
+
+# Every page, by the name its screenshots get. The English screenshot of each one named in
+# DOC_PAGES goes to docs/screenshots/ (the error state is the same page as reset-password-new).
+CUSTOMER_PAGES = (
+    "reset-password", "reset-password-sent", "reset-password-new", "reset-password-new-error",
+    "reset-password-done", "reset-password-invalid-link", "login-help",
+)
+CONSOLE_PAGES = ("support-login", "support-search", "support-account", "support-confirm")
+DOC_PAGES = tuple(name for name in CUSTOMER_PAGES + CONSOLE_PAGES if name != "reset-password-new-error")
+
+
+# --- the server, the mail sink and the browser ------------------------------------------------
+
+
+@dataclass
+class Server:
+    base: str
+    client_key: str
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[SmtpSink]:
+    smtp = SmtpSink()
+    smtp.start()
+    yield smtp
+    smtp.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator[Server]:
+    """gunicorn on a migrated SQLite database with jane, kim, lea, agent alice and a client key.
+
+    The real argon2id cost is kept (PASSWORD_HASH_CHEAP is for APP_ENV=testing only): these
+    tests sign in a handful of times at most.
+    """
+    tmp = tmp_path_factory.mktemp("browser")
+    port = free_port()
+    env = service_env(tmp, port, sink)
+    env.update(
+        RATELIMIT_ENABLED="false",
+        # gunicorn.conf.py would make a temporary directory of its own and leave it behind.
+        PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
+    )
+    (tmp / "metrics").mkdir()
+    flask(env, "db", "upgrade")
+    for username, email in (("jane", "jane@example.com"), ("kim", "kim@example.com"), TOUR_ACCOUNT):
+        flask(env, "users", "create", username, email, "--password-stdin", stdin=STRONG_PASSWORD + "\n")
+    flask(env, "agents", "create", "alice", "alice@shop.example", "--password-stdin", stdin=AGENT_PASSWORD + "\n")
+    key = flask(env, "apikeys", "create", "website", "--role", "client").strip().splitlines()[-1]
+    log_path = tmp / "gunicorn.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "wsgi:app"],
+            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_WAIT_SECONDS
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if call("GET", f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not answer in time"
+            time.sleep(0.1)
+        yield Server(base=base, client_key=key, log=log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    playwright = sync_playwright().start()
+    try:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def new_context(browser: Browser, server: Server) -> Iterator[Callable[..., BrowserContext]]:
+    """Opens fresh browser profiles (own cookies) on the server; all closed after the test."""
+    opened: list[BrowserContext] = []
+
+    def make(**options: Any) -> BrowserContext:
+        settings = {"base_url": server.base, "locale": "en-US", "viewport": {"width": 1000, "height": 800}}
+        context = browser.new_context(**{**settings, **options})
+        context.set_default_timeout(10_000)
+        opened.append(context)
+        return context
+
+    yield make
+    for context in opened:
+        context.close()
+
+
+@pytest.fixture
+def page(new_context: Callable[..., BrowserContext]) -> Page:
+    """A tab in a fresh profile, with the pages' Content-Security-Policy in force."""
+    return new_context().new_page()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def wait_for_link(sink: SmtpSink, server: Server, address: str, after: int) -> str:
+    """The reset link in the first mail to `address` among those received after the first `after`."""
+    link = re.compile(re.escape(server.base) + r"/reset-password/\S+")
+    deadline = time.monotonic() + MAIL_WAIT_SECONDS
+    while True:
+        for message in list(sink.messages[after:]):
+            if message["To"] == address and (match := link.search(SmtpSink.text_of(message))):
+                return match.group(0)
+        assert time.monotonic() < deadline, f"no reset link mailed to {address} within {MAIL_WAIT_SECONDS} s"
+        time.sleep(0.05)
+
+
+def wait_for_subject(sink: SmtpSink, address: str, subject: str, after: int) -> None:
+    deadline = time.monotonic() + MAIL_WAIT_SECONDS
+    while not any(m["To"] == address and m["Subject"] == subject for m in list(sink.messages[after:])):
+        assert time.monotonic() < deadline, f"no {subject!r} mailed to {address} within {MAIL_WAIT_SECONDS} s"
+        time.sleep(0.05)
+
+
+def verify(server: Server, username: str, password: str) -> int:
+    """The status /api/v1/auth/verify answers the website for this username and password."""
+    status, _body = call(
+        "POST", f"{server.base}/api/v1/auth/verify", {"username": username, "password": password},
+        {"Authorization": f"Bearer {server.client_key}"},
+    )
+    return status
+
+
+def request_link(server: Server, sink: SmtpSink, username: str, address: str) -> str:
+    """Ask for a reset over the API (as the website would) and return the mailed link."""
+    before = len(sink.messages)
+    assert call("POST", f"{server.base}/api/v1/password-resets", {"username": username})[0] == 202
+    return wait_for_link(sink, server, address, before)
+
+
+def choose_password(page: Page, link: str, password: str) -> None:
+    """Open an emailed link and set a new password through the form, in English."""
+    page.goto(link)
+    page.get_by_label("New password", exact=True).fill(password)
+    page.get_by_label("New password, again", exact=True).fill(password)
+    page.get_by_role("button", name="Save the new password").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your password has been changed")
+
+
+def sign_in_agent(page: Page, server: Server) -> None:
+    """Sign alice in to the console (any language: the fields are found by id)."""
+    page.goto("/support/login")
+    page.locator("#username").fill("alice")
+    page.locator("#password").fill(AGENT_PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(f"{server.base}/support")
+
+
+def tour(page: Page, server: Server, sink: SmtpSink, language: str, console: bool = True) -> Iterator[str]:
+    """Walk through every page in `language`, yielding each page's name once it is showing.
+
+    The walk does not depend on the wording (French may be partly missing): fields are found
+    by id and each step waits for the next page's own structure. It uses no link up: the
+    reset asked for (for TOUR_ACCOUNT) is opened, not confirmed.
+    """
+    base = server.base
+    page.goto(f"/language/{language}?next=/reset-password")
+    page.wait_for_url(f"{base}/reset-password")
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    yield "reset-password"
+
+    username, address = TOUR_ACCOUNT
+    before = len(sink.messages)
+    page.locator("#username").fill(username)
+    page.locator("main form button[type=submit]").click()
+    expect(page.locator("main form")).to_have_count(0)  # the answer: no form, just the news
+    yield "reset-password-sent"
+
+    page.goto(wait_for_link(sink, server, address, before))
+    page.wait_for_url(f"{base}/reset-password/new")
+    expect(page.locator("#new_password")).to_be_visible()
+    yield "reset-password-new"
+
+    page.locator("#new_password").fill(STRONG_PASSWORD)
+    page.locator("#confirm_password").fill(OTHER_STRONG_PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    expect(page.locator("#confirm_password[aria-invalid=true]")).to_be_visible()
+    yield "reset-password-new-error"
+
+    page.goto("/reset-password/done")
+    expect(page.locator("main a.button")).to_be_visible()
+    yield "reset-password-done"
+
+    response = page.goto("/reset-password/this-link-was-never-sent")
+    assert response is not None and response.status == 400
+    page.wait_for_url(f"{base}/reset-password/new")
+    yield "reset-password-invalid-link"
+
+    page.goto("/login-help")
+    expect(page.locator('main a[href^="tel:"]')).to_be_visible()
+    yield "login-help"
+
+    if not console:
+        return
+    page.goto("/support/login")
+    expect(page.locator("#password")).to_be_visible()
+    yield "support-login"
+
+    sign_in_agent(page, server)
+    page.locator("#q").fill("jane")
+    page.locator("form[role=search] button").click()
+    page.wait_for_url(f"{base}/support?q=jane")
+    expect(page.locator('main table a[href="/support/accounts/jane"]')).to_be_visible()
+    yield "support-search"
+
+    page.locator('main table a[href="/support/accounts/jane"]').click()
+    page.wait_for_url(f"{base}/support/accounts/jane")
+    yield "support-account"
+
+    page.locator('main a[href="/support/accounts/jane/reset-link"]').click()
+    page.wait_for_url(f"{base}/support/accounts/jane/reset-link")
+    expect(page.locator("#ticket")).to_be_visible()
+    yield "support-confirm"
+
+
+def screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def copy_doc_screenshots() -> None:
+    """With UPDATE_DOC_SCREENSHOTS=1, copy the English screenshot of each page to docs/screenshots."""
+    if os.environ.get("UPDATE_DOC_SCREENSHOTS") != "1":
+        return
+    DOC_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name in DOC_PAGES:
+        shutil.copyfile(SCREENSHOTS / f"{name}.en.png", DOC_SCREENSHOTS / f"{name}.png")
+
+
+def run_axe(page: Page) -> dict[str, Any]:
+    """axe-core on the page as it is now (its default rules: WCAG 2.x A and AA, best practices):
+    the violations, what needs a human to review, and how many rules passed."""
+    page.add_script_tag(path=str(AXE))
+    return page.evaluate(
+        """async () => {
+            const results = await axe.run(document, {resultTypes: ["violations", "incomplete"]});
+            const brief = found => found.map(v => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ")),
+            }));
+            return {
+                violations: brief(results.violations), incomplete: brief(results.incomplete),
+                passes: results.passes.length,
+            };
+        }"""
+    )
+
+
+# --- 1. reset by link -------------------------------------------------------------------------
+
+
+def test_a_reset_by_link_in_the_browser(page: Page, server: Server, sink: SmtpSink) -> None:
+    assert verify(server, "jane", STRONG_PASSWORD) == 200
+    page.goto("/reset-password")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Reset Your Password")
+    before = len(sink.messages)
+    page.get_by_label("Username").fill("jane")
+    page.get_by_role("button", name="Send the link").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
+    expect(page.locator("main")).to_contain_text("Check your spam folder")
+    link = wait_for_link(sink, server, "jane@example.com", before)
+
+    page.goto(link)
+    page.wait_for_url(f"{server.base}/reset-password/new")
+    token = link.rsplit("/", 1)[1]
+    assert token not in page.url
+    expect(page.get_by_role("heading", level=1)).to_have_text("Choose a new password")
+    expect(page.locator("main")).to_contain_text("jane")
+
+    before = len(sink.messages)
+    page.get_by_label("New password", exact=True).fill(OTHER_STRONG_PASSWORD)
+    page.get_by_label("New password, again", exact=True).fill(OTHER_STRONG_PASSWORD)
+    page.get_by_role("button", name="Save the new password").click()
+
+    page.wait_for_url(f"{server.base}/reset-password/done")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your password has been changed")
+    sign_in = page.get_by_role("link", name="Sign in")
+    expect(sign_in).to_have_attribute("href", f"{server.base}/")
+
+    assert verify(server, "jane", STRONG_PASSWORD) == 401
+    assert verify(server, "jane", OTHER_STRONG_PASSWORD) == 200
+    wait_for_subject(sink, "jane@example.com", "Your password was changed", before)
+
+
+# --- 2. the help page -------------------------------------------------------------------------
+
+
+def test_the_help_page_says_how_to_reach_customer_service(page: Page, server: Server) -> None:
+    page.goto("/reset-password")
+    page.get_by_role("link", name="Contact customer service").click()
+    page.wait_for_url(f"{server.base}/login-help")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Still having trouble logging in?")
+
+    hours = page.get_by_role("row", name=re.compile("^Hours"))
+    expect(hours).to_contain_text("Monday to Friday, 9:00 AM to 6:00 PM")
+    expect(hours).to_contain_text("America/New_York")
+    phone = page.locator('main a[href^="tel:"]')
+    expect(phone).to_have_text("1-844-560-7790")
+    expect(phone).to_have_attribute("href", "tel:+18445607790")
+    email = page.locator('main a[href^="mailto:"]')
+    expect(email).to_have_text("service@canadianinsulin.com")
+    expect(email).to_have_attribute("href", "mailto:service@canadianinsulin.com")
+    expect(page.get_by_role("row", name=re.compile("^Fax"))).to_contain_text("1-866-951-0118")
+
+    # Open or closed, as the API says (a page read at the very minute it opens or closes
+    # could disagree; that minute is not worth a flaky test).
+    open_now = call("GET", f"{server.base}/api/v1/contact")[1]["open_now"]
+    wording = "Customer service is open now." if open_now else "Customer service is closed now."
+    expect(page.locator("main")).to_contain_text(wording)
+
+
+# --- 3. a used link ---------------------------------------------------------------------------
+
+
+def test_a_used_link_says_so_and_offers_a_new_one(page: Page, server: Server, sink: SmtpSink) -> None:
+    link = request_link(server, sink, "kim", "kim@example.com")
+    choose_password(page, link, OTHER_STRONG_PASSWORD)
+
+    page.goto(link)
+    page.wait_for_url(f"{server.base}/reset-password/new")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("already been used")
+    expect(page.locator("#new_password")).to_have_count(0)
+    screenshot(page, "reset-password-used-link.en")
+
+    page.get_by_role("link", name="Send me a new link").click()
+    page.wait_for_url(f"{server.base}/reset-password")
+    expect(page.get_by_label("Username")).to_be_visible()
+
+
+# --- 4. the console's reset -------------------------------------------------------------------
+
+
+def test_an_agent_sends_a_reset_link_from_the_console(page: Page, server: Server, sink: SmtpSink) -> None:
+    page.goto("/support")
+    page.wait_for_url(f"{server.base}/support/login")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(AGENT_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.base}/support")
+
+    page.get_by_label("Username or email (the start is enough)").fill("jane")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="jane", exact=True).click()
+    page.wait_for_url(f"{server.base}/support/accounts/jane")
+    expect(page.get_by_role("heading", level=1)).to_have_text("jane")
+
+    page.get_by_role("link", name="Send a reset link").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Send a reset link?")
+    before = len(sink.messages)
+    page.get_by_role("button", name="Yes, send a reset link").click()
+
+    page.wait_for_url(f"{server.base}/support/accounts/jane")
+    expect(page.get_by_role("status")).to_have_text("Sent a reset link to j***@example.com.")
+    wait_for_link(sink, server, "jane@example.com", before)
+
+
+# --- 5. keyboard only -------------------------------------------------------------------------
+
+FOCUSED = """() => {
+    const e = document.activeElement, box = e.getBoundingClientRect(), style = getComputedStyle(e);
+    return {
+        tag: e.tagName.toLowerCase(), id: e.id, className: e.className, text: e.innerText.trim(),
+        href: e.getAttribute("href"), type: e.getAttribute("type"),
+        onScreen: box.width > 0 && box.height > 0 && box.left >= 0 && box.top >= 0 && box.right <= innerWidth,
+        outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
+    };
+}"""
+
+
+def test_the_reset_form_works_from_the_keyboard_alone(page: Page, server: Server) -> None:
+    page.goto("/reset-password")
+    stops = []
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate(FOCUSED))
+    skip, language, username, submit = stops
+    assert (skip["tag"], skip["className"], skip["text"], skip["href"]) == ("a", "skip", "Skip to content", "#main")
+    assert language["tag"] == "a" and language["text"] == "Français" and language["href"].startswith("/language/fr")
+    assert (username["tag"], username["id"]) == ("input", "username")
+    assert (submit["tag"], submit["type"], submit["text"]) == ("button", "submit", "Send the link")
+    for stop in stops:
+        assert stop["onScreen"], f"focused but off screen: {stop}"
+        assert stop["outline"], f"focused without a visible outline: {stop}"
+
+    # The skip link skips the header: the next Tab lands in the form.
+    page.goto("/reset-password")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{server.base}/reset-password#main")
+    page.keyboard.press("Tab")
+    assert page.evaluate(FOCUSED)["id"] == "username"
+
+    # Enter in the field sends the form (a name nobody has: the same answer, and no mail).
+    page.keyboard.type("nobody-at-the-keyboard")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
+
+
+# --- 6. a 320 px screen -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_customer_page_scrolls_sideways_at_320_px(
+    new_context: Callable[..., BrowserContext], server: Server, sink: SmtpSink, language: str
+) -> None:
+    page = new_context(viewport={"width": 320, "height": 640}).new_page()
+    too_wide = {}
+    seen = []
+    for name in tour(page, server, sink, language, console=False):
+        seen.append(name)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 320:
+            too_wide[name] = width
+        screenshot(page, f"{name}.{language}.320px")
+    assert seen == list(CUSTOMER_PAGES)
+    assert not too_wide, f"pages wider than 320 px ({language}): {too_wide}"
+
+
+# --- 7. accessibility -------------------------------------------------------------------------
+
+
+@needs_axe
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_page_has_serious_or_critical_axe_violations(
+    new_context: Callable[..., BrowserContext], server: Server, sink: SmtpSink, language: str
+) -> None:
+    # The pages' Content-Security-Policy allows no scripts at all, so axe-core, injected as a
+    # script, could not run: bypass_csp=True lets it (and only this context) ignore the policy.
+    # The other tests keep the policy in force.
+    page = new_context(bypass_csp=True).new_page()
+    blocking: dict[str, list[dict[str, Any]]] = {}
+    seen = []
+    for name in tour(page, server, sink, language):
+        seen.append(name)
+        results = run_axe(page)
+        assert results["passes"] >= 10, f"axe-core checked next to nothing on {name}: {results}"
+        print(
+            f"axe {language} {name}: {len(results['violations'])} violations, "
+            f"{len(results['incomplete'])} to review, {results['passes']} rules passed"
+        )
+        for kind in ("violations", "incomplete"):
+            for found in results[kind]:
+                print(f"axe {language} {name} {kind}: {found['impact']} {found['id']}: {found['help']} {found['nodes']}")
+        if serious := [v for v in results["violations"] if v["impact"] in BLOCKING_IMPACTS]:
+            blocking[name] = serious
+    assert seen == list(CUSTOMER_PAGES + CONSOLE_PAGES)
+    assert not blocking, f"serious or critical axe-core violations ({language}): {blocking}"
+
+
+# --- 8. screenshots ---------------------------------------------------------------------------
+
+PAGE_STYLES = """() => ({
+    background: getComputedStyle(document.body).backgroundColor,
+    main: getComputedStyle(document.querySelector("main")).backgroundColor,
+    accent: getComputedStyle(document.documentElement).getPropertyValue("--accent").trim(),
+    sheets: document.styleSheets.length,
+})"""
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_page_is_styled_under_its_own_policy_and_photographed(
+    page: Page, server: Server, sink: SmtpSink, language: str
+) -> None:
+    refused = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None)
+    seen = []
+    for name in tour(page, server, sink, language):
+        seen.append(name)
+        # site.css and brand.css both loaded (the CSP allows this site's own styles).
+        styles = page.evaluate(PAGE_STYLES)
+        assert styles == {"background": "rgb(246, 247, 249)", "main": "rgb(255, 255, 255)", "accent": "#0b5394", "sheets": 2}, name
+        screenshot(page, f"{name}.{language}")
+    assert seen == list(CUSTOMER_PAGES + CONSOLE_PAGES)
+    assert not refused, f"the pages broke their own Content-Security-Policy: {refused}"
+    if language == "en":
+        copy_doc_screenshots()
