@@ -1,4 +1,4 @@
-"""Run resetdesk under gunicorn on a throwaway SQLite database, for benchmarks.
+"""Run resetdesk (and what a benchmark needs around it) as real processes, for benchmarks.
 
     from harness import running_service
 
@@ -10,7 +10,22 @@
 Everything goes through the real entry points (`flask --app wsgi ...` and `gunicorn wsgi:app`)
 as subprocesses, with settings in environment variables only. On leaving the block, normally
 or by an exception or Ctrl-C, gunicorn gets SIGTERM and is waited for, and the temp directory
-(database, server log) is removed.
+(database, server log, Prometheus multiprocess files) is removed.
+
+More pieces, each a context manager that cleans up after itself the same way:
+
+- `running_service(..., extra_env={...})`: any setting on top of the defaults, e.g.
+  `DATABASE_URL` (PostgreSQL), `RATELIMIT_STORAGE_URI` (Redis), `MAIL_SERVER`/`MAIL_PORT`,
+  `OUTBOX_DISPATCH`; `outbox_workers=N` also starts N `flask --app wsgi outbox run` processes
+  once gunicorn answers. `key_name` names the API key (it must be new in a reused database).
+- `running_outbox_workers(env, count, log_dir)`: N `flask --app wsgi outbox run` processes on
+  their own, e.g. against a queue filled beforehand; yields when each has said it is running.
+- `running_bare_app(workers)`: `bench/bare_app.py` (a plain Flask app with one JSON POST
+  endpoint) under gunicorn, from the project root so the same `gunicorn.conf.py` applies;
+  a baseline that lives only in bench/, nothing is added to the service.
+- `running_smtp_sink(delay)`: `bench/smtp_sink.py` (aiosmtpd) in a subprocess; every message
+  waits `delay` seconds before its 250, and is logged with its arrival time and recipient.
+- `postgres_database(name)`: creates a PostgreSQL database with `psql` and drops it on exit.
 """
 
 from __future__ import annotations
@@ -25,14 +40,15 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent  # the venv's bin/, when run as .venv/bin/python
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
+STOP_TIMEOUT = 40.0  # gunicorn.conf.py gives workers a 30 s graceful timeout
 
 
 class HarnessError(RuntimeError):
@@ -88,9 +104,46 @@ class Service:
     api_key: str
     env: Mapping[str, str]
     log_path: Path
+    process: subprocess.Popen | None = None  # the gunicorn arbiter
+    outbox_workers: list[subprocess.Popen] = field(default_factory=list)
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
         return run_cli(self.env, *args, stdin=stdin)
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn worker processes' ids (children of the arbiter)."""
+        return child_pids(self.process.pid) if self.process else []
+
+    def log_count(self, needle: str) -> int:
+        """How many lines of the server log contain `needle` (e.g. "Booting worker")."""
+        return log_count(self.log_path, needle)
+
+
+@dataclass(frozen=True)
+class Server:
+    """Some other app under gunicorn: where it answers, and its log."""
+
+    base_url: str
+    log_path: Path
+    process: subprocess.Popen
+
+    def log_count(self, needle: str) -> int:
+        return log_count(self.log_path, needle)
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(part) for part in text.split()]
+
+
+def log_count(log_path: Path, needle: str) -> int:
+    try:
+        return sum(needle in line for line in log_path.read_text(errors="replace").splitlines())
+    except OSError:
+        return 0
 
 
 def _wait_until_healthy(process: subprocess.Popen, base_url: str, log_path: Path) -> None:
@@ -109,14 +162,18 @@ def _wait_until_healthy(process: subprocess.Popen, base_url: str, log_path: Path
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM (gunicorn's graceful stop), wait; SIGKILL only if it hangs."""
+    """SIGTERM (gunicorn's and the outbox worker's graceful stop), wait; SIGKILL only if it hangs."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        process.kill()
+        # Its own session (start_new_session), so the group is this process and its children.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except OSError:
+            process.kill()
         process.wait()
 
 
@@ -128,37 +185,235 @@ def log_tail(log_path: Path, lines: int = 40) -> str:
         return "(no server log)"
 
 
+def _metrics_dir(tmp_path: Path, env: dict[str, str]) -> None:
+    """Keep Prometheus' multiprocess files in our temp dir.
+
+    Otherwise gunicorn.conf.py makes a fresh /tmp/resetdesk-metrics-* for every start and
+    nothing removes it.
+    """
+    if "PROMETHEUS_MULTIPROC_DIR" not in env or not env["PROMETHEUS_MULTIPROC_DIR"]:
+        metrics = tmp_path / "metrics"
+        metrics.mkdir(exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+
+
+@contextmanager
+def running_gunicorn(
+    app_spec: str,
+    workers: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    pythonpath: Path | None = None,
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`gunicorn -w N -b 127.0.0.1:<free port> APP` from the project root (so gunicorn.conf.py
+    applies); yields (arbiter process, base URL) once GET /healthz answers; SIGTERM on exit."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    if pythonpath is not None:
+        command += ["--pythonpath", str(pythonpath)]
+    with open(log_path, "ab") as log:
+        # A session of its own: Ctrl-C reaches only this script, which then stops gunicorn.
+        process = subprocess.Popen(
+            [*command, app_spec],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_healthy(process, base_url, log_path)
+        yield process, base_url
+        if process.poll() is not None:
+            raise HarnessError(f"gunicorn died during the run:\n{log_tail(log_path)}")
+    except Exception as error:
+        if not isinstance(error, HarnessError):  # those carry the log already
+            error.add_note(f"server log ({app_spec}), last lines:\n{log_tail(log_path)}")
+        raise
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def running_outbox_workers(
+    env: Mapping[str, str], count: int, log_dir: Path, wait_ready: bool = True
+) -> Iterator[list[subprocess.Popen]]:
+    """Start `count` `flask --app wsgi outbox run` processes; SIGTERM (finish the message in
+    flight) and wait on exit. With wait_ready, yields once each has printed that it runs."""
+    processes: list[subprocess.Popen] = []
+    logs: list[Path] = []
+    try:
+        for number in range(count):
+            log_path = log_dir / f"outbox-{number}.log"
+            logs.append(log_path)
+            with open(log_path, "ab") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [str(BIN / "flask"), "--app", "wsgi", "outbox", "run"],
+                        cwd=ROOT,
+                        env=dict(env),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        if wait_ready:
+            deadline = time.monotonic() + START_TIMEOUT
+            for process, log_path in zip(processes, logs):
+                while log_count(log_path, "Outbox worker running") == 0:
+                    if process.poll() is not None:
+                        raise HarnessError(f"outbox worker exited {process.returncode}:\n{log_tail(log_path)}")
+                    if time.monotonic() > deadline:
+                        raise HarnessError(f"outbox worker did not start:\n{log_tail(log_path)}")
+                    time.sleep(0.05)
+        yield processes
+        for process, log_path in zip(processes, logs):
+            if process.poll() is not None:
+                raise HarnessError(f"outbox worker died during the run:\n{log_tail(log_path)}")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            _stop(process)
+
+
 @contextmanager
 def running_service(
-    workers: int = 2, extra_env: Mapping[str, str] | None = None, key_role: str = "client"
+    workers: int = 2,
+    extra_env: Mapping[str, str] | None = None,
+    key_role: str = "client",
+    *,
+    outbox_workers: int = 0,
+    key_name: str = "bench",
 ) -> Iterator[Service]:
-    """Migrate a fresh SQLite database, create an API key, start gunicorn; yield a Service."""
-    with tempfile.TemporaryDirectory(prefix="resetdesk-bench-") as tmp:
+    """Migrate a fresh SQLite database (or the one `extra_env["DATABASE_URL"]` names), create an
+    API key, start gunicorn (and `outbox_workers` outbox workers); yield a Service."""
+    with tempfile.TemporaryDirectory(prefix="resetdesk-bench-") as tmp, ExitStack() as stack:
         tmp_path = Path(tmp)
         env = service_env(tmp_path / "bench.db", extra_env)
+        _metrics_dir(tmp_path, env)
         run_cli(env, "db", "upgrade")
-        api_key = run_cli(env, "apikeys", "create", "bench", "--role", key_role).strip().splitlines()[-1]
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
+        api_key = run_cli(env, "apikeys", "create", key_name, "--role", key_role).strip().splitlines()[-1]
         log_path = tmp_path / "gunicorn.log"
-        with open(log_path, "wb") as log:
-            # A session of its own: Ctrl-C reaches only this script, which then stops gunicorn.
+        process, base_url = stack.enter_context(running_gunicorn("wsgi:app", workers, env, log_path))
+        workers_list: list[subprocess.Popen] = []
+        if outbox_workers:
+            workers_list = stack.enter_context(running_outbox_workers(env, outbox_workers, tmp_path))
+        yield Service(
+            base_url=base_url, api_key=api_key, env=env, log_path=log_path,
+            process=process, outbox_workers=workers_list,
+        )
+
+
+@contextmanager
+def running_bare_app(workers: int = 2, extra_env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """bench/bare_app.py (`bare_app:app`) under gunicorn with the service's gunicorn.conf.py."""
+    with tempfile.TemporaryDirectory(prefix="resetdesk-bare-") as tmp:
+        tmp_path = Path(tmp)
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        _metrics_dir(tmp_path, env)
+        log_path = tmp_path / "gunicorn.log"
+        with running_gunicorn("bare_app:app", workers, env, log_path, pythonpath=BENCH) as (process, base_url):
+            yield Server(base_url=base_url, log_path=log_path, process=process)
+
+
+@dataclass(frozen=True)
+class SmtpSink:
+    """A running bench/smtp_sink.py: where it listens, and its log of received messages."""
+
+    host: str
+    port: int
+    log_path: Path
+    delay: float
+
+    def env(self) -> dict[str, str]:
+        """The service settings that send mail here."""
+        return {"MAIL_SERVER": self.host, "MAIL_PORT": str(self.port), "MAIL_USE_TLS": "false"}
+
+    def messages(self) -> list[tuple[float, str]]:
+        """(arrival time.time(), recipient) for every message received so far."""
+        received = []
+        try:
+            lines = self.log_path.read_text().splitlines()
+        except OSError:
+            return []
+        for line in lines:
+            stamp, _, recipient = line.partition(" ")
+            if recipient:
+                received.append((float(stamp), recipient))
+        return received
+
+    def count(self) -> int:
+        try:
+            with open(self.log_path, "rb") as log:
+                return sum(1 for _ in log)
+        except OSError:
+            return 0
+
+
+@contextmanager
+def running_smtp_sink(delay: float = 0.0) -> Iterator[SmtpSink]:
+    """bench/smtp_sink.py on a free loopback port; yields once it accepts connections."""
+    with tempfile.TemporaryDirectory(prefix="resetdesk-smtp-") as tmp:
+        log_path = Path(tmp) / "received.log"
+        log_path.touch()
+        port = free_port()
+        stderr_path = Path(tmp) / "sink.err"
+        with open(stderr_path, "wb") as errors:
             process = subprocess.Popen(
-                [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", "wsgi:app"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                [sys.executable, str(BENCH / "smtp_sink.py"), "--port", str(port),
+                 "--delay", str(delay), "--log", str(log_path)],
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
                 start_new_session=True,
             )
         try:
-            _wait_until_healthy(process, base_url, log_path)
-            yield Service(base_url=base_url, api_key=api_key, env=env, log_path=log_path)
-            if process.poll() is not None:
-                raise HarnessError(f"gunicorn died during the run:\n{log_tail(log_path)}")
-        except Exception as error:
-            if not isinstance(error, HarnessError):  # those carry the log already
-                error.add_note(f"server log, last lines:\n{log_tail(log_path)}")
-            raise
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                if process.poll() is not None:
+                    raise HarnessError(f"SMTP sink exited {process.returncode}:\n{log_tail(stderr_path)}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                        if probe.recv(100).startswith(b"220"):
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise HarnessError("SMTP sink did not start")
+                time.sleep(0.05)
+            yield SmtpSink(host="127.0.0.1", port=port, log_path=log_path, delay=delay)
         finally:
             _stop(process)
+
+
+def psql(sql: str, database: str = "postgres") -> str:
+    """Run SQL through `psql` as postgres on 127.0.0.1; its output (tuples only), or HarnessError."""
+    command = ["psql", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", database,
+               "-v", "ON_ERROR_STOP=1", "-q", "-X", "-At", "-c", sql]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise HarnessError(f"psql failed ({sql[:80]}): {result.stderr.strip()}")
+    return result.stdout
+
+
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """CREATE DATABASE `name` (dropping a leftover of an earlier run first); DROP it on exit.
+
+    Yields its SQLAlchemy URL (psycopg 3)."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"unsafe database name {name!r}")
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def install_sigterm_exit() -> None:
+    """A plain `kill` cleans up like Ctrl-C does: SystemExit unwinds through the context managers."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

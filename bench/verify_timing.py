@@ -12,10 +12,17 @@ missing username, in random order. Pairing cancels slow drift (CPU frequency, ot
 the test is on the per-pair differences (existing minus missing): their median, a Wilcoxon
 signed-rank test, and a sign test and paired t-test as second opinions.
 
+With `--legacy-scheme SCHEME` (md5_crypt, bcrypt, ...) the account is not created by the
+service but imported with `flask --app wsgi users import` from a CSV whose password_hash is
+passlib's SCHEME.hash(password), as a shop's older system would hand it over. A wrong password
+never upgrades that hash (only a successful sign-in does), so every timed request checks the
+legacy hash; service/passwords.py then spends a dummy argon2id verification too, so that the
+legacy account costs at least what a missing username does.
+
 Verdict: PASS when |median gap| < 1 ms and the Wilcoxon p-value >= 0.05, else FAIL. The exit
 code is 0 either way; it is 2 when the service fails or answers something unexpected.
 
-    .venv/bin/python bench/verify_timing.py [--pairs N] [--workers W]
+    .venv/bin/python bench/verify_timing.py [--pairs N] [--workers W] [--legacy-scheme md5_crypt]
 """
 
 from __future__ import annotations
@@ -23,14 +30,17 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import secrets
 import signal
 import statistics
 import sys
+import tempfile
 import time
 from urllib.parse import urlsplit
 
+from passlib import hash as passlib_hash
 from scipy import stats
 
 from harness import HarnessError, running_service
@@ -95,6 +105,23 @@ class Client:
         self.conn.close()
 
 
+def create_user(service, legacy_scheme: str | None) -> str:
+    """Create USERNAME through the service, or import it with a legacy hash; describe how."""
+    if legacy_scheme is None:
+        service.cli("users", "create", USERNAME, "bench@example.com", "--password-stdin", stdin=PASSWORD + "\n")
+        return "created by the service (argon2id)"
+    legacy_hash = getattr(passlib_hash, legacy_scheme).hash(PASSWORD)
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as csv:
+        csv.write(f"username,email,password_hash\n{USERNAME},bench@example.com,{legacy_hash}\n")
+    try:
+        output = service.cli("users", "import", csv.name)
+    finally:
+        os.unlink(csv.name)
+    if "Imported 1 account(s)" not in output:
+        raise HarnessError(f"users import refused the {legacy_scheme} hash:\n{output}")
+    return f"imported with a {legacy_scheme} hash ({legacy_hash[:7]}...), never upgraded: every password tried is wrong"
+
+
 def missing_username() -> str:
     return "u" + secrets.token_hex(4)  # same length as USERNAME, never an existing name
 
@@ -104,7 +131,7 @@ def quartiles_ms(values_ns: list[int]) -> tuple[float, float, float]:
     return q1 / 1e6, q2 / 1e6, q3 / 1e6
 
 
-def report(existing_ns: list[int], missing_ns: list[int], workers: int, server_closed: int) -> None:
+def report(existing_ns: list[int], missing_ns: list[int], workers: int, server_closed: int, account: str) -> None:
     diffs_ms = [(e - m) / 1e6 for e, m in zip(existing_ns, missing_ns)]
     gap = statistics.median(diffs_ms)
     wilcoxon_p = stats.wilcoxon(diffs_ms).pvalue
@@ -116,6 +143,7 @@ def report(existing_ns: list[int], missing_ns: list[int], workers: int, server_c
     total = 2 * n
 
     print(f"pairs:                 {n} (gunicorn -w {workers}, {total} timed requests)")
+    print(f"account:               {USERNAME}, {account}")
     if server_closed:
         print(f"connection:            server closed it after {server_closed}/{total} answers "
               "(gunicorn sync workers do not keep alive); http.client reconnected each time")
@@ -143,15 +171,20 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=500, help=f"timed pairs (at least {MIN_PAIRS}; default 500)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed pairs first (default 20)")
+    parser.add_argument("--legacy-scheme", metavar="SCHEME", default=None,
+                        help="import the account with passlib's SCHEME hash (md5_crypt, bcrypt, ...) "
+                             "through `flask users import` instead of creating it")
     args = parser.parse_args()
     if args.pairs < MIN_PAIRS:
         parser.error(f"--pairs must be at least {MIN_PAIRS} for the tests to mean anything")
+    if args.legacy_scheme is not None and not hasattr(getattr(passlib_hash, args.legacy_scheme, None), "hash"):
+        parser.error(f"--legacy-scheme: passlib has no hash scheme {args.legacy_scheme!r}")
 
     # A plain `kill` should clean up like Ctrl-C does: SystemExit unwinds through the harness.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         with running_service(workers=args.workers) as service:
-            service.cli("users", "create", USERNAME, "bench@example.com", "--password-stdin", stdin=PASSWORD + "\n")
+            account = create_user(service, args.legacy_scheme)
             client = Client(service.base_url, service.api_key)
             try:
                 # Warm-up: each worker builds its dummy hash, opens the database, fills caches.
@@ -167,7 +200,7 @@ def main() -> int:
                         print(f"  {i + 1}/{args.pairs} pairs", file=sys.stderr)
             finally:
                 client.close()
-            report(existing_ns, missing_ns, args.workers, client.server_closed)
+            report(existing_ns, missing_ns, args.workers, client.server_closed, account)
     except (HarnessError, UnexpectedAnswer, OSError, http.client.HTTPException) as error:
         print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
         return 2

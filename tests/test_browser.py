@@ -29,9 +29,6 @@ import pytest
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, SmtpSink
 from tests.test_gunicorn import call, flask, free_port, service_env
 
-# `slow` is registered in pyproject.toml; a `browser` marker is not (yet), and --strict-markers
-# refuses unregistered ones. Once `"browser: drives a real Chromium"` is registered there, add
-# `pytest.mark.browser` to this list.
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 sync_api = pytest.importorskip(

@@ -1,9 +1,18 @@
 """Prometheus metrics at /metrics: requests by endpoint and status, resets, deliveries, throttled
-sign-ins, and the outbox's depth and oldest message; off with METRICS_ENABLED=false."""
+sign-ins, and the outbox's depth and oldest message; summed over gunicorn's workers; off with
+METRICS_ENABLED=false."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +31,11 @@ from service.outbox import queue_email
 from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
 from tests.conftest import test_settings as settings_for
 
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
 MAX_FAILURES = 2
+PROJECT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
@@ -30,19 +43,23 @@ def app_settings(smtp: SmtpSink, request: pytest.FixtureRequest) -> dict[str, An
     return {**smtp_settings(smtp), "LOGIN_MAX_FAILURES": MAX_FAILURES, **getattr(request, "param", {})}
 
 
-def scrape(client: FlaskClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of /metrics, by name and labels."""
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.mimetype == "text/plain"
+def parse(text: str) -> Samples:
+    """Every sample of a Prometheus text page, by name and labels."""
     samples = {}
-    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return samples
 
 
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float | None:
+def scrape(client: FlaskClient) -> Samples:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    return parse(response.get_data(as_text=True))
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
@@ -164,3 +181,87 @@ def test_each_app_counts_only_its_own_requests(client: FlaskClient, tmp_path: Pa
 def test_with_metrics_disabled_there_is_no_metrics_page(client: FlaskClient) -> None:
     client.get("/healthz")
     assert client.get("/metrics").status_code == 404
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.slow
+def test_under_gunicorn_one_scrape_adds_up_every_workers_counts(tmp_path: Path) -> None:
+    port = free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {
+        name: setting
+        for name, setting in os.environ.items()
+        if not name.startswith(("TEST_", "DATABASE_", "MAIL_", "RATELIMIT_", "SECRET_", "PUBLIC_", "FLASK_", "PROMETHEUS_"))
+    }
+    env.update(
+        APP_ENV="development", SECRET_KEY="metrics-test-secret-key-0123456789",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'm.db'}", OUTBOX_DISPATCH="external",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), PYTHONDONTWRITEBYTECODE="1",
+    )
+    upgrade_env = {name: setting for name, setting in env.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=PROJECT, env=upgrade_env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert server.poll() is None, log_path.read_text()
+            try:
+                if http_get(f"{base}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not answer within 20 s"
+            time.sleep(0.1)
+
+        # Both workers have loaded the app (each makes its counter file then) ...
+        while len(list(metrics_dir.glob("counter_*.db"))) < 2:
+            assert time.monotonic() < deadline, "the second worker did not load the app within 20 s"
+            time.sleep(0.1)
+        # ... and both answer some of a few bursts of concurrent requests (each worker makes its
+        # histogram file at its first answer).
+        sent = 0
+        for _burst in range(5):
+            with ThreadPoolExecutor(8) as pool:
+                statuses = list(pool.map(lambda _: http_get(f"{base}/healthz")[0], range(60)))
+            assert statuses == [200] * 60
+            sent += 60
+            if len(list(metrics_dir.glob("histogram_*.db"))) == 2:
+                break
+        assert len(list(metrics_dir.glob("histogram_*.db"))) == 2, "one worker answered every request"
+
+        status, text = http_get(f"{base}/metrics")
+        assert status == 200
+        samples = parse(text)
+        assert value(samples, "resetdesk_http_requests_total", endpoint="health.healthz", method="GET", status="200") == sent
+        assert value(samples, "resetdesk_outbox_depth", status="pending") == 0
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)

@@ -38,6 +38,12 @@ MARKER = re.compile(r"marker-[0-9a-f]{32}")
 # Python's make_msgid (used by Flask-Mail) puts the sending process's pid in every Message-ID.
 MESSAGE_ID_PID = re.compile(r"^<\d+\.(\d+)\.\d+@")
 
+Worker = tuple[subprocess.Popen[bytes], Path]  # the process and its log file
+
+requires_postgresql = pytest.mark.skipif(
+    not TEST_DATABASE_URL, reason="TEST_DATABASE_URL is not set: no PostgreSQL to test against"
+)
+
 
 def worker_env(database_url: str, smtp: SmtpSink) -> dict[str, str]:
     """What a deployment gives an outbox worker, and none of the tests' own settings."""
@@ -92,7 +98,7 @@ def outbox_counts(engine: sqlalchemy.Engine) -> dict[str, int]:
         return dict(rows.all())
 
 
-def start_workers(env: dict[str, str], how_many: int, logs: Path) -> list[tuple[subprocess.Popen[bytes], Path]]:
+def start_workers(env: dict[str, str], how_many: int, logs: Path) -> list[Worker]:
     workers = []
     for number in range(how_many):
         log_path = logs / f"worker-{number}.log"
@@ -105,7 +111,7 @@ def start_workers(env: dict[str, str], how_many: int, logs: Path) -> list[tuple[
     return workers
 
 
-def stop_workers(workers: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+def stop_workers(workers: list[Worker]) -> None:
     """Last resort for a failed test: no worker outlives it."""
     for process, _log in workers:
         if process.poll() is None:
@@ -114,15 +120,15 @@ def stop_workers(workers: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
 
 
 def wait_until_delivered(
-    engine: sqlalchemy.Engine, smtp: SmtpSink, expected: int, workers: list[tuple[subprocess.Popen[bytes], Path]]
+    engine: sqlalchemy.Engine, smtp: SmtpSink, expected: int, workers: list[Worker]
 ) -> float:
-    """Wait (bounded) until the sink has every message and nothing is left pending or sending."""
+    """Wait (bounded) until nothing in the outbox is left pending or sending."""
     started = time.monotonic()
     while True:
         for process, log in workers:
             assert process.poll() is None, f"a worker died:\n{log.read_text()}"
         counts = outbox_counts(engine)
-        if len(smtp.messages) >= expected and not counts.get("pending") and not counts.get("sending"):
+        if not counts.get("pending") and not counts.get("sending"):
             return time.monotonic() - started
         assert time.monotonic() - started < DELIVERY_WAIT_SECONDS, (
             f"after {DELIVERY_WAIT_SECONDS} s: {len(smtp.messages)} of {expected} delivered, outbox {counts}"
@@ -130,7 +136,7 @@ def wait_until_delivered(
         time.sleep(0.2)
 
 
-def terminate_cleanly(workers: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+def terminate_cleanly(workers: list[Worker]) -> None:
     for process, _log in workers:
         process.send_signal(signal.SIGTERM)
     for process, log in workers:
@@ -155,7 +161,7 @@ def sender_pids(smtp: SmtpSink) -> Counter[int]:
 def run_workers_over_the_queue(database_url: str, tmp_path: Path, how_many: int, worker_count: int) -> None:
     smtp = SmtpSink()
     smtp.start()
-    workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+    workers: list[Worker] = []
     engine = sqlalchemy.create_engine(database_url)
     try:
         env = worker_env(database_url, smtp)
@@ -189,7 +195,7 @@ def run_workers_over_the_queue(database_url: str, tmp_path: Path, how_many: int,
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not TEST_DATABASE_URL, reason="TEST_DATABASE_URL is not set: no PostgreSQL to test against")
+@requires_postgresql
 def test_four_worker_processes_deliver_a_thousand_emails_exactly_once_on_postgresql(tmp_path: Path) -> None:
     reset_postgresql(TEST_DATABASE_URL)
     try:
@@ -200,3 +206,46 @@ def test_four_worker_processes_deliver_a_thousand_emails_exactly_once_on_postgre
 
 def test_two_worker_processes_share_a_sqlite_queue_without_sending_twice(tmp_path: Path) -> None:
     run_workers_over_the_queue(f"sqlite:///{tmp_path / 'outbox.db'}", tmp_path, how_many=200, worker_count=2)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, requires_postgresql])])
+def test_sigterm_finishes_the_message_in_flight_and_hands_the_rest_back(tmp_path: Path, backend: str) -> None:
+    database_url = f"sqlite:///{tmp_path / 'outbox.db'}" if backend == "sqlite" else TEST_DATABASE_URL
+    if backend == "postgresql":
+        reset_postgresql(TEST_DATABASE_URL)
+    smtp = SmtpSink()
+    smtp.delay = 0.2  # a slow server: the worker is mid-message most of the time
+    smtp.start()
+    workers: list[Worker] = []
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        env = worker_env(database_url, smtp)
+        upgrade_schema(env)
+        markers = queue_marked_emails(database_url, 30)
+        workers = start_workers(env, 1, tmp_path)
+        deadline = time.monotonic() + 30
+        while len(smtp.messages) < 3:
+            assert workers[0][0].poll() is None, workers[0][1].read_text()
+            assert time.monotonic() < deadline, "the worker delivered nothing within 30 s"
+            time.sleep(0.05)
+
+        terminate_cleanly(workers)
+
+        counts = outbox_counts(engine)
+        delivered = [MARKER.search(message["Subject"]).group(0) for message in smtp.messages]
+        assert len(delivered) == len(set(delivered)) < len(markers), "it should stop well before the end"
+        # Whatever was sent is marked sent; the rest of its batch is pending again, not left
+        # "sending" for the five-minute claim lease to expire.
+        assert counts == {"sent": len(delivered), "pending": len(markers) - len(delivered)}
+        with engine.connect() as connection:
+            unclaimed = connection.scalar(
+                select(func.count()).select_from(OutboxMessage)
+                .where(OutboxMessage.status == "pending", OutboxMessage.claimed_at.is_(None))
+            )
+        assert unclaimed == len(markers) - len(delivered)
+    finally:
+        stop_workers(workers)
+        smtp.stop()
+        engine.dispose()
+        if backend == "postgresql":
+            reset_postgresql(TEST_DATABASE_URL)
