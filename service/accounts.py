@@ -15,6 +15,7 @@ from . import audit
 from .clock import utcnow
 from .errors import InvalidCredentials, UsernameTaken, ValidationFailed
 from .emails import render_email
+from .i18n import current_language
 from .models import Account, PasswordReset
 from .outbox import queue_email
 from .passwords import check_new_password, hash_password, verify_password
@@ -198,7 +199,8 @@ def replace_password_hash(
     )
     if account.email:
         notice = render_email(
-            "password_changed", _l("Your password was changed"), language=account.language,
+            "password_changed", _l("Your password was changed"),
+            language=account.language or current_language(),
             account=account, changed_at=now,
         )
         queue_email(session, account.email, notice, account_id=account.id, now=now)

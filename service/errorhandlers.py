@@ -31,6 +31,15 @@ HTTP_CODES = {
     500: "internal_error",
 }
 
+FRIENDLY_TITLE = {
+    400: _l("Bad request"),
+    404: _l("Page not found"),
+    405: _l("Not allowed"),
+    413: _l("Too large"),
+    429: _l("Too many attempts"),
+    500: _l("Something went wrong"),
+}
+
 FRIENDLY_DETAIL = {
     400: _l("The request could not be understood. Go back and try again."),
     404: _l("There is no page at this address."),
@@ -117,8 +126,10 @@ def handle_csrf_error(error: CSRFError) -> Response | tuple[str, int, dict[str, 
 def handle_http_exception(error: HTTPException) -> Response | tuple[str, int, dict[str, str]]:
     status = error.code or 500
     code = HTTP_CODES.get(status, "http_error")
-    title = error.name
-    detail = error.description if wants_problem_json() else FRIENDLY_DETAIL.get(status, error.name)
+    if wants_problem_json():
+        title, detail = error.name, error.description
+    else:
+        title, detail = FRIENDLY_TITLE.get(status, error.name), FRIENDLY_DETAIL.get(status, error.name)
     headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else None
     return _answer(status, code, title, detail or title, headers=headers)
 

@@ -78,7 +78,7 @@ def require_account(session: Session, username: str) -> Account:
     """The account, or AccountNotFound (agents may know an account exists)."""
     account = find_account(session, username)
     if account is None:
-        raise AccountNotFound(f"No account named {username!r}.")
+        raise AccountNotFound(_("No account named %(username)s.", username=repr(username)))
     return account
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from .. import resets
@@ -74,7 +75,7 @@ def _link_problem(error: TokenInvalid | TokenExpired | TokenUsed) -> tuple[str, 
 def new_password_form() -> PageResult:
     token = session.get(SESSION_TOKEN_KEY)
     if not token:
-        return _link_problem(TokenInvalid("Open the link from your email to choose a new password."))
+        return _link_problem(TokenInvalid(_("Open the link from your email to choose a new password.")))
     try:
         reset = resets.check_link(db.session, token, now=utcnow())
     except (TokenInvalid, TokenExpired, TokenUsed) as error:
@@ -106,13 +107,23 @@ def reset_done() -> PageResult:
     return render_template("reset_done.html", sign_in_url=sign_in_url())
 
 
+def is_local_path(target: str) -> bool:
+    """Only a plain path on this site may be redirected to, never an open redirect elsewhere.
+
+    Browsers and Werkzeug drop tabs and newlines and read `\\` as `/`, so any of them could
+    turn `/\t/evil.example` into `//evil.example`: such characters disqualify a path outright.
+    """
+    if any(ord(char) < 0x20 or ord(char) == 0x7F or char == "\\" for char in target):
+        return False
+    return target.startswith("/") and not target.startswith("//")
+
+
 @pages.get("/language/<code>")
 @page_per_ip
 def choose_language(code: str) -> Response:
     """Remember a visitor's language and go back to the page they were on."""
     target = request.args.get("next", "")
-    # Only a path on this site: never an open redirect to somewhere else.
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if not is_local_path(target):
         target = url_for("pages.reset_request_form")
     response = redirect(target)
     language = supported_language(code)
