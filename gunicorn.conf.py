@@ -25,7 +25,8 @@ access_log_format = (
 )
 
 # Metrics from every worker add up in one scrape when they share a directory.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="resetdesk-metrics-"))
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="resetdesk-metrics-")
 
 
 def worker_exit(server, worker):

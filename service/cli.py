@@ -26,6 +26,7 @@ from .config import RESET_METHODS
 from .dispatcher import current_dispatcher
 from .errors import AccountNotFound, ServiceError
 from .extensions import db
+from .metrics import serve_worker_metrics
 from .models import API_ROLES
 from .outbox import outbox_status, retry_failed
 from .passwords import crypt_context
@@ -234,6 +235,10 @@ def outbox_run(once: bool) -> None:
         return
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: dispatcher.stop())
+    metrics_port = current_app.config["WORKER_METRICS_PORT"]
+    if metrics_port:
+        serve_worker_metrics(current_app._get_current_object(), metrics_port)
+        click.echo(f"Metrics on :{metrics_port}/metrics.")
     click.echo("Outbox worker running; SIGTERM or Ctrl-C stops it after the message in flight.")
     dispatcher.run_forever()
     click.echo("Outbox worker stopped.")

@@ -11,7 +11,14 @@ import time
 from collections.abc import Iterator
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -75,6 +82,13 @@ class OutboxCollector(Collector):
         yield oldest
 
 
+def serve_worker_metrics(app: Flask, port: int) -> None:
+    """Serve this process's metrics on their own port: an outbox worker has no web routes."""
+    registry = app.extensions.get("resetdesk.metrics_registry")
+    if registry is not None and port:
+        start_http_server(port, registry=registry)
+
+
 def register_metrics(app: Flask) -> None:
     """Count every request and serve /metrics."""
     if not app.config["METRICS_ENABLED"]:
@@ -88,6 +102,7 @@ def register_metrics(app: Flask) -> None:
         for collector in metrics.all():
             registry.register(collector)
     registry.register(OutboxCollector(app))
+    app.extensions["resetdesk.metrics_registry"] = registry
 
     @app.before_request
     def start_timer() -> None:

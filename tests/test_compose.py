@@ -102,6 +102,13 @@ def test_the_settings_compose_passes_are_accepted_by_the_service(compose: dict[s
     assert "web" in settings["TRUSTED_HOSTS"]
 
 
+def test_every_setting_in_the_env_example_is_one_the_service_reads() -> None:
+    named = re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (PROJECT / ".env.example").read_text(), flags=re.MULTILINE)
+    assert named, ".env.example names no settings"
+    unread = sorted(set(named) - set(DEFAULTS))
+    assert not unread, f".env.example offers settings nothing reads: {unread}"
+
+
 def test_the_web_command_is_gunicorn_serving_wsgi_app(compose: dict[str, Any], tmp_path: Path) -> None:
     command = compose["services"]["web"]["command"]
     assert command[0] == "gunicorn" and "wsgi:app" in command

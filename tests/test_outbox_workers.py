@@ -249,3 +249,50 @@ def test_sigterm_finishes_the_message_in_flight_and_hands_the_rest_back(tmp_path
         engine.dispose()
         if backend == "postgresql":
             reset_postgresql(TEST_DATABASE_URL)
+
+
+def test_a_worker_serves_its_own_delivery_metrics_on_worker_metrics_port(tmp_path: Path) -> None:
+    """Deliveries happen in `outbox run` workers, which have no web routes: with
+    WORKER_METRICS_PORT set, each serves its counts itself, so a scrape can see them."""
+    import socket
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    database_url = f"sqlite:///{tmp_path / 'worker-metrics.db'}"
+    smtp = SmtpSink()
+    smtp.start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**worker_env(database_url, smtp), "WORKER_METRICS_PORT": str(port)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    workers: list[Worker] = []
+    try:
+        upgrade_schema(env)
+        queue_marked_emails(database_url, 3)
+        workers = start_workers(env, 1, tmp_path)
+        sent = 0.0
+        deadline = time.monotonic() + 30
+        while sent < 3 and time.monotonic() < deadline:
+            assert workers[0][0].poll() is None, workers[0][1].read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                    text = answer.read().decode()
+            except OSError:
+                time.sleep(0.2)
+                continue
+            sent = sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "resetdesk_outbox_deliveries_total"
+                and sample.labels == {"kind": "email", "outcome": "sent"}
+            )
+            time.sleep(0.2)
+        assert sent == 3
+        assert len(smtp.messages) == 3
+        terminate_cleanly(workers)
+    finally:
+        stop_workers(workers)
+        smtp.stop()

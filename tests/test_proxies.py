@@ -14,7 +14,7 @@ from werkzeug.test import TestResponse
 
 from service.extensions import db
 from service.models import Account, AuditEvent, ResetRequest
-from tests.conftest import STRONG_PASSWORD, run_dispatcher
+from tests.conftest import run_dispatcher
 
 PROXY = "10.0.0.2"  # the socket address every request comes from: the proxy's, when there is one
 CLIENT = "203.0.113.7"
