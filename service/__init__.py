@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
 
 from dotenv import load_dotenv
-from flask import Flask, Response
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .api import api
@@ -20,6 +19,7 @@ from .database import prepare_database
 from .dispatcher import register_dispatcher
 from .errorhandlers import register_errorhandlers
 from .extensions import csrf, db, limiter, mail, migrate
+from .headers import register_security_headers
 from .health import health
 from .i18n import register_i18n
 from .logs import configure_logging
@@ -33,17 +33,6 @@ from .web import pages
 from .webhooks import register_webhooks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-
-def content_security_policy(logo_url: str) -> str:
-    """Nothing but this site's own styles and images (and the shop's logo), no scripts at all."""
-    logo = urlsplit(logo_url)
-    logo_origin = f" {logo.scheme}://{logo.netloc}" if logo.scheme and logo.netloc else ""
-    return (
-        f"default-src 'none'; style-src 'self'; img-src 'self'{logo_origin}; form-action 'self'; "
-        "base-uri 'none'; frame-ancestors 'none'"
-    )
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -100,24 +89,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health)
     app.register_blueprint(pages)
     app.register_blueprint(console)
-
-
-def register_security_headers(app: Flask) -> None:
-    production = app.config["APP_ENV"] == "production"
-    policy = content_security_policy(app.config["LOGO_URL"])
-
-    @app.after_request
-    def add_security_headers(response: Response) -> Response:
-        headers = response.headers
-        headers.setdefault("Content-Security-Policy", policy)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Frame-Options", "DENY")
-        # Answers carry account details and reset forms: nothing is to be cached.
-        headers.setdefault("Cache-Control", "no-store")
-        if production:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        return response
 
 
 def register_commands(app: Flask) -> None:
