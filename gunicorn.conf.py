@@ -5,6 +5,7 @@ Every value can be overridden by an environment variable of the same meaning.
 
 import multiprocessing
 import os
+import shutil
 import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
@@ -14,7 +15,6 @@ worker_class = "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM, workers get this long to finish their requests (and the mail in flight).
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
-keepalive = 5
 max_requests = 10000
 max_requests_jitter = 1000
 accesslog = "-"
@@ -25,8 +25,16 @@ access_log_format = (
 )
 
 # Metrics from every worker add up in one scrape when they share a directory.
+_own_metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="resetdesk-metrics-")
+    _own_metrics_dir = tempfile.mkdtemp(prefix="resetdesk-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
+
+
+def on_exit(server):
+    """Remove the metrics directory this file made (one given from outside is left alone)."""
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
 
 def worker_exit(server, worker):

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 
-from flask import Flask, current_app
+from flask import Flask, Response, after_this_request, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from .clock import utcnow
@@ -36,7 +36,13 @@ class Dispatcher:
         """One pass: resolve pending reset requests, then deliver due mail. Returns work done."""
         with self.app.app_context():
             try:
-                resolved = process_reset_requests(db.session, now=utcnow())
+                # Requests first, all of them: a slow SMTP server must not keep resets from
+                # being issued (their mail then waits in the outbox like any other).
+                resolved = 0
+                while (batch := process_reset_requests(db.session, now=utcnow())) > 0:
+                    resolved += batch
+                    if self.stopping.is_set():
+                        break
                 report = deliver_due(db.session, now=utcnow(), should_stop=self.stopping.is_set)
                 return resolved + report.handled
             finally:
@@ -78,6 +84,20 @@ class Dispatcher:
 def current_dispatcher() -> Dispatcher:
     """The current app's dispatcher."""
     return current_app.extensions["resetdesk.dispatcher"]
+
+
+def wake_after_response() -> None:
+    """Wake the dispatcher once this answer's last byte is out, not before.
+
+    Woken earlier, the dispatcher's work for an existing account (a reset, its mail) would
+    compete with the answer still being written, and slow it where a missing name's is not.
+    """
+    dispatcher = current_dispatcher()
+
+    @after_this_request
+    def wake_when_sent(response: Response) -> Response:
+        response.call_on_close(dispatcher.wake)
+        return response
 
 
 def register_dispatcher(app: Flask) -> None:

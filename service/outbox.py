@@ -14,6 +14,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
+from .clock import utcnow
 from .counters import count
 from .emails import RenderedEmail, transmit
 from .models import OutboxMessage
@@ -67,6 +68,10 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> list[int]:
     rows without waiting; on SQLite the statement runs under the single write lock. Either way
     a message is claimed by one worker only.
     """
+    # Most passes find nothing due: a plain read answers that without taking the write lock.
+    if session.scalar(select(OutboxMessage.id).where(_due(now)).limit(1)) is None:
+        session.rollback()
+        return []
     # MATERIALIZED: as a plain sub-select PostgreSQL may re-run it for every outer row, and
     # each re-run skips the rows this UPDATE already took, so the LIMIT would not hold.
     due_ids = (
@@ -102,8 +107,34 @@ class DeliveryReport:
         return self.sent + self.retried + self.failed
 
 
-def deliver(session: Session, message_id: int, *, now: datetime) -> str:
-    """Send one claimed message and record the outcome (sent, retry or failed); commits."""
+def renew_claim(session: Session, message_id: int, claimed_at: datetime) -> bool:
+    """Just before sending, check the claim is still ours and restart its lease; commits.
+
+    A batch that takes longer than CLAIM_LEASE lets another worker claim its last messages
+    again; the claim's time is its owner's mark, so only one of the two goes on to send.
+    """
+    renewed = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.status == "sending",
+            OutboxMessage.claimed_at == claimed_at,
+        )
+        .values(claimed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return renewed.rowcount == 1
+
+
+def deliver(session: Session, message_id: int, *, now: datetime, claimed_at: datetime | None = None) -> str:
+    """Send one claimed message and record the outcome (sent, retry or failed); commits.
+
+    `claimed_at` is the claim's time as `claim_due` set it; a message claimed since by another
+    worker is skipped.
+    """
+    if claimed_at is not None and not renew_claim(session, message_id, claimed_at):
+        return "skipped"
     message = session.get(OutboxMessage, message_id)
     if message is None or message.status != "sending":
         return "skipped"
@@ -152,7 +183,7 @@ def deliver_due(
     session: Session,
     *,
     now: datetime,
-    limit: int = 50,
+    limit: int = 10,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryReport:
     """Claim what is due and deliver it, one message at a time.
@@ -166,7 +197,7 @@ def deliver_due(
         if should_stop():
             release(session, claimed[position:])
             break
-        outcome = deliver(session, message_id, now=now)
+        outcome = deliver(session, message_id, now=now, claimed_at=now)
         if outcome in ("sent", "retried", "failed"):
             setattr(report, outcome, getattr(report, outcome) + 1)
     return report

@@ -20,7 +20,7 @@ from service.clock import utcnow
 from service.emails import RenderedEmail
 from service.extensions import db
 from service.models import AuditEvent, OutboxMessage
-from service.outbox import MAX_ATTEMPTS, claim_due, deliver_due, queue_email
+from service.outbox import CLAIM_LEASE, MAX_ATTEMPTS, claim_due, deliver, deliver_due, queue_email
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 
 EMAIL = RenderedEmail(subject="Hello", text_body="Plain words.", html_body="<p>Plain words.</p>")
@@ -296,3 +296,19 @@ def test_a_delivered_email_keeps_no_body_but_a_failed_one_keeps_it_for_retry(app
     waiting = message(app, waiting_id)
     assert waiting.status == "pending"
     assert "Plain words" in waiting.text_body  # still needed for the next attempt
+
+
+def test_a_worker_whose_claim_was_taken_over_after_the_lease_does_not_send(
+    app: Flask, smtp: SmtpSink
+) -> None:
+    [message_id] = queue(app, "jane@example.com")
+    first_claim = utcnow()
+    with app.app_context():
+        assert claim_due(db.session, now=first_claim, limit=10) == [message_id]
+    # The first worker is still busy with earlier messages when the lease runs out.
+    second_claim = first_claim + CLAIM_LEASE + timedelta(seconds=1)
+    with app.app_context():
+        assert claim_due(db.session, now=second_claim, limit=10) == [message_id]
+        assert deliver(db.session, message_id, now=second_claim, claimed_at=first_claim) == "skipped"
+        assert deliver(db.session, message_id, now=second_claim, claimed_at=second_claim) == "sent"
+    assert len(smtp.to("jane@example.com")) == 1

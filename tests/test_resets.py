@@ -507,3 +507,41 @@ def test_issue_reset_refuses_an_account_without_email_and_queues_nothing(
         db.session.rollback()
     counts = row_counts(app)
     assert (counts["password_resets"], counts["outbox"]) == (0, 0)
+
+
+@pytest.mark.parametrize("app_settings", [{"RESET_METHOD": "link"}, {"RESET_METHOD": "temporary_password"}],
+                         indirect=True, ids=["link", "temporary_password"])
+def test_a_request_for_a_missing_name_costs_the_dispatcher_the_same_work_and_keeps_nothing(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import service.resets as rules
+
+    composed: list[str] = []
+    hashed: list[str] = []
+    real_compose, real_secret = rules.compose_reset_email, rules.new_reset_secret
+
+    def counting_compose(account: Account, method: str, *args: Any) -> Any:
+        composed.append(account.username)
+        return real_compose(account, method, *args)
+
+    def counting_secret(method: str) -> tuple[str, str]:
+        hashed.append(method)
+        return real_secret(method)
+
+    monkeypatch.setattr(rules, "compose_reset_email", counting_compose)
+    monkeypatch.setattr(rules, "new_reset_secret", counting_secret)
+    make_account("jane")
+    make_account("nomail", email=None)
+    for name in ("jane", "ghost", "nomail"):
+        assert ask_for_reset(client, name).status_code == 202
+    run_dispatcher(app)
+
+    # One secret made and hashed, one mail written, for every name alike...
+    assert composed == ["jane", "ghost", "nomail"]
+    assert len(hashed) == 3
+    # ...but only the real account's is kept and sent.
+    assert [m["To"] for m in smtp.messages] == ["jane@example.com"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(PasswordReset)) == 1
+        assert {m.recipient for m in db.session.scalars(select(OutboxMessage))} == {"jane@example.com"}

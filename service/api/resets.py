@@ -8,7 +8,7 @@ from flask import Response
 
 from .. import resets
 from ..clock import utcnow
-from ..dispatcher import current_dispatcher
+from ..dispatcher import wake_after_response
 from ..extensions import db
 from ..i18n import supported_language
 from ..ratelimits import reset_request_per_ip, reset_request_per_username, token_per_ip
@@ -31,7 +31,7 @@ def request_password_reset() -> tuple[dict[str, Any], int]:
         db.session, fields["username"], ip=client_ip(), now=utcnow(),
         language=supported_language(fields["language"]),
     )
-    current_dispatcher().wake()
+    wake_after_response()
     return {"status": "accepted", "message": ACCEPTED_MESSAGE}, 202
 
 
@@ -47,5 +47,5 @@ def check_password_reset(token: str) -> dict[str, Any]:
 def confirm_password_reset() -> Response:
     fields = string_fields(json_object(), required=("token", "new_password"))
     resets.confirm_reset(db.session, fields["token"], fields["new_password"], ip=client_ip())
-    current_dispatcher().wake()
+    wake_after_response()
     return Response(status=204)

@@ -12,7 +12,7 @@ from ..api.blueprint import api
 from ..api.body import json_object, string_fields
 from ..clock import utcnow
 from ..config import RESET_METHODS
-from ..dispatcher import current_dispatcher
+from ..dispatcher import wake_after_response
 from ..errors import FieldError, ValidationFailed
 from ..extensions import db
 from ..requestkeys import client_ip
@@ -62,7 +62,7 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
         db.session, username, fields["method"], actor=current_key_actor(), ip=client_ip(),
         now=utcnow(), note=fields["note"], ticket=fields["ticket"],
     )
-    current_dispatcher().wake()
+    wake_after_response()
     return {
         "sent_to": issued.sent_to,
         "method": issued.reset.method,
@@ -74,7 +74,7 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
 @require_role("agent")
 def unlock(username: str) -> Response:
     support_actions.unlock_account(db.session, username, actor=current_key_actor(), ip=client_ip())
-    current_dispatcher().wake()
+    wake_after_response()
     return Response(status=204)
 
 

@@ -15,7 +15,7 @@ from .. import support_actions
 from ..agents import sign_in_agent
 from ..audit import agent_actor
 from ..clock import utcnow
-from ..dispatcher import current_dispatcher
+from ..dispatcher import wake_after_response
 from ..errors import InvalidCredentials, NoEmailOnFile, RateLimited
 from ..extensions import db
 from ..ratelimits import page_per_ip
@@ -139,7 +139,7 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
                 db.session, username, method, actor=actor(), ip=client_ip(), now=utcnow(),
                 note=form.note.data or None, ticket=form.ticket.data or None,
             )
-            current_dispatcher().wake()
+            wake_after_response()
             flash(str(DONE_MESSAGES[action]) % {"address": issued.sent_to})
     except (NoEmailOnFile, RateLimited) as error:
         flash(error.detail, "error")

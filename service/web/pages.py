@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from .. import resets
 from ..clock import utcnow
 from ..contact import contact_details
-from ..dispatcher import current_dispatcher
+from ..dispatcher import wake_after_response
 from ..errors import TokenExpired, TokenInvalid, TokenUsed, WeakPassword
 from ..extensions import db
 from ..i18n import LANGUAGE_COOKIE, current_language, supported_language
@@ -52,7 +52,7 @@ def reset_request_submit() -> PageResult:
     resets.request_reset(
         db.session, form.username.data, ip=client_ip(), now=utcnow(), language=current_language()
     )
-    current_dispatcher().wake()
+    wake_after_response()
     return render_template("reset_sent.html", method=method)
 
 
@@ -92,7 +92,7 @@ def new_password_form() -> PageResult:
             return _link_problem(error)
         else:
             session.pop(SESSION_TOKEN_KEY, None)
-            current_dispatcher().wake()
+            wake_after_response()
             return redirect(url_for("pages.reset_done"))
     elif form.is_submitted():
         status = 400
