@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -26,6 +26,9 @@ from .tokens import hash_secret, make_link_token, new_secret, read_link_token, s
 # No 0/O, 1/l/I: a temporary password is read off a screen and typed by hand.
 TEMPORARY_PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
 TEMPORARY_PASSWORD_LENGTH = 14  # about 80 bits
+
+
+RECORD_RESET_REQUEST = insert(ResetRequest.__table__)
 
 
 def generate_temporary_password() -> str:
@@ -48,7 +51,12 @@ def request_reset(
     dispatcher resolves the request later (`process_reset_requests`), so neither the answer nor
     its time can tell an existing account from a missing one.
     """
-    session.add(ResetRequest(username=username[:150], ip=ip, language=language, requested_at=now))
+    # One prepared INSERT: the request path needs no object back, and skipping the ORM's unit
+    # of work and per-call statement building makes it several times cheaper.
+    session.execute(
+        RECORD_RESET_REQUEST,
+        {"username": username[:150], "ip": ip, "language": language, "requested_at": now, "status": "pending"},
+    )
     session.commit()
     count("resets", current_app.config["RESET_METHOD"], "self")
 
