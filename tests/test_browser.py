@@ -87,6 +87,7 @@ class Server:
     base: str
     client_key: str
     log: Path
+    secret_key: str
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator
                 pass
             assert time.monotonic() < deadline, "gunicorn did not answer in time"
             time.sleep(0.1)
-        yield Server(base=base, client_key=key, log=log_path)
+        yield Server(base=base, client_key=key, log=log_path, secret_key=env["SECRET_KEY"])
     finally:
         process.terminate()
         try:
@@ -422,6 +423,29 @@ def test_a_used_link_says_so_and_offers_a_new_one(page: Page, server: Server, si
     expect(page.get_by_label("Username")).to_be_visible()
 
 
+def test_an_expired_link_says_so_and_offers_a_new_one(page: Page, server: Server, sink: SmtpSink) -> None:
+    """A real link, signed again as it would have been two hours ago (it lives one hour)."""
+    import time_machine
+    from itsdangerous import URLSafeTimedSerializer
+
+    from service.tokens import RESET_LINK_SALT
+
+    link = request_link(server, sink, "kim", "kim@example.com")
+    prefix, token = link.rsplit("/", 1)
+    serializer = URLSafeTimedSerializer(server.secret_key, salt=RESET_LINK_SALT)
+    payload = serializer.loads(token)
+    with time_machine.travel(time.time() - 2 * 3600, tick=False):
+        expired = serializer.dumps(payload)
+
+    page.goto(f"{prefix}/{expired}")
+    page.wait_for_url(f"{server.base}/reset-password/new")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("expired")
+    expect(page.locator("#new_password")).to_have_count(0)
+    screenshot(page, "reset-password-expired-link.en")
+    page.get_by_role("link", name="Send me a new link").click()
+    page.wait_for_url(f"{server.base}/reset-password")
+
+
 # --- 4. the console's reset -------------------------------------------------------------------
 
 
@@ -562,6 +586,7 @@ def test_every_page_is_styled_under_its_own_policy_and_photographed(
     for name in tour(page, server, sink, language):
         seen.append(name)
         # site.css and brand.css both loaded (the CSP allows this site's own styles).
+        page.wait_for_load_state("load")
         styles = page.evaluate(PAGE_STYLES)
         assert styles == {"background": "rgb(246, 247, 249)", "main": "rgb(255, 255, 255)", "accent": "#0b5394", "sheets": 2}, name
         screenshot(page, f"{name}.{language}")
