@@ -20,11 +20,11 @@ from service.apikeys import create_api_key
 from service.extensions import db
 from service.models import Account, AuditEvent
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
+from tests.formtools import CSRF_VALUE as CSRF
 
 AGENT_PASSWORD = "agent horse battery staple"
 API_IP = "198.51.100.7"
 CONSOLE_IP = "203.0.113.9"
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 # (type, actor, ip, account username, a subset of the details)
 Event = tuple[str, str, str | None, str | None, dict[str, Any]]

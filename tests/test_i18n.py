@@ -22,7 +22,14 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from service.models import Account
-from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import (
+    OTHER_STRONG_PASSWORD,
+    STRONG_PASSWORD,
+    SmtpSink,
+    run_dispatcher,
+    smtp_settings,
+)
+from tests.formtools import html_of, link_token_in, post_form
 
 ROOT = Path(__file__).resolve().parent.parent
 FRENCH_CATALOG = ROOT / "translations" / "fr" / "LC_MESSAGES" / "messages.po"
@@ -31,7 +38,6 @@ PYBABEL = Path(sys.executable).parent / "pybabel"
 PUBLIC_BASE_URL = "http://account.example.com"
 FRENCH = {"Accept-Language": "fr-CA,fr;q=0.9"}
 ENGLISH = {"Accept-Language": "en"}
-CSRF_VALUE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 # A %-style placeholder as Python formats it: %(name)s, %(minimum)d ...
 PLACEHOLDER = re.compile(r"%\(([^)]+)\)[#0\- +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa]")
 TAG = re.compile(r"<[^>]+>")
@@ -64,19 +70,6 @@ def title_of(response: TestResponse) -> str:
     return match.group(1)
 
 
-def csrf_token(response: TestResponse) -> str:
-    match = CSRF_VALUE.search(response.get_data(as_text=True))
-    assert match, response.get_data(as_text=True)
-    return match.group(1)
-
-
-def post_form(client: FlaskClient, url: str, fields: dict[str, str], headers: dict[str, str] | None = None) -> TestResponse:
-    """Fetch the form for its CSRF token, then post it, as a browser speaking `headers` does."""
-    form = client.get(url, headers=headers or {})
-    assert form.status_code == 200, form.get_data(as_text=True)
-    return client.post(url, data={"csrf_token": csrf_token(form), **fields}, headers=headers or {})
-
-
 def choose_language(client: FlaskClient, code: str, next_path: str = "/login-help") -> TestResponse:
     return client.get(f"/language/{code}", query_string={"next": next_path})
 
@@ -98,10 +91,6 @@ def redirect_path(response: TestResponse) -> str:
     return location.path
 
 
-def html_of(message: EmailMessage) -> str:
-    return message.get_body(preferencelist=("html",)).get_content()
-
-
 def create_account_over_api(
     client: FlaskClient, key: dict[str, str], username: str, language: str | None
 ) -> dict[str, Any]:
@@ -119,9 +108,7 @@ def only_mail_to(smtp: SmtpSink, address: str) -> EmailMessage:
 
 
 def token_in(message: EmailMessage) -> str:
-    match = re.search(re.escape(PUBLIC_BASE_URL) + r"/reset-password/(\S+)", SmtpSink.text_of(message))
-    assert match, SmtpSink.text_of(message)
-    return match.group(1)
+    return link_token_in(message, PUBLIC_BASE_URL)
 
 
 def assert_french_reset_mail(mail: EmailMessage, username: str) -> None:

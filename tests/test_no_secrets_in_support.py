@@ -41,11 +41,11 @@ from service.extensions import db
 from service.models import Account, Agent, ApiKey, PasswordReset
 from service.tokens import read_link_token
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
+from tests.formtools import CSRF_VALUE as CSRF
 
 AGENT_PASSWORD = "agent horse battery staple"
 LEGACY_PASSWORD = "an old password from the old shop"
 NEW_PASSWORD = "violet lanterns drift over quiet harbours"
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 LINK = re.compile(r"http://localhost/reset-password/([A-Za-z0-9._-]+)")
 TEMPORARY = re.compile(r"\r?\n\r?\n {4}(\S+)\r?\n")
 SUPPORT_PREFIXES = ("/support", "/api/v1/support")

@@ -18,13 +18,20 @@ from service.clock import utcnow
 from service.extensions import db
 from service.models import Account, ResetRequest
 from service.web.pages import SESSION_TOKEN_KEY
-from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import (
+    OTHER_STRONG_PASSWORD,
+    STRONG_PASSWORD,
+    SmtpSink,
+    run_dispatcher,
+    smtp_settings,
+)
+from tests.formtools import csrf_token_in as csrf_token
+from tests.formtools import post_form
 
 # Not the test client's host, so links built from the request could not pass for it. Plain http:
 # over https every form POST is refused, see test_a_form_posted_over_https_without_a_referer_is_accepted.
 PUBLIC_BASE_URL = "http://account.example.com"
 CSRF_INPUT = re.compile(r'<input[^>]*name="csrf_token"[^>]*>')
-CSRF_VALUE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 WEDNESDAY_3PM_UTC = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # 10:00 in New York
 SATURDAY_3PM_UTC = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
 
@@ -40,19 +47,6 @@ def app_settings(request: pytest.FixtureRequest, smtp: SmtpSink) -> dict[str, An
 def page(response: TestResponse) -> str:
     assert response.mimetype == "text/html", response.mimetype
     return response.get_data(as_text=True)
-
-
-def csrf_token(html: str) -> str:
-    match = CSRF_VALUE.search(html)
-    assert match, html
-    return match.group(1)
-
-
-def post_form(client: FlaskClient, url: str, fields: dict[str, str]) -> TestResponse:
-    """Fetch the form for its CSRF token, then post it with the fields, as a browser does."""
-    form = client.get(url)
-    assert form.status_code == 200, form.get_data(as_text=True)
-    return client.post(url, data={"csrf_token": csrf_token(page(form)), **fields})
 
 
 def reset_request_count(app: Flask) -> int:

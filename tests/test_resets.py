@@ -18,7 +18,13 @@ from werkzeug.test import TestResponse
 from service.clock import utcnow
 from service.errors import NoEmailOnFile, TokenInvalid, TokenUsed, WeakPassword
 from service.extensions import db
-from service.models import Account, AuditEvent, OutboxMessage, PasswordReset, ResetRequest
+from service.models import (
+    Account,
+    AuditEvent,
+    OutboxMessage,
+    PasswordReset,
+    ResetRequest,
+)
 from service.passwords import crypt_context
 from service.resets import (
     TEMPORARY_PASSWORD_ALPHABET,
@@ -30,7 +36,14 @@ from service.resets import (
     request_reset,
 )
 from service.tokens import make_link_token, new_secret
-from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import (
+    OTHER_STRONG_PASSWORD,
+    STRONG_PASSWORD,
+    SmtpSink,
+    run_dispatcher,
+    smtp_settings,
+)
+from tests.formtools import html_of, link_token_in
 
 PUBLIC_BASE_URL = "https://account.example.com"
 RESETS = "/api/v1/password-resets"
@@ -65,15 +78,9 @@ def verify(client: FlaskClient, key: dict[str, str], username: str, password: st
     return client.post(VERIFY, json={"username": username, "password": password}, headers=key)
 
 
-def html_of(message: EmailMessage) -> str:
-    return message.get_body(preferencelist=("html",)).get_content()
-
-
 def token_in(message: EmailMessage) -> str:
     """The token of the reset link in a mail's text part."""
-    match = re.search(re.escape(PUBLIC_BASE_URL) + r"/reset-password/(\S+)", SmtpSink.text_of(message))
-    assert match, SmtpSink.text_of(message)
-    return match.group(1)
+    return link_token_in(message, PUBLIC_BASE_URL)
 
 
 def temporary_password_in(message: EmailMessage) -> str:

@@ -15,10 +15,10 @@ from service.agents import create_agent
 from service.extensions import db
 from service.models import Account
 from tests.conftest import STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
+from tests.formtools import CSRF_VALUE as CSRF
 
 AGENT_PASSWORD = "agent horse battery staple"
 NEW_PASSWORD = "violet lanterns drift over quiet harbours"
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 LINK = re.compile(r"http://localhost(/reset-password/[A-Za-z0-9._-]+)")
 
 

@@ -3,7 +3,6 @@ finding a customer, confirming each action before it happens, CSRF, idle and dis
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
@@ -22,11 +21,11 @@ from service.extensions import db
 from service.models import Account, AuditEvent, OutboxMessage, PasswordReset
 from service.throttle import account_throttle_key, sign_in_throttle
 from tests.conftest import test_settings as settings_for
+from tests.formtools import CSRF_VALUE as CSRF
 
 MAX_FAILURES = 3
 IDLE_MINUTES = 1
 AGENT_PASSWORD = "agent horse battery staple"
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 # What each console action leaves in the trail, and the reset it creates (if any).
 ACTION_EVENTS = {
