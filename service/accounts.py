@@ -160,7 +160,7 @@ def _use_temporary_password(
     """
     used = session.execute(
         update(PasswordReset)
-        .where(PasswordReset.id == reset.id, PasswordReset.used_at.is_(None))
+        .where(PasswordReset.id == reset.id, PasswordReset.usable_at(now))
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )

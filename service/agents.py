@@ -79,6 +79,12 @@ def sign_in_agent(session: Session, username: str, password: str, *, ip: str | N
     matched, new_hash = verify_password(password, agent.password_hash if agent else None)
     if agent is None or agent.status != "active" or not matched:
         throttle.record_failure(throttle_key)
+        # Someone guessing agents' passwords (or locking them out) leaves a trace.
+        audit.record_event(
+            session, "agent.sign_in_failed", actor=audit.agent_actor(username.strip()[:150]), ip=ip,
+            details={"known_agent": agent is not None},
+        )
+        session.commit()
         raise InvalidCredentials(_("The username or password is wrong."))
     if new_hash:
         agent.password_hash = new_hash

@@ -63,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "DB_POOL_RECYCLE": 1800,
     "LOG_FORMAT": "",
     "METRICS_ENABLED": True,
+    "METRICS_TOKEN": "",
     "WORKER_METRICS_PORT": 0,
     "CONTACT_EMAIL": "service@canadianinsulin.com",
     "CONTACT_PHONE": "1-844-560-7790",

@@ -6,11 +6,12 @@ counts add up in one scrape.
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from collections.abc import Iterator
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, abort, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -82,6 +83,15 @@ class OutboxCollector(Collector):
         yield oldest
 
 
+def metrics_reader_allowed(app_env: str, token: str) -> bool:
+    """Open on a laptop and under tests; in production, a `Bearer METRICS_TOKEN` is required
+    (and without a token set, nobody may read them over HTTP)."""
+    if app_env != "production" and not token:
+        return True
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip(), token)
+
+
 def serve_worker_metrics(app: Flask, port: int) -> None:
     """Serve this process's metrics on their own port: an outbox worker has no web routes."""
     registry = app.extensions.get("resetdesk.metrics_registry")
@@ -118,4 +128,8 @@ def register_metrics(app: Flask) -> None:
 
     @app.get("/metrics")
     def serve_metrics() -> Response:
+        # The outbox gauges move when a reset is issued, so whoever can read them can tell an
+        # existing username from a missing one: in production only a holder of METRICS_TOKEN can.
+        if not metrics_reader_allowed(app.config["APP_ENV"], app.config["METRICS_TOKEN"]):
+            abort(404)
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
-from .usernames import normalise_username
+from .usernames import USERNAME_MAX_LENGTH, normalise_username
 
 
 def client_ip() -> str:
@@ -24,4 +24,6 @@ def submitted_username() -> str:
         raw = request.form.get("username")
     if not isinstance(raw, str):
         return "username:"
-    return "username:" + normalise_username(raw)[:150]
+    # Cut before normalising, exactly as the request is stored and later looked up: cutting
+    # after would let padding (`"   ...victim"`) give every request a fresh key for one account.
+    return "username:" + normalise_username(raw[:USERNAME_MAX_LENGTH])

@@ -22,6 +22,7 @@ from .models import Account, PasswordReset, ResetRequest
 from .outbox import queue_email
 from .passwords import check_new_password, hash_password
 from .tokens import hash_secret, make_link_token, new_secret, read_link_token, secret_matches
+from .usernames import USERNAME_MAX_LENGTH
 
 # No 0/O, 1/l/I: a temporary password is read off a screen and typed by hand.
 TEMPORARY_PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
@@ -55,7 +56,7 @@ def request_reset(
     # of work and per-call statement building makes it several times cheaper.
     session.execute(
         RECORD_RESET_REQUEST,
-        {"username": username[:150], "ip": ip, "language": language, "requested_at": now, "status": "pending"},
+        {"username": username[:USERNAME_MAX_LENGTH], "ip": ip, "language": language, "requested_at": now, "status": "pending"},
     )
     session.commit()
     count("resets", current_app.config["RESET_METHOD"], "self")

@@ -26,6 +26,7 @@ from .throttle import account_throttle_key, sign_in_throttle
 from .usernames import is_storable, normalise_email, normalise_username
 
 PAGE_SIZE_MAX = 50
+PAGE_MAX = 10_000  # no one reads that far; larger offsets would overflow the database's integer
 QUERY_MAX_LENGTH = 254
 
 
@@ -40,8 +41,8 @@ class Page:
 
 
 def page_bounds(page: int, per_page: int) -> tuple[int, int]:
-    """A page number from 1 and a page size from 1 to 50, whatever was asked."""
-    return max(1, page), min(max(1, per_page), PAGE_SIZE_MAX)
+    """A page number from 1 to 10,000 and a page size from 1 to 50, whatever was asked."""
+    return min(max(1, page), PAGE_MAX), min(max(1, per_page), PAGE_SIZE_MAX)
 
 
 def _like_prefix(text: str) -> str:

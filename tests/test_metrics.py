@@ -265,3 +265,25 @@ def test_under_gunicorn_one_scrape_adds_up_every_workers_counts(tmp_path: Path) 
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(5)
+
+
+def test_in_production_metrics_need_the_metrics_token(database_url: str) -> None:
+    """The outbox gauges move when a reset is issued: read freely, they would tell an existing
+    username from a missing one. In production only METRICS_TOKEN may read them."""
+    base = {"APP_ENV": "production", "PASSWORD_HASH_CHEAP": False, "PUBLIC_BASE_URL": "http://localhost"}
+    closed_app = create_app(settings_for(database_url, **base))
+    guarded_app = create_app(settings_for(database_url, **base, METRICS_TOKEN="scrape-me-0123456789"))
+    try:
+        closed = closed_app.test_client()
+        assert closed.get("/metrics").status_code == 404
+        assert closed.get("/metrics", headers={"Authorization": "Bearer anything"}).status_code == 404
+
+        guarded = guarded_app.test_client()
+        assert guarded.get("/metrics").status_code == 404
+        assert guarded.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 404
+        answer = guarded.get("/metrics", headers={"Authorization": "Bearer scrape-me-0123456789"})
+        assert answer.status_code == 200 and "resetdesk_http_requests_total" in answer.get_data(as_text=True)
+    finally:
+        for app in (closed_app, guarded_app):
+            with app.app_context():
+                db.engine.dispose()

@@ -166,3 +166,13 @@ def test_with_redis_storage_a_limit_outlives_the_process_that_counted_it(tmp_pat
 
     second = create_app(settings)
     assert_rate_limited(ask(second.test_client(), username))
+
+
+def test_padding_a_username_past_its_stored_length_does_not_escape_its_limit(app: Flask, client: FlaskClient) -> None:
+    """The stored request keeps the first 150 characters; the limit must key on exactly those,
+    or `"   ...jane" + anything` would be a fresh key every time for one account."""
+    padded = " " * 146 + "jane"
+    assert ask(client, padded + "-first", ip="192.0.2.21").status_code == 202
+    assert ask(client, padded + "-second", ip="192.0.2.22").status_code == 202
+    assert_rate_limited(ask(client, padded + "-third", ip="192.0.2.23"))
+    assert_rate_limited(ask(client, "jane", ip="192.0.2.24"))

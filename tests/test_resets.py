@@ -552,3 +552,25 @@ def test_a_request_for_a_missing_name_costs_the_dispatcher_the_same_work_and_kee
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(PasswordReset)) == 1
         assert {m.recipient for m in db.session.scalars(select(OutboxMessage))} == {"jane@example.com"}
+
+
+def test_a_temporary_password_revoked_in_the_meantime_is_not_used(
+    app: Flask, make_account: Callable[..., Account]
+) -> None:
+    """A sign-in that matched a temporary password just before a password change revoked it
+    must not go on to make it the password."""
+    from service.accounts import _use_temporary_password
+    from service.resets import issue_reset
+
+    make_account("jane")
+    with app.app_context():
+        account = db.session.scalar(select(Account).where(Account.username_key == "jane"))
+        issued = issue_reset(db.session, account, "temporary_password", requested_by="cli", ip=None, now=utcnow())
+        db.session.commit()
+        before = account.password_hash
+        db.session.execute(update(PasswordReset).values(revoked_at=utcnow()))
+        db.session.commit()
+        _use_temporary_password(db.session, account, issued.reset, ip=None, now=utcnow())
+        db.session.refresh(account)
+        assert account.password_hash == before
+        assert account.must_change_password is False

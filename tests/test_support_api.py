@@ -485,3 +485,14 @@ def test_an_admin_creates_an_agent_who_can_sign_in(app: Flask, client: FlaskClie
     assert_problem(weak, 400, "weak_password")
     taken = client.post("/api/v1/admin/agents", json={"username": "SAM", "email": "s2@example.com"}, headers=admin)
     assert_problem(taken, 409, "username_taken")
+
+
+def test_absurd_page_numbers_are_clamped_not_a_500(
+    client: FlaskClient, make_key: MakeKey, make_account: Callable[..., Account]
+) -> None:
+    make_account("jane")
+    key = make_key("agent")
+    huge = "99999999999999999999"
+    found = search(client, key, "j", page=huge)
+    assert found.status_code == 200 and found.get_json()["accounts"] == []
+    assert events(client, key, page=huge).status_code == 200

@@ -453,3 +453,22 @@ def test_disabling_an_agent_ends_an_open_session_at_the_next_page(
     assert redirects_to_sign_in(agent_client.post(url, data={"csrf_token": token}))
     listed = runner.invoke(args=["agents", "list"])
     assert "alice\talice@shop.example\tdisabled" in listed.output
+
+
+@pytest.mark.parametrize("page_number", ["²", "99999999999999999999", "-3", "x"])
+def test_odd_page_numbers_in_the_console_search_never_make_a_500(
+    agent_client: FlaskClient, make_account: Callable[..., Account], page_number: str
+) -> None:
+    make_account("jane")
+    assert agent_client.get("/support", query_string={"q": "j", "page": page_number}).status_code == 200
+
+
+def test_a_failed_agent_sign_in_leaves_an_audit_event(app: Flask, client: FlaskClient, make_agent: Callable[..., None]) -> None:
+    make_agent("alice")
+    sign_in(client, "alice", "not the password at all")
+    sign_in(client, "mallory", "not the password at all")
+    with app.app_context():
+        failed = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.type == "agent.sign_in_failed").order_by(AuditEvent.id)
+        ).all()
+    assert [(e.actor, e.details["known_agent"]) for e in failed] == [("agent:alice", True), ("agent:mallory", False)]

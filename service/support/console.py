@@ -97,7 +97,7 @@ def search() -> str | tuple[str, int]:
     found = None
     if query:
         found = support_actions.search_accounts(
-            db.session, query, actor=actor(), ip=client_ip(), page=int(page) if page.isdigit() else 1
+            db.session, query, actor=actor(), ip=client_ip(), page=int(page) if page.isascii() and page.isdigit() else 1
         )
     return render_template("support/search.html", query=query, found=found, sign_out_form=SignOutForm())
 
