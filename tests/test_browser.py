@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, SmtpSink
-from tests.test_gunicorn import call, flask, free_port, service_env
+from tests.test_gunicorn import call, flask, free_port, served_by_gunicorn, service_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -54,7 +52,6 @@ CHROMIUM_ARGS = [
 ]
 
 PROJECT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 AXE = PROJECT / ".browser" / "node_modules" / "axe-core" / "axe.min.js"
 needs_axe = pytest.mark.skipif(
     not AXE.is_file(), reason=f"axe-core is not installed at {AXE}: run `make browser-deps` (needs npm)"
@@ -64,7 +61,6 @@ DOC_SCREENSHOTS = PROJECT / "docs" / "screenshots"
 
 AGENT_PASSWORD = "agent horse battery staple"
 TOUR_ACCOUNT = ("lea", "lea@example.com")  # the account the page tours ask resets for
-START_WAIT_SECONDS = 20
 MAIL_WAIT_SECONDS = 15
 LANGUAGES = ("en", "fr")
 BLOCKING_IMPACTS = ("serious", "critical")
@@ -120,31 +116,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator
     flask(env, "agents", "create", "alice", "alice@shop.example", "--password-stdin", stdin=AGENT_PASSWORD + "\n")
     key = flask(env, "apikeys", "create", "website", "--role", "client").strip().splitlines()[-1]
     log_path = tmp / "gunicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "wsgi:app"],
-            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_WAIT_SECONDS
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if call("GET", f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not answer in time"
-            time.sleep(0.1)
+    with served_by_gunicorn(env, port, log_path) as base:
         yield Server(base=base, client_key=key, log=log_path, secret_key=env["SECRET_KEY"])
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 @pytest.fixture(scope="module")

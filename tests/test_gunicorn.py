@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,37 @@ def call(method: str, url: str, body: Any = None, headers: dict[str, str] | None
     return status, json.loads(raw) if raw else None
 
 
+@contextmanager
+def served_by_gunicorn(env: dict[str, str], port: int, log_path: Path) -> Iterator[str]:
+    """gunicorn with 2 workers on `port`, once it answers /healthz; yields its base URL and is
+    stopped (SIGTERM, then SIGKILL) on the way out."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "wsgi:app"],
+            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + START_WAIT_SECONDS
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    if call("GET", f"{base}/healthz")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "gunicorn did not answer in time"
+                time.sleep(0.1)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
 @pytest.fixture
 def gunicorn(tmp_path: Path, smtp: SmtpSink) -> Iterator[dict[str, Any]]:
     """A migrated database with an account and a client key, served by gunicorn; stopped after."""
@@ -87,32 +119,8 @@ def gunicorn(tmp_path: Path, smtp: SmtpSink) -> Iterator[dict[str, Any]]:
     flask(env, "db", "upgrade")
     flask(env, "users", "create", "jane", "jane@example.com", "--password-stdin", stdin=STRONG_PASSWORD + "\n")
     key = flask(env, "apikeys", "create", "website", "--role", "client").strip().splitlines()[-1]
-    log = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "wsgi:app"],
-        cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_WAIT_SECONDS
-        while True:
-            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                if call("GET", f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not answer in time"
-            time.sleep(0.1)
+    with served_by_gunicorn(env, port, tmp_path / "gunicorn.log") as base:
         yield {"base": base, "key": key, "log": tmp_path / "gunicorn.log"}
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
 
 
 def wait_for_mail(smtp: SmtpSink, address: str, count: int) -> list[Any]:
