@@ -73,10 +73,10 @@ DELIVERY_TIMEOUT = 150.0
 QUEUE_SCRIPT = r"""
 import sys, types
 from service import create_app
-from service.clock import utcnow
-from service.emails import RenderedEmail, render_email
-from service.extensions import db
-from service.outbox import queue_email
+from service.platform.clock import utcnow
+from service.outbox.mail import RenderedEmail, render_email
+from service.platform.extensions import db
+from service.outbox.queue import queue_email
 
 count = int(sys.argv[1])
 app = create_app()

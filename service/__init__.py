@@ -11,32 +11,38 @@ from dotenv import load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .api import api
-from .cli import register_cli
-from .config import load_config
-from .contact import check_contact_settings
-from .database import prepare_database
-from .dispatcher import register_dispatcher
-from .errorhandlers import register_errorhandlers
-from .extensions import csrf, db, limiter, mail, migrate
-from .headers import register_security_headers
-from .health import health
-from .i18n import register_i18n
-from .logs import configure_logging
-from .metrics import register_metrics
-from .passwords import build_crypt_context
-from .requestids import register_request_ids
-from .support import console
-from .templating import register_template_filters
-from .throttle import SignInThrottle
-from .web import pages
-from .webhooks import register_webhooks
+from service.accounts.passwords import build_crypt_context
+from service.accounts.throttle import SignInThrottle
+from service.api import api
+from service.cli import register_cli
+from service.console import console
+from service.contact.hours import check_contact_settings
+from service.contact.templating import register_template_filters
+from service.outbox.metrics import OutboxCollector
+from service.platform.config import load_config
+from service.platform.database import prepare_database
+from service.platform.errorhandlers import register_errorhandlers
+from service.platform.extensions import csrf, db, limiter, mail, migrate
+from service.platform.headers import register_security_headers
+from service.platform.health import health
+from service.platform.i18n import register_i18n
+from service.platform.logs import configure_logging
+from service.platform.metrics import register_metrics
+from service.platform.requestids import register_request_ids
+from service.resets.policy import ResetPolicy
+from service.web import pages
+from service.worker.dispatcher import register_dispatcher
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app from the environment (and a `.env` file), with `config` on top for tests."""
+def create_app(config: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None) -> Flask:
+    """Build the app: the defaults, then the environment, then `config` on top.
+
+    Without `config` (the real service) the environment and a `.env` file are read. With it
+    (tests, tools), only what `environ` holds is: a test's settings cannot be undone by
+    whatever the shell exported.
+    """
     app = Flask(
         __name__,
         instance_path=str(PROJECT_ROOT / "instance"),
@@ -45,7 +51,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     if config is None:
         load_dotenv(Path.cwd() / ".env", override=False)
-    app.config.update(load_config(os.environ, config, app.instance_path))
+        environ = os.environ
+    app.config.update(load_config(environ or {}, config, app.instance_path))
     check_contact_settings(app.config)
     if app.config["TRUSTED_PROXIES"]:
         # Client addresses (for rate limits and the audit trail) come from X-Forwarded-For only
@@ -56,7 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_i18n(app, PROJECT_ROOT / "translations")
     configure_logging(app)
     register_request_ids(app)
-    register_metrics(app)
+    register_app_metrics(app)
     register_blueprints(app)
     register_template_filters(app)
     register_dispatcher(app)
@@ -67,6 +74,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    """Bind the extensions, and build once what the rules are handed."""
     os.makedirs(app.instance_path, exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
@@ -79,8 +87,16 @@ def register_extensions(app: Flask) -> None:
         app.config["LOGIN_MAX_FAILURES"],
         app.config.get("RATELIMIT_STORAGE_OPTIONS"),
     )
+    app.extensions["resetdesk.reset_policy"] = ResetPolicy.from_settings(app.config)
     prepare_database(app)
-    register_webhooks()
+
+
+def register_app_metrics(app: Flask) -> None:
+    """Count requests and serve /metrics, with the outbox's gauges beside the counters."""
+    register_metrics(app)
+    registry = app.extensions.get("resetdesk.metrics_registry")
+    if registry is not None:
+        registry.register(OutboxCollector(app))
 
 
 def register_blueprints(app: Flask) -> None:

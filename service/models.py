@@ -1,55 +1,70 @@
-"""The tables: accounts, API keys, agents, audit events, resets and the mail outbox."""
+"""The tables: accounts, API keys, agents and their sessions, audit events, resets, the outbox;
+and the names of the values their status and kind columns take."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, and_, DateTime, ForeignKey, Index, MetaData, String, Text, TypeDecorator
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry, relationship
+from sqlalchemy import ColumnElement, ForeignKey, Index, String, Text, and_
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .clock import utcnow
+from service.platform.clock import utcnow
+from service.platform.modelbase import Base, UTCDateTime
 
-ACCOUNT_STATUSES = ("active", "disabled")
-API_ROLES = ("client", "agent", "admin")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC and always hands back timezone-aware datetimes, SQLite included."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        # SQLite has no time zones: store naive UTC there.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+__all__ = ["Base", "UTCDateTime"]  # re-exported for migrations and tests
 
 
-class Base(DeclarativeBase):
-    registry = registry(
-        # Named constraints so that migrations can alter them on every database.
-        metadata=MetaData(
-            naming_convention={
-                "ix": "ix_%(column_0_label)s",
-                "uq": "uq_%(table_name)s_%(column_0_name)s",
-                "ck": "ck_%(table_name)s_%(constraint_name)s",
-                "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-                "pk": "pk_%(table_name)s",
-            }
-        ),
-        type_annotation_map={datetime: UTCDateTime(), dict[str, Any]: JSON()},
-    )
+class AccountStatus(StrEnum):
+    """Whether an account (or an agent) may sign in at all."""
+
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class ApiRole(StrEnum):
+    """What an API key may do; `admin` may do everything."""
+
+    CLIENT = "client"
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+class ResetMethod(StrEnum):
+    """What a reset sends: a one-time link, or a temporary password."""
+
+    LINK = "link"
+    TEMPORARY_PASSWORD = "temporary_password"
+
+
+class RequestStatus(StrEnum):
+    """Where a self-service reset request stands in the dispatcher's hands."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class OutboxStatus(StrEnum):
+    """Where a queued message stands."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxKind(StrEnum):
+    """What a queued message is: an email, or a webhook to the website."""
+
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+
+
+ACCOUNT_STATUSES = tuple(AccountStatus)
+API_ROLES = tuple(ApiRole)
+RESET_METHODS = tuple(ResetMethod)
 
 
 class Account(Base):
@@ -63,7 +78,7 @@ class Account(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     email_key: Mapped[str | None] = mapped_column(String(254), index=True)
     password_hash: Mapped[str | None] = mapped_column(String(512))
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
     language: Mapped[str | None] = mapped_column(String(8))
     must_change_password: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -71,7 +86,7 @@ class Account(Base):
 
     @property
     def is_active(self) -> bool:
-        return self.status == "active"
+        return self.status == AccountStatus.ACTIVE
 
 
 class ApiKey(Base):
@@ -98,9 +113,40 @@ class Agent(Base):
     username_key: Mapped[str] = mapped_column(String(150), unique=True)
     email: Mapped[str] = mapped_column(String(254))
     password_hash: Mapped[str | None] = mapped_column(String(512))
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_sign_in_at: Mapped[datetime | None]
+
+
+class AgentSession(Base):
+    """An agent's signed-in console session; the cookie carries its random id, kept here as a hash.
+
+    Signing out, disabling the agent, idling or the day's end ends it here, so a copied cookie
+    stops working with it.
+    """
+
+    __tablename__ = "agent_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    started_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class AgentResetQuota(Base):
+    """How many resets an actor (an agent, or an agent key) issued in its current hour.
+
+    One row per actor, changed by one conditional UPDATE, so simultaneous requests cannot
+    both take the last reset of the hour.
+    """
+
+    __tablename__ = "agent_reset_quotas"
+
+    actor: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_started_at: Mapped[datetime]
+    used: Mapped[int] = mapped_column(default=0)
 
 
 class AuditEvent(Base):
@@ -136,8 +182,12 @@ class ResetRequest(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(8))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=RequestStatus.PENDING)
     processed_at: Mapped[datetime | None]
+    # A request whose handling failed is retried later, like a message; these say why and when.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class PasswordReset(Base):
@@ -175,12 +225,12 @@ class OutboxMessage(Base):
     __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), default="email", server_default="email")
+    kind: Mapped[str] = mapped_column(String(16), default=OutboxKind.EMAIL, server_default="email")
     recipient: Mapped[str] = mapped_column(String(2000))
     subject: Mapped[str] = mapped_column(String(300))
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -188,3 +238,5 @@ class OutboxMessage(Base):
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+
+    account: Mapped[Account | None] = relationship()

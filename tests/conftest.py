@@ -16,9 +16,10 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import text
 
 from service import create_app
-from service.accounts import create_account
-from service.apikeys import create_api_key
-from service.extensions import db
+from service.accounts.records import create_account
+from service.access.apikeys import create_api_key
+from service.platform.clock import utcnow
+from service.platform.extensions import db
 from service.models import Account
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -127,7 +128,9 @@ def make_account(app: Flask) -> Callable[..., Account]:
                 password=password if password_hash is None else None,
                 password_hash=password_hash,
                 actor="cli",
+                now=utcnow(),
             )
+            db.session.commit()
             db.session.refresh(account)
             db.session.expunge(account)
             return account
@@ -142,7 +145,8 @@ def make_key(app: Flask) -> Callable[[str], dict[str, str]]:
 
     def make(role: str = "client") -> dict[str, str]:
         with app.app_context():
-            _api_key, presented = create_api_key(db.session, f"{role}-{next(counter)}", role)
+            _api_key, presented = create_api_key(db.session, f"{role}-{next(counter)}", role, now=utcnow())
+            db.session.commit()
         return {"Authorization": f"Bearer {presented}"}
 
     return make

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from service.apikeys import revoke_api_key
-from service.extensions import db
+from service.platform.clock import utcnow
+from service.access.apikeys import revoke_api_key
+from service.platform.extensions import db
 from service.models import Account
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD
 
@@ -384,7 +385,8 @@ def test_a_revoked_key_is_401_at_once(
     key = make_key("client")
     assert post(client, VERIFY, {"username": "jane", "password": STRONG_PASSWORD}, key).status_code == 200
     with app.app_context():
-        assert revoke_api_key(db.session, "client-0") is True
+        assert revoke_api_key(db.session, "client-0", now=utcnow()) is True
+        db.session.commit()
     assert_problem(post(client, url, body, key), 401, "unauthorized")
 
 

@@ -15,9 +15,10 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import event, select
 
-from service.agents import create_agent
-from service.apikeys import create_api_key
-from service.extensions import db
+from service.platform.clock import utcnow
+from service.support.agents import create_agent
+from service.access.apikeys import create_api_key
+from service.platform.extensions import db
 from service.models import Account, AuditEvent
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 from tests.formtools import CSRF_VALUE as CSRF
@@ -39,7 +40,8 @@ def app_settings(smtp: SmtpSink) -> dict[str, Any]:
 def api(app: Flask) -> tuple[FlaskClient, dict[str, str]]:
     """A client calling from API_IP with the agent key named `helpdesk`."""
     with app.app_context():
-        _key, presented = create_api_key(db.session, "helpdesk", "agent")
+        _key, presented = create_api_key(db.session, "helpdesk", "agent", now=utcnow())
+        db.session.commit()
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = API_IP
     return client, {"Authorization": f"Bearer {presented}"}
@@ -49,7 +51,8 @@ def api(app: Flask) -> tuple[FlaskClient, dict[str, str]]:
 def console(app: Flask) -> FlaskClient:
     """A browser at CONSOLE_IP with agent alice signed in."""
     with app.app_context():
-        create_agent(db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD)
+        create_agent(db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD, now=utcnow())
+        db.session.commit()
     browser = app.test_client()
     browser.environ_base["REMOTE_ADDR"] = CONSOLE_IP
     response = browser.post(

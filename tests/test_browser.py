@@ -401,7 +401,7 @@ def test_an_expired_link_says_so_and_offers_a_new_one(page: Page, server: Server
     import time_machine
     from itsdangerous import URLSafeTimedSerializer
 
-    from service.tokens import RESET_LINK_SALT
+    from service.resets.links import RESET_LINK_SALT
 
     link = request_link(server, sink, "kim", "kim@example.com")
     prefix, token = link.rsplit("/", 1)

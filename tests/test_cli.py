@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
-from service.extensions import db
+from service.platform.extensions import db
 from service.models import Account, Agent, ApiKey, AuditEvent
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD
 

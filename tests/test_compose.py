@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from service import create_app
-from service.config import DEFAULTS, load_config
+from service.platform.config import DEFAULTS, load_config
 from tests.conftest import test_settings as settings_for
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -12,11 +12,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from service.clock import utcnow
-from service.dispatcher import Dispatcher
-from service.extensions import db
+from service.platform.clock import utcnow
+from service.worker.dispatcher import Dispatcher
+from service.platform.extensions import db
 from service.models import Account, AuditEvent, OutboxMessage, ResetRequest
-from service.resets import request_reset
+from service.resets.policy import reset_policy
+from service.resets.requests import request_reset
 from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
 
 THREADS = 8
@@ -108,7 +109,8 @@ def test_two_dispatchers_over_the_same_queue_deliver_each_message_once(
         make_account(name, email=f"{name}@example.com")
     with app.app_context():
         for name in usernames:
-            request_reset(db.session, name, ip=None, now=utcnow())
+            request_reset(db.session, name, policy=reset_policy(), ip=None, now=utcnow())
+            db.session.commit()
     smtp.delay = 0.05  # a slow server widens the window in which both could send one message
     dispatchers = [Dispatcher(app), Dispatcher(app)]
 
@@ -136,7 +138,8 @@ def test_two_dispatchers_over_already_queued_mail_send_each_message_once(
         make_account(name, email=f"{name}@example.com")
     with app.app_context():
         for name in usernames:
-            request_reset(db.session, name, ip=None, now=utcnow())
+            request_reset(db.session, name, policy=reset_policy(), ip=None, now=utcnow())
+            db.session.commit()
     # Resolve the requests with mail down, so that only delivery is left to race over.
     smtp.stop()
     Dispatcher(app).run_once()

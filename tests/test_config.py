@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service import create_app
-from service.config import ConfigError, load_config
+from service.platform.config import ConfigError, load_config
 from tests.conftest import test_settings as settings_for
 
 PRODUCTION = {
@@ -193,7 +193,7 @@ def production_app(tmp_path: Path) -> Any:
     app = create_app({**PRODUCTION, "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}"})
     yield app
     with app.app_context():
-        from service.extensions import db
+        from service.platform.extensions import db
 
         db.engine.dispose()
 

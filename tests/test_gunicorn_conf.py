@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from service import create_app
-from service.extensions import db
+from service.platform.extensions import db
 from tests.conftest import test_settings as settings_for
 
 CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from service import create_app
-from service.extensions import db
+from service.platform.extensions import db
 from tests.conftest import test_settings as settings_for
 
 

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from service.extensions import db
+from service.platform.extensions import db
 from service.models import Account, ResetRequest
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 

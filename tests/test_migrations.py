@@ -15,9 +15,10 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import inspect
 
+from service.platform.clock import utcnow
 from service import create_app
-from service.accounts import create_account, find_account
-from service.extensions import db
+from service.accounts.records import create_account, find_account
+from service.platform.extensions import db
 from tests.conftest import test_settings as settings_for
 
 
@@ -105,6 +106,6 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_restores_them(bare_ap
 def test_the_migrated_schema_works_for_the_service(bare_app: Flask) -> None:
     upgrade(bare_app)
     with bare_app.app_context():
-        create_account(db.session, username="jane", email="jane@example.com", password=None, actor="cli")
+        create_account(db.session, username="jane", email="jane@example.com", password=None, actor="cli", now=utcnow())
         found = find_account(db.session, " JANE ")
         assert found is not None and found.created_at.tzinfo is not None

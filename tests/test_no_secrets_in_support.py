@@ -35,11 +35,12 @@ from flask import Flask, Response, request
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
-from service.agents import create_agent
-from service.apikeys import create_api_key
-from service.extensions import db
+from service.platform.clock import utcnow
+from service.support.agents import create_agent
+from service.access.apikeys import create_api_key
+from service.platform.extensions import db
 from service.models import Account, Agent, ApiKey, PasswordReset
-from service.tokens import read_link_token
+from service.resets.links import read_link_token
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 from tests.formtools import CSRF_VALUE as CSRF
 
@@ -211,8 +212,9 @@ def doors(
     support_responses: list[Recorded], app: Flask, make_key: Callable[[str], dict[str, str]], client_key: dict[str, str]
 ) -> Doors:
     with app.app_context():
-        create_agent(db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD)
-        _key, presented = create_api_key(db.session, "helpdesk", "agent")
+        create_agent(db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD, now=utcnow())
+        _key, presented = create_api_key(db.session, "helpdesk", "agent", now=utcnow())
+        db.session.commit()
     console = app.test_client()
     console.post(
         "/support/login",

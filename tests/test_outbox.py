@@ -16,11 +16,13 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
-from service.clock import utcnow
-from service.emails import RenderedEmail
-from service.extensions import db
+from service.platform.clock import utcnow
+from service.outbox.mail import RenderedEmail
+from service.platform.extensions import db
 from service.models import AuditEvent, OutboxMessage
-from service.outbox import CLAIM_LEASE, MAX_ATTEMPTS, claim_due, deliver, deliver_due, queue_email
+from service.outbox.delivery import deliver
+from service.outbox.queue import CLAIM_LEASE, MAX_ATTEMPTS, claim_due, queue_email, renew_claim
+from service.worker.dispatcher import deliver_due
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 
 EMAIL = RenderedEmail(subject="Hello", text_body="Plain words.", html_body="<p>Plain words.</p>")
@@ -244,6 +246,7 @@ def test_simultaneous_claimers_never_share_a_message(app: Flask) -> None:
             with app.app_context():
                 barrier.wait(10)
                 while taken := claim_due(db.session, now=utcnow(), limit=3):
+                    db.session.commit()
                     claims[index].extend(taken)
                 db.session.remove()
         except BaseException as error:  # reported by the test thread
@@ -305,10 +308,14 @@ def test_a_worker_whose_claim_was_taken_over_after_the_lease_does_not_send(
     first_claim = utcnow()
     with app.app_context():
         assert claim_due(db.session, now=first_claim, limit=10) == [message_id]
+        db.session.commit()
     # The first worker is still busy with earlier messages when the lease runs out.
     second_claim = first_claim + CLAIM_LEASE + timedelta(seconds=1)
     with app.app_context():
         assert claim_due(db.session, now=second_claim, limit=10) == [message_id]
-        assert deliver(db.session, message_id, now=second_claim, claimed_at=first_claim) == "skipped"
-        assert deliver(db.session, message_id, now=second_claim, claimed_at=second_claim) == "sent"
+        db.session.commit()
+        assert renew_claim(db.session, message_id, first_claim, now=second_claim) is False
+        assert renew_claim(db.session, message_id, second_claim, now=second_claim) is True
+        assert deliver(db.session, db.session.get(OutboxMessage, message_id), now=second_claim) == "sent"
+        db.session.commit()
     assert len(smtp.to("jane@example.com")) == 1

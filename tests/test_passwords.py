@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from passlib.context import CryptContext
 
-from service.passwords import (
+from service.accounts.passwords import (
     LEGACY_SCHEMES,
     PASSWORD_MAX_LENGTH,
     build_crypt_context,

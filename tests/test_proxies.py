@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from service.extensions import db
+from service.platform.extensions import db
 from service.models import Account, AuditEvent, ResetRequest
 from tests.conftest import run_dispatcher
 

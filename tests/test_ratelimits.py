@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from service import create_app
-from service.extensions import db
+from service.platform.extensions import db
 from service.models import ResetRequest
 from tests import conftest
 

@@ -50,18 +50,20 @@ requires_redis_server = pytest.mark.skipif(
 # JSON request per line with its status and how long the app took.
 APP_PROCESS = r"""
 import json, sys, time
-import service.throttle
+import service.accounts.throttle
 from service import create_app
-from service.apikeys import create_api_key
-from service.extensions import db
+from service.access.apikeys import create_api_key
+from service.platform.clock import utcnow
+from service.platform.extensions import db
 
 job = json.loads(sys.stdin.readline())
 if job["throttle_retry_after"] is not None:
-    service.throttle.RETRY_SHARED_STORAGE_AFTER = job["throttle_retry_after"]
+    service.accounts.throttle.RETRY_SHARED_STORAGE_AFTER = job["throttle_retry_after"]
 app = create_app(job["settings"])
 with app.app_context():
     db.create_all()
-    _key, presented = create_api_key(db.session, job["key_name"], "client")
+    _key, presented = create_api_key(db.session, job["key_name"], "client", now=utcnow())
+    db.session.commit()
 client = app.test_client()
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:

@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
-from service.clock import utcnow
-from service.errors import NoEmailOnFile, TokenInvalid, TokenUsed, WeakPassword
-from service.extensions import db
+from service.platform.clock import utcnow
+from service.platform.errors import NoEmailOnFile, TokenInvalid, TokenUsed, WeakPassword
+from service.platform.extensions import db
 from service.models import (
     Account,
     AuditEvent,
@@ -25,17 +25,13 @@ from service.models import (
     PasswordReset,
     ResetRequest,
 )
-from service.passwords import crypt_context
-from service.resets import (
-    TEMPORARY_PASSWORD_ALPHABET,
-    TEMPORARY_PASSWORD_LENGTH,
-    check_link,
-    confirm_reset,
-    issue_reset,
-    process_reset_requests,
-    request_reset,
-)
-from service.tokens import make_link_token, new_secret
+from service.accounts.passwords import crypt_context
+from service.resets.issuing import TEMPORARY_PASSWORD_ALPHABET, TEMPORARY_PASSWORD_LENGTH, issue_reset
+from service.resets.links import check_link, confirm_reset
+from service.resets.requests import request_reset
+from service.resets.policy import reset_policy
+from service.worker.dispatcher import resolve_requests
+from service.resets.links import make_link_token, new_secret
 from tests.conftest import (
     OTHER_STRONG_PASSWORD,
     STRONG_PASSWORD,
@@ -422,8 +418,9 @@ def test_the_request_path_writes_only_one_reset_request_row(
 
 def test_request_reset_records_the_name_as_typed_and_cut_to_the_column(app: Flask) -> None:
     with app.app_context():
-        request_reset(db.session, " Jane ", ip="192.0.2.1", now=utcnow())
-        request_reset(db.session, "x" * 500, ip=None, now=utcnow())
+        request_reset(db.session, " Jane ", policy=reset_policy(), ip="192.0.2.1", now=utcnow())
+        request_reset(db.session, "x" * 500, policy=reset_policy(), ip=None, now=utcnow())
+        db.session.commit()
         names = list(db.session.scalars(select(ResetRequest.username).order_by(ResetRequest.id)))
     assert names == [" Jane ", "x" * 150]
 
@@ -433,10 +430,11 @@ def test_process_reset_requests_resolves_each_request_once(
 ) -> None:
     make_account()
     with app.app_context():
-        request_reset(db.session, "JANE", ip=None, now=utcnow())  # any spelling names the account
-        request_reset(db.session, "ghost", ip=None, now=utcnow())
-        assert process_reset_requests(db.session, now=utcnow()) == 2
-        assert process_reset_requests(db.session, now=utcnow()) == 0
+        request_reset(db.session, "JANE", policy=reset_policy(), ip=None, now=utcnow())  # any spelling names the account
+        request_reset(db.session, "ghost", policy=reset_policy(), ip=None, now=utcnow())
+        db.session.commit()
+        assert resolve_requests(db.session, policy=reset_policy()) == 2
+        assert resolve_requests(db.session, policy=reset_policy()) == 0
         statuses = set(db.session.scalars(select(ResetRequest.status)))
         assert statuses == {"processed"}
         assert db.session.scalar(select(func.count()).select_from(PasswordReset)) == 1
@@ -447,7 +445,9 @@ def issue_link_directly(app: Flask, account_id: int, method: str = "link") -> tu
     """Issue a reset with the rule itself; returns the link token (for links) and the reset id."""
     with app.app_context():
         account = db.session.get(Account, account_id)
-        issued = issue_reset(db.session, account, method, requested_by="cli", ip=None, now=utcnow())
+        issued = issue_reset(
+            db.session, account, method, policy=reset_policy(), requested_by="cli", ip=None, now=utcnow()
+        )
         reset_id = issued.reset.id
         db.session.commit()
         body = db.session.scalars(select(OutboxMessage.text_body).order_by(OutboxMessage.id.desc())).first()
@@ -461,12 +461,16 @@ def test_confirm_reset_checks_the_password_before_using_the_link_and_works_once(
     account = make_account()
     token, reset_id = issue_link_directly(app, account.id)
     with app.app_context():
+        policy = reset_policy()
         with pytest.raises(WeakPassword):
-            confirm_reset(db.session, token, "jane", ip=None)
-        assert check_link(db.session, token, now=utcnow()).id == reset_id
-        confirm_reset(db.session, token, OTHER_STRONG_PASSWORD, ip="192.0.2.7")
+            confirm_reset(db.session, token, "jane", policy=policy, ip=None, now=utcnow())
+        db.session.rollback()
+        assert check_link(db.session, token, policy=policy, now=utcnow()).id == reset_id
+        confirm_reset(db.session, token, OTHER_STRONG_PASSWORD, policy=policy, ip="192.0.2.7", now=utcnow())
+        db.session.commit()
         with pytest.raises(TokenUsed):
-            confirm_reset(db.session, token, "a third strong passphrase for jane", ip=None)
+            confirm_reset(db.session, token, "a third strong passphrase for jane", policy=policy, ip=None, now=utcnow())
+        db.session.rollback()
         [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.type == "password.changed")).all()
         assert event.ip == "192.0.2.7" and event.details["via"] == "reset_link"
 
@@ -477,7 +481,7 @@ def test_a_link_with_the_right_id_but_another_secret_is_invalid(
     account = make_account()
     _token, reset_id = issue_link_directly(app, account.id)
     with app.app_context(), pytest.raises(TokenInvalid):
-        check_link(db.session, make_link_token(reset_id, new_secret()), now=utcnow())
+        check_link(db.session, make_link_token(reset_id, new_secret()), policy=reset_policy(), now=utcnow())
 
 
 def test_a_link_naming_a_temporary_password_reset_is_invalid(
@@ -489,7 +493,7 @@ def test_a_link_naming_a_temporary_password_reset_is_invalid(
         reset = db.session.get(PasswordReset, reset_id)
         assert reset.method == "temporary_password"
         with pytest.raises(TokenInvalid):
-            check_link(db.session, make_link_token(reset_id, new_secret()), now=utcnow())
+            check_link(db.session, make_link_token(reset_id, new_secret()), policy=reset_policy(), now=utcnow())
 
 
 def test_a_link_of_an_account_disabled_since_is_invalid(
@@ -499,7 +503,7 @@ def test_a_link_of_an_account_disabled_since_is_invalid(
     token, _reset_id = issue_link_directly(app, account.id)
     disable(app, "jane")
     with app.app_context(), pytest.raises(TokenInvalid):
-        check_link(db.session, token, now=utcnow())
+        check_link(db.session, token, policy=reset_policy(), now=utcnow())
 
 
 def test_issue_reset_refuses_an_account_without_email_and_queues_nothing(
@@ -509,7 +513,8 @@ def test_issue_reset_refuses_an_account_without_email_and_queues_nothing(
     with app.app_context():
         with pytest.raises(NoEmailOnFile):
             issue_reset(
-                db.session, db.session.get(Account, account.id), "link", requested_by="cli", ip=None, now=utcnow()
+                db.session, db.session.get(Account, account.id), "link", policy=reset_policy(), requested_by="cli",
+                ip=None, now=utcnow(),
             )
         db.session.rollback()
     counts = row_counts(app)
@@ -522,15 +527,15 @@ def test_a_request_for_a_missing_name_costs_the_dispatcher_the_same_work_and_kee
     app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import service.resets as rules
+    import service.resets.issuing as rules
 
     composed: list[str] = []
     hashed: list[str] = []
     real_compose, real_secret = rules.compose_reset_email, rules.new_reset_secret
 
-    def counting_compose(account: Account, method: str, *args: Any) -> Any:
+    def counting_compose(account: Account, method: str, *args: Any, **kwargs: Any) -> Any:
         composed.append(account.username)
-        return real_compose(account, method, *args)
+        return real_compose(account, method, *args, **kwargs)
 
     def counting_secret(method: str) -> tuple[str, str]:
         hashed.append(method)
@@ -559,18 +564,21 @@ def test_a_temporary_password_revoked_in_the_meantime_is_not_used(
 ) -> None:
     """A sign-in that matched a temporary password just before a password change revoked it
     must not go on to make it the password."""
-    from service.accounts import _use_temporary_password
-    from service.resets import issue_reset
+    from service.accounts.signin import _use_temporary_password
+    from service.resets.issuing import issue_reset
 
     make_account("jane")
     with app.app_context():
         account = db.session.scalar(select(Account).where(Account.username_key == "jane"))
-        issued = issue_reset(db.session, account, "temporary_password", requested_by="cli", ip=None, now=utcnow())
+        issued = issue_reset(
+            db.session, account, "temporary_password", policy=reset_policy(), requested_by="cli", ip=None, now=utcnow()
+        )
         db.session.commit()
         before = account.password_hash
         db.session.execute(update(PasswordReset).values(revoked_at=utcnow()))
         db.session.commit()
-        _use_temporary_password(db.session, account, issued.reset, ip=None, now=utcnow())
+        assert _use_temporary_password(db.session, account, issued.reset, ip=None, now=utcnow()) is False
+        db.session.commit()
         db.session.refresh(account)
         assert account.password_hash == before
         assert account.must_change_password is False

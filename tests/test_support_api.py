@@ -15,8 +15,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from service.agents import sign_in_agent
-from service.extensions import db
+from service.platform.clock import utcnow
+from service.support.agents import sign_in_agent
+from service.platform.extensions import db
 from service.models import Account, AuditEvent, PasswordReset
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD
 
@@ -476,7 +477,8 @@ def test_an_admin_creates_an_agent_who_can_sign_in(app: Flask, client: FlaskClie
     assert response.status_code == 201
     assert response.get_json() == {"username": "sam", "email": "sam@example.com", "status": "active"}
     with app.app_context():
-        assert sign_in_agent(db.session, "sam", "agent horse battery staple", ip=None).username == "sam"
+        agent = sign_in_agent(db.session, "sam", "agent horse battery staple", ip=None, now=utcnow())
+        assert agent is not None and agent.username == "sam"
 
     weak = client.post(
         "/api/v1/admin/agents", json={"username": "kim", "email": "kim@example.com", "password": "password"},

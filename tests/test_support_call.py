@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from service.agents import create_agent
-from service.extensions import db
+from service.platform.clock import utcnow
+from service.support.agents import create_agent
+from service.platform.extensions import db
 from service.models import Account
 from tests.conftest import STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
 from tests.formtools import CSRF_VALUE as CSRF
@@ -43,7 +44,8 @@ def test_an_agent_resets_a_callers_password_found_by_email(
     make_account("jane", email="Jane.Doe@example.com")
     make_account("janet", email="janet@example.com")
     with app.app_context():
-        create_agent(db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD)
+        create_agent(db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD, now=utcnow())
+        db.session.commit()
 
     # The agent signs in to the console.
     agent = app.test_client()

@@ -15,11 +15,12 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
+from service.platform.clock import utcnow
 from service import create_app
-from service.agents import create_agent
-from service.extensions import db
+from service.support.agents import create_agent
+from service.platform.extensions import db
 from service.models import Account, AuditEvent, OutboxMessage, PasswordReset
-from service.throttle import account_throttle_key, sign_in_throttle
+from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from tests.conftest import test_settings as settings_for
 from tests.formtools import CSRF_VALUE as CSRF
 
@@ -45,7 +46,8 @@ def app_settings() -> dict[str, Any]:
 def make_agent(app: Flask) -> Callable[..., None]:
     def make(username: str = "alice", password: str | None = AGENT_PASSWORD) -> None:
         with app.app_context():
-            create_agent(db.session, username=username, email=f"{username}@shop.example", password=password)
+            create_agent(db.session, username=username, email=f"{username}@shop.example", password=password, now=utcnow())
+            db.session.commit()
 
     return make
 
@@ -213,7 +215,8 @@ def production_app(database_url: str) -> Iterator[Flask]:
 
 def test_in_production_the_agent_cookie_is_also_secure(production_app: Flask) -> None:
     with production_app.app_context():
-        create_agent(db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD)
+        create_agent(db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD, now=utcnow())
+        db.session.commit()
     browser = production_app.test_client()
     https = {"base_url": "https://localhost", "headers": {"Referer": "https://localhost/support/login"}}
     page = browser.get("/support/login", **https)

@@ -13,12 +13,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from service.platform.clock import utcnow
 from service import create_app
-from service.accounts import create_account
-from service.apikeys import create_api_key
-from service.extensions import db
+from service.accounts.records import create_account
+from service.access.apikeys import create_api_key
+from service.platform.extensions import db
 from service.models import Account
-from service.throttle import WINDOW_MINUTES, SignInThrottle, account_throttle_key, sign_in_throttle
+from service.accounts.throttle import WINDOW_MINUTES, SignInThrottle, account_throttle_key, sign_in_throttle
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, TEST_REDIS_URL, requires_redis
 from tests.conftest import test_settings as settings_for
 
@@ -224,8 +225,9 @@ def test_two_apps_sharing_redis_see_the_same_failures(database_url: str, redis_u
     try:
         with first.app_context():
             db.create_all()
-            create_account(db.session, username=username, email=None, password=STRONG_PASSWORD, actor="cli")
-            _key, presented = create_api_key(db.session, "shared-client", "client")
+            create_account(db.session, username=username, email=None, password=STRONG_PASSWORD, actor="cli", now=utcnow())
+            _key, presented = create_api_key(db.session, "shared-client", "client", now=utcnow())
+            db.session.commit()
         key = {"Authorization": f"Bearer {presented}"}
         first_client, second_client = first.test_client(), second.test_client()
 

@@ -19,12 +19,12 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
 from service import create_app
-from service.clock import utcnow
-from service.errors import TokenExpired, TokenInvalid
-from service.extensions import db
+from service.platform.clock import utcnow
+from service.platform.errors import TokenExpired, TokenInvalid
+from service.platform.extensions import db
 from service.models import Account, OutboxMessage, PasswordReset
-from service.resets import issue_reset
-from service.tokens import (
+from service.resets.issuing import issue_reset
+from service.resets.links import (
     RESET_LINK_SALT,
     TOKEN_MAX_LENGTH,
     LinkToken,

@@ -8,14 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.usernames import (
-    EMAIL_MAX_LENGTH,
-    USERNAME_MAX_LENGTH,
-    email_problem,
-    normalise_email,
-    normalise_username,
-    username_problem,
-)
+from service.accounts.usernames import email_problem, username_problem
+
+from service.platform.text import EMAIL_MAX_LENGTH, USERNAME_MAX_LENGTH, normalise_email, normalise_username
 
 PRINTABLE_ASCII = string.ascii_letters + string.digits + "._-+@!#$%&'*"
 # Whitespace that NFKC turns into a plain space, or that strip() removes anyway.

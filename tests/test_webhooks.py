@@ -23,8 +23,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
 from service import create_app
-from service.config import ConfigError, load_config
-from service.extensions import db
+from service.platform.config import ConfigError, load_config
+from service.platform.extensions import db
 from service.models import Account, OutboxMessage
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, run_dispatcher
 from tests.conftest import test_settings as settings_for
@@ -164,7 +164,7 @@ def test_the_webhook_is_written_in_the_same_transaction_as_the_change(
 
 
 def test_a_rolled_back_change_leaves_no_webhook(app: Flask, make_account: Callable[..., Account]) -> None:
-    from service.accounts import set_password
+    from service.accounts.changes import set_password
 
     make_account("jane")
     with app.app_context():

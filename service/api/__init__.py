@@ -1,6 +1,7 @@
-"""The JSON API under /api/v1: importing the view modules attaches their routes."""
+"""The JSON API under /api/v1, a door: each view reads its body, calls the rules, commits once
+and answers; importing the view modules attaches their routes."""
 
-from . import accounts, admin, contact, resets
-from .blueprint import api
+from service.api import accounts, admin, contact, resets, support
+from service.api.blueprint import api
 
-__all__ = ["api", "accounts", "admin", "contact", "resets"]
+__all__ = ["api", "accounts", "admin", "contact", "resets", "support"]

@@ -5,15 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response
+from flask_babel import gettext as _
 
-from .. import accounts
-from ..extensions import db
-from ..i18n import supported_language
-from ..models import Account
-from ..requestkeys import client_ip
-from .blueprint import api
-from .auth import current_key_actor, require_role
-from .body import json_object, string_fields
+from service.accounts.records import create_account as create_account_record
+from service.accounts.signin import change_password as change_account_password
+from service.accounts.signin import sign_in
+from service.api.auth import current_key_actor, require_role
+from service.api.blueprint import api
+from service.api.body import json_object, string_fields
+from service.models import Account
+from service.platform.clients import client_ip
+from service.platform.clock import utcnow
+from service.platform.errors import InvalidCredentials
+from service.platform.extensions import db
+from service.platform.i18n import supported_language
 
 
 def account_json(account: Account) -> dict[str, Any]:
@@ -31,11 +36,19 @@ def account_json(account: Account) -> dict[str, Any]:
     }
 
 
+def wrong_credentials() -> InvalidCredentials:
+    return InvalidCredentials(_("The username or password is wrong."))
+
+
 @api.post("/auth/verify")
 @require_role("client")
 def verify_credentials() -> dict[str, Any]:
     fields = string_fields(json_object(), required=("username", "password"))
-    signed_in = accounts.sign_in(db.session, fields["username"], fields["password"], ip=client_ip())
+    signed_in = sign_in(db.session, fields["username"], fields["password"], ip=client_ip(), now=utcnow())
+    # A failure is recorded too (its throttle event), so commit before answering either way.
+    db.session.commit()
+    if signed_in.account is None:
+        raise wrong_credentials()
     return {
         "username": signed_in.account.username,
         "must_change_password": signed_in.must_change_password,
@@ -51,7 +64,7 @@ def verify_credentials() -> dict[str, Any]:
 @require_role("client")
 def create_account() -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("username",), optional=("email", "password", "language"))
-    account = accounts.create_account(
+    account = create_account_record(
         db.session,
         username=fields["username"],
         email=fields["email"],
@@ -59,7 +72,9 @@ def create_account() -> tuple[dict[str, Any], int]:
         language=supported_language(fields["language"]),
         actor=current_key_actor(),
         ip=client_ip(),
+        now=utcnow(),
     )
+    db.session.commit()
     return account_json(account), 201
 
 
@@ -67,12 +82,16 @@ def create_account() -> tuple[dict[str, Any], int]:
 @require_role("client")
 def change_password(username: str) -> Response:
     fields = string_fields(json_object(), required=("current_password", "new_password"))
-    accounts.change_password(
+    signed_in = change_account_password(
         db.session,
         username,
         fields["current_password"],
         fields["new_password"],
         actor=current_key_actor(),
         ip=client_ip(),
+        now=utcnow(),
     )
+    db.session.commit()
+    if signed_in.account is None:
+        raise wrong_credentials()
     return Response(status=204)

@@ -6,14 +6,15 @@ from typing import Any
 
 from flask import Response
 
-from ..agents import create_agent
-from ..apikeys import create_api_key, revoke_api_key
-from ..errors import ServiceError
-from ..extensions import db
-from ..requestkeys import client_ip
-from .auth import current_key_actor, require_role
-from .blueprint import api
-from .body import json_object, string_fields
+from service.access.apikeys import create_api_key, revoke_api_key
+from service.api.auth import current_key_actor, require_role
+from service.api.blueprint import api
+from service.api.body import json_object, string_fields
+from service.platform.clients import client_ip
+from service.platform.clock import utcnow
+from service.platform.errors import ServiceError
+from service.platform.extensions import db
+from service.support.agents import create_agent
 
 
 class ApiKeyNotFound(ServiceError):
@@ -27,8 +28,9 @@ class ApiKeyNotFound(ServiceError):
 def create_key() -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("name", "role"))
     api_key, presented_key = create_api_key(
-        db.session, fields["name"], fields["role"], actor=current_key_actor(), ip=client_ip()
+        db.session, fields["name"], fields["role"], actor=current_key_actor(), ip=client_ip(), now=utcnow()
     )
+    db.session.commit()
     # The only time the key is shown: it is stored as a hash.
     return {"name": api_key.name, "role": api_key.role, "key": presented_key}, 201
 
@@ -36,8 +38,9 @@ def create_key() -> tuple[dict[str, Any], int]:
 @api.delete("/admin/api-keys/<name>")
 @require_role("admin")
 def revoke_key(name: str) -> Response:
-    if not revoke_api_key(db.session, name, actor=current_key_actor(), ip=client_ip()):
+    if not revoke_api_key(db.session, name, actor=current_key_actor(), ip=client_ip(), now=utcnow()):
         raise ApiKeyNotFound(f"No live API key named {name!r}.")
+    db.session.commit()
     return Response(status=204)
 
 
@@ -47,6 +50,7 @@ def create_support_agent() -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("username", "email"), optional=("password",))
     agent = create_agent(
         db.session, username=fields["username"], email=fields["email"], password=fields["password"],
-        actor=current_key_actor(), ip=client_ip(),
+        actor=current_key_actor(), ip=client_ip(), now=utcnow(),
     )
+    db.session.commit()
     return {"username": agent.username, "email": agent.email, "status": agent.status}, 201

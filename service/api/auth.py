@@ -8,11 +8,12 @@ from typing import ParamSpec, TypeVar
 
 from flask import g, request
 
-from ..apikeys import authenticate_api_key, role_allows
-from ..audit import key_actor
-from ..errors import Forbidden, Unauthorized
-from ..extensions import db
-from ..models import ApiKey
+from service.access.apikeys import authenticate_api_key, role_allows
+from service.events.audit import key_actor
+from service.models import ApiKey
+from service.platform.clock import utcnow
+from service.platform.errors import Forbidden, Unauthorized
+from service.platform.extensions import db
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,7 +28,7 @@ def require_role(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not presented.strip():
                 raise Unauthorized("Send an API key as Authorization: Bearer <key>.")
-            api_key = authenticate_api_key(db.session, presented.strip())
+            api_key = authenticate_api_key(db.session, presented.strip(), now=utcnow())
             if api_key is None:
                 raise Unauthorized("The API key is wrong or revoked.")
             if not role_allows(api_key.role, role):
@@ -42,7 +43,8 @@ def require_role(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 def current_api_key() -> ApiKey:
     """The key that authenticated this request."""
-    return g.api_key
+    api_key: ApiKey = g.api_key
+    return api_key
 
 
 def current_key_actor() -> str:

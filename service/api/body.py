@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import request
 
-from ..errors import FieldError, ServiceError, ValidationFailed
-from ..usernames import is_storable
+from service.platform.errors import FieldError, ServiceError, ValidationFailed
+from service.platform.text import is_storable
 
 FIELD_MAX_LENGTH = 1000
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..clock import utcnow
-from ..contact import contact_details
-from ..ratelimits import page_per_ip
-from .blueprint import api
+from service.api.blueprint import api
+from service.contact.hours import contact_details
+from service.platform.clock import utcnow
+from service.platform.ratelimits import page_per_ip
 
 
 @api.get("/contact")

@@ -6,15 +6,16 @@ from typing import Any
 
 from flask import Response
 
-from .. import resets
-from ..clock import utcnow
-from ..dispatcher import wake_after_response
-from ..extensions import db
-from ..i18n import supported_language
-from ..ratelimits import reset_request_per_ip, reset_request_per_username, token_per_ip
-from ..requestkeys import client_ip
-from .blueprint import api
-from .body import json_object, string_fields
+from service.api.blueprint import api
+from service.api.body import json_object, string_fields
+from service.platform.clients import client_ip
+from service.platform.clock import utcnow
+from service.platform.extensions import db
+from service.platform.i18n import supported_language
+from service.platform.ratelimits import reset_request_per_ip, reset_request_per_username, token_per_ip
+from service.resets.links import check_link, confirm_reset
+from service.resets.policy import reset_policy
+from service.resets.requests import request_reset
 
 ACCEPTED_MESSAGE = (
     "If an account with that username exists and has an email address on file, we have sent "
@@ -27,18 +28,18 @@ ACCEPTED_MESSAGE = (
 @reset_request_per_username
 def request_password_reset() -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("username",), optional=("language",))
-    resets.request_reset(
-        db.session, fields["username"], ip=client_ip(), now=utcnow(),
+    request_reset(
+        db.session, fields["username"], policy=reset_policy(), ip=client_ip(), now=utcnow(),
         language=supported_language(fields["language"]),
     )
-    wake_after_response()
+    db.session.commit()
     return {"status": "accepted", "message": ACCEPTED_MESSAGE}, 202
 
 
 @api.get("/password-resets/<path:token>")
 @token_per_ip
 def check_password_reset(token: str) -> dict[str, Any]:
-    reset = resets.check_link(db.session, token, now=utcnow())
+    reset = check_link(db.session, token, policy=reset_policy(), now=utcnow())
     return {"valid": True, "expires_at": reset.expires_at.isoformat()}
 
 
@@ -46,6 +47,8 @@ def check_password_reset(token: str) -> dict[str, Any]:
 @token_per_ip
 def confirm_password_reset() -> Response:
     fields = string_fields(json_object(), required=("token", "new_password"))
-    resets.confirm_reset(db.session, fields["token"], fields["new_password"], ip=client_ip())
-    wake_after_response()
+    confirm_reset(
+        db.session, fields["token"], fields["new_password"], policy=reset_policy(), ip=client_ip(), now=utcnow()
+    )
+    db.session.commit()
     return Response(status=204)

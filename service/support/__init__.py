@@ -1,6 +1,2 @@
-"""The support doors: the agent API under /api/v1/support and the console at /support."""
-
-from . import api
-from .console import console
-
-__all__ = ["api", "console"]
+"""Support: the agents who answer the phone (`agents`), their console sessions (`sessions`),
+their hourly reset quota (`quotas`), and what they may do to a customer's account (`actions`)."""

@@ -1,5 +1,6 @@
-"""The HTML pages customers see."""
+"""The HTML pages customers see, a door: Reset Your Password, the new-password form reached
+from a link, and the login-help page."""
 
-from .pages import pages
+from service.web.pages import pages
 
 __all__ = ["pages"]

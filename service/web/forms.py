@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms import Field
-from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+from wtforms.validators import DataRequired, EqualTo, Length
 
-from ..usernames import USERNAME_MAX_LENGTH, is_storable
+from service.platform.forms import storable
+from service.platform.text import USERNAME_MAX_LENGTH
 
 FIELD_MAX_LENGTH = 1000
-
-
-def storable(_form: FlaskForm, field: Field) -> None:
-    """Refuse characters no keyboard types and no database column stores (NUL, lone surrogates)."""
-    if isinstance(field.data, str) and not is_storable(field.data):
-        raise ValidationError(_("This contains characters that cannot be used."))
 
 
 class ResetRequestForm(FlaskForm):

@@ -6,17 +6,23 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from .. import resets
-from ..clock import utcnow
-from ..contact import contact_details
-from ..dispatcher import wake_after_response
-from ..errors import TokenExpired, TokenInvalid, TokenUsed, WeakPassword
-from ..extensions import db
-from ..i18n import LANGUAGE_COOKIE, current_language, supported_language
-from ..passwords import password_rules
-from ..ratelimits import page_per_ip, reset_request_per_ip, reset_request_per_username, token_per_ip
-from ..requestkeys import client_ip
-from .forms import NewPasswordForm, ResetRequestForm
+from service.accounts.passwords import password_rules
+from service.contact.hours import contact_details
+from service.platform.clients import client_ip
+from service.platform.clock import utcnow
+from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed, WeakPassword
+from service.platform.extensions import db
+from service.platform.i18n import LANGUAGE_COOKIE, current_language, supported_language
+from service.platform.ratelimits import (
+    page_per_ip,
+    reset_request_per_ip,
+    reset_request_per_username,
+    token_per_ip,
+)
+from service.resets.links import check_link, confirm_reset
+from service.resets.policy import reset_policy
+from service.resets.requests import request_reset
+from service.web.forms import NewPasswordForm, ResetRequestForm
 
 pages = Blueprint("pages", __name__)
 
@@ -49,10 +55,11 @@ def reset_request_submit() -> PageResult:
     method = current_app.config["RESET_METHOD"]
     if not form.validate_on_submit():
         return render_template("reset_request.html", form=form, method=method), 400
-    resets.request_reset(
-        db.session, form.username.data, ip=client_ip(), now=utcnow(), language=current_language()
+    request_reset(
+        db.session, form.username.data, policy=reset_policy(), ip=client_ip(), now=utcnow(),
+        language=current_language(),
     )
-    wake_after_response()
+    db.session.commit()
     return render_template("reset_sent.html", method=method)
 
 
@@ -77,22 +84,26 @@ def new_password_form() -> PageResult:
     if not token:
         return _link_problem(TokenInvalid(_("Open the link from your email to choose a new password.")))
     try:
-        reset = resets.check_link(db.session, token, now=utcnow())
+        reset = check_link(db.session, token, policy=reset_policy(), now=utcnow())
     except (TokenInvalid, TokenExpired, TokenUsed) as error:
         return _link_problem(error)
     form = NewPasswordForm()
     status = 200
     if form.validate_on_submit():
         try:
-            resets.confirm_reset(db.session, token, form.new_password.data, ip=client_ip())
+            confirm_reset(
+                db.session, token, form.new_password.data, policy=reset_policy(), ip=client_ip(), now=utcnow()
+            )
         except WeakPassword as error:
+            db.session.rollback()
             form.new_password.errors = [e.message for e in error.errors]
             status = 400
         except (TokenInvalid, TokenExpired, TokenUsed) as error:
+            db.session.rollback()
             return _link_problem(error)
         else:
+            db.session.commit()
             session.pop(SESSION_TOKEN_KEY, None)
-            wake_after_response()
             return redirect(url_for("pages.reset_done"))
     elif form.is_submitted():
         status = 400

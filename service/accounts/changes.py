@@ -1,0 +1,73 @@
+"""What every password change does, by any route: the new hash, the resets it ends, the
+audit event and the notice to the account's email."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import update
+
+from service.accounts.passwords import check_new_password, hash_password
+from service.events import audit
+from service.models import Account, PasswordReset
+from service.outbox.mail import render_email
+from service.outbox.queue import queue_email
+from service.platform.database import DbSession
+from service.platform.i18n import current_language
+
+
+def replace_password_hash(
+    session: DbSession,
+    account: Account,
+    password_hash: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    via: str,
+    must_change: bool = False,
+) -> None:
+    """Everything a password change does, by any route; the caller commits.
+
+    Pending reset links and temporary passwords die, the change is audited, and the
+    account's email is told, so a change the owner did not make does not go unnoticed.
+    """
+    account.password_hash = password_hash
+    account.password_changed_at = now
+    account.must_change_password = must_change
+    revoke_pending_resets(session, account, now)
+    audit.record_event(
+        session, "password.changed", actor=actor, ip=ip, now=now, account=account, details={"via": via}
+    )
+    if account.email:
+        notice = render_email(
+            "password_changed", _l("Your password was changed"),
+            language=account.language or current_language(), now=now,
+            account=account, changed_at=now,
+        )
+        queue_email(session, account.email, notice, account_id=account.id, now=now)
+
+
+def revoke_pending_resets(session: DbSession, account: Account, now: datetime) -> None:
+    """End every reset link and temporary password of the account not yet used; the caller commits."""
+    session.execute(
+        update(PasswordReset)
+        .where(
+            PasswordReset.account_id == account.id,
+            PasswordReset.used_at.is_(None),
+            PasswordReset.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def set_password(
+    session: DbSession, account: Account, new_password: str, *, actor: str, ip: str | None, now: datetime, via: str
+) -> None:
+    """Check the new password against the policy and set it; the caller commits."""
+    check_new_password(new_password, username=account.username, email=account.email)
+    replace_password_hash(
+        session, account, hash_password(new_password), actor=actor, ip=ip, now=now, via=via
+    )

@@ -1,0 +1,170 @@
+"""Password hashing (one passlib CryptContext) and the password policy."""
+
+from __future__ import annotations
+
+import threading
+import unicodedata
+from functools import cache
+
+from flask import current_app
+from flask_babel import gettext as _
+from passlib.context import CryptContext
+from zxcvbn import zxcvbn
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+from service.platform.config import settings
+from service.platform.errors import FieldError, WeakPassword
+from service.platform.i18n import current_language
+
+PASSWORD_MAX_LENGTH = 256
+
+# Schemes a shop's older systems used; verified once, then rehashed to argon2id.
+LEGACY_SCHEMES = [
+    "bcrypt",
+    "bcrypt_sha256",
+    "pbkdf2_sha256",
+    "sha256_crypt",
+    "sha512_crypt",
+    "md5_crypt",
+    "phpass",
+    "django_pbkdf2_sha256",
+]
+
+# argon2id at OWASP's first recommended setting: 19 MiB, 2 passes, 1 lane. It is the floor
+# OWASP accepts; we stay on it because every sign-in and reset pays for it on the request path
+# (about 30 ms of one core here), and more memory per hash multiplies by worker count.
+ARGON2_MEMORY_KIB = 19 * 1024
+ARGON2_PASSES = 2
+ARGON2_LANES = 1
+
+_zxcvbn_lock = threading.Lock()
+
+
+def build_crypt_context(cheap: bool = False) -> CryptContext:
+    """The context: argon2id for new hashes, legacy schemes verified and marked for upgrade.
+
+    `cheap` makes argon2id nearly free, for test suites only (the config refuses it in production).
+    """
+    memory, passes = (8, 1) if cheap else (ARGON2_MEMORY_KIB, ARGON2_PASSES)
+    return CryptContext(
+        schemes=["argon2", *LEGACY_SCHEMES],
+        default="argon2",
+        deprecated="auto",
+        argon2__type="ID",
+        argon2__memory_cost=memory,
+        argon2__rounds=passes,
+        argon2__parallelism=ARGON2_LANES,
+    )
+
+
+def crypt_context() -> CryptContext:
+    """The current app's context."""
+    return current_app.extensions["resetdesk.crypt"]
+
+
+def normalise_password(password: str) -> str:
+    """NFKC, so the same password typed on two keyboards hashes the same."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the normalised password."""
+    return crypt_context().hash(normalise_password(password))
+
+
+def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str | None]:
+    """Check a password; on success also return a new hash when the stored one is outdated.
+
+    An account without a hash, or with one no scheme recognises, costs the same as a wrong
+    password so that neither can be told apart by time.
+    """
+    context = crypt_context()
+    if not stored_hash or context.identify(stored_hash, required=False) is None:
+        context.dummy_verify()
+        return False, None
+    try:
+        matched, new_hash = context.verify_and_update(normalise_password(password), stored_hash)
+    except ValueError:
+        # A hash that names a known scheme but is damaged (say, cut short in an import)
+        # matches nothing; passlib raises ValueError for it rather than answering False.
+        context.dummy_verify()
+        return False, None
+    if not matched and context.identify(stored_hash) != "argon2":
+        # A legacy hash (from an import, until its first sign-in) is cheaper to check than
+        # argon2id; spend an argon2id's worth too, so a wrong password for such an account
+        # costs at least what one for a missing username does.
+        context.dummy_verify()
+    return matched, new_hash
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    """zxcvbn's list of the 30,000 most common passwords."""
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def password_problems(
+    password: str,
+    *,
+    username: str = "",
+    email: str | None = None,
+    min_length: int,
+    min_score: int,
+) -> list[str]:
+    """What is wrong with a new password, in plain words; empty when it is acceptable."""
+    password = normalise_password(password)
+    length = len(password)
+    if length < min_length:
+        return [_("Use at least %(minimum)d characters; this one has %(length)d.", minimum=min_length, length=length)]
+    if length > PASSWORD_MAX_LENGTH:
+        return [_("Use at most %(maximum)d characters; this one has %(length)d.", maximum=PASSWORD_MAX_LENGTH, length=length)]
+    folded = password.casefold()
+    if folded in common_passwords():
+        return [_("This is one of the most common passwords. Choose one that is your own.")]
+    user_inputs = [value for value in (username, email) if value]
+    local_part = (email or "").split("@", 1)[0]
+    if username and folded == username.strip().casefold():
+        return [_("The password must not be your username.")]
+    if local_part and folded == local_part.casefold():
+        return [_("The password must not be the first part of your email address.")]
+    # zxcvbn refuses inputs over 72 characters; a longer password is judged by its first 72.
+    with _zxcvbn_lock:  # zxcvbn keeps the user inputs in a module-level dict
+        estimate = zxcvbn(password[:72], user_inputs=[*user_inputs, local_part])
+    if estimate["score"] < min_score:
+        feedback = estimate.get("feedback") or {}
+        # zxcvbn's hints exist in English only; other languages get the plain verdict.
+        hints = " ".join(filter(None, [feedback.get("warning"), *feedback.get("suggestions", [])]))
+        verdict = _("This password is too easy to guess.")
+        return [f"{verdict} {hints}".strip() if current_language() == "en" else verdict]
+    return []
+
+
+def check_new_password(
+    password: str, *, username: str = "", email: str | None = None, field: str = "new_password"
+) -> None:
+    """Raise WeakPassword, naming each problem under `field`, unless the password meets the policy."""
+    config = settings()
+    problems = password_problems(
+        password,
+        username=username,
+        email=email,
+        min_length=config["PASSWORD_MIN_LENGTH"],
+        min_score=config["PASSWORD_MIN_SCORE"],
+    )
+    if problems:
+        raise WeakPassword(
+            problems[0], errors=[FieldError(field, message) for message in problems]
+        )
+
+
+def password_rules() -> list[str]:
+    """The rules as shown to a person choosing a password."""
+    return [
+        _(
+            "At least %(minimum)d characters, at most %(maximum)d.",
+            minimum=settings()["PASSWORD_MIN_LENGTH"],
+            maximum=PASSWORD_MAX_LENGTH,
+        ),
+        _("Any characters you like, spaces included; a few unrelated words make a good one."),
+        _("Not a common password, and not your username or email address."),
+    ]

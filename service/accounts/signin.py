@@ -1,0 +1,130 @@
+"""Signing in with a username and a password (or a pending temporary password), and changing
+a password given the current one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from service.accounts.changes import replace_password_hash, set_password
+from service.accounts.passwords import verify_password
+from service.accounts.records import find_account
+from service.accounts.throttle import account_throttle_key, sign_in_throttle
+from service.events import audit
+from service.models import Account, PasswordReset, ResetMethod
+from service.platform.database import DbSession
+from service.platform.text import normalise_username
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of a sign-in attempt: the account on success, None on a failure."""
+
+    account: Account | None
+    must_change_password: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.account is not None
+
+
+FAILED = SignIn(account=None)
+
+
+def sign_in(session: DbSession, username: str, password: str, *, ip: str | None, now: datetime) -> SignIn:
+    """Check a username and a password or pending temporary password; flushes what it changes.
+
+    Raises RateLimited while the username is throttled. A failure is returned, not raised: it
+    is counted toward the throttle (and audited when it starts the throttle), and the caller
+    commits that record before answering "wrong username or password".
+
+    Every attempt does the same work whether the account exists, is disabled or has no
+    password: one lookup, two hash verifications (the current password, then the newest
+    pending temporary password, real or dummy). So neither the answer, its time, nor the
+    throttle tells whether an account exists.
+    """
+    throttle = sign_in_throttle()
+    throttle_key = account_throttle_key(normalise_username(username))
+    throttle.check(throttle_key)
+    account = find_account(session, username)
+    matched, new_hash = verify_password(password, account.password_hash if account else None)
+    temporary = None if matched else _matching_temporary_password(session, account, password, now)
+    if account is None or not account.is_active or not (matched or temporary):
+        throttle.record_failure(throttle_key)
+        if throttle.is_locked(throttle_key):
+            audit.record_event(
+                session, "sign_in.throttled", actor=audit.SELF, ip=ip, now=now, account=account,
+                details={"username": username},
+            )
+        return FAILED
+    if temporary is not None and not _use_temporary_password(session, account, temporary, ip=ip, now=now):
+        return FAILED
+    if matched and new_hash:
+        account.password_hash = new_hash
+    return SignIn(account=account, must_change_password=account.must_change_password)
+
+
+def _matching_temporary_password(
+    session: DbSession, account: Account | None, password: str, now: datetime
+) -> PasswordReset | None:
+    """The account's newest pending temporary password if `password` is it.
+
+    Runs the same query and one verification even without an account or a pending
+    temporary password, so a failed sign-in always costs the same.
+    """
+    pending = session.scalar(
+        select(PasswordReset)
+        .where(
+            PasswordReset.account_id == (account.id if account else 0),
+            PasswordReset.method == ResetMethod.TEMPORARY_PASSWORD,
+            PasswordReset.usable_at(now),
+        )
+        .order_by(PasswordReset.id.desc())
+        .limit(1)
+    )
+    matched, _ = verify_password(password, pending.secret_hash if pending else None)
+    return pending if matched else None
+
+
+def _use_temporary_password(
+    session: DbSession, account: Account, reset: PasswordReset, *, ip: str | None, now: datetime
+) -> bool:
+    """The temporary password becomes the password, to be changed at once; False if another
+    sign-in used it first (the conditional update lets only one of them win)."""
+    used = session.execute(
+        update(PasswordReset)
+        .where(PasswordReset.id == reset.id, PasswordReset.usable_at(now))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if used.rowcount != 1:
+        return False
+    replace_password_hash(
+        session, account, reset.secret_hash, actor=audit.SELF, ip=ip, now=now,
+        via="temporary_password", must_change=True,
+    )
+    return True
+
+
+def change_password(
+    session: DbSession,
+    username: str,
+    current_password: str,
+    new_password: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+) -> SignIn:
+    """Change a password given the current one (or a pending temporary password); flushes.
+
+    A failed sign-in is returned as such and changes nothing; a refused new password raises
+    WeakPassword after the sign-in's changes were flushed, so the caller rolls them back.
+    """
+    signed_in = sign_in(session, username, current_password, ip=ip, now=now)
+    if signed_in.account is None:
+        return signed_in
+    set_password(session, signed_in.account, new_password, actor=actor, ip=ip, now=now, via="change")
+    return signed_in

@@ -1,0 +1,37 @@
+"""What a new username or email address must look like."""
+
+from __future__ import annotations
+
+from service.platform.errors import FieldError
+from service.platform.text import (
+    EMAIL_MAX_LENGTH,
+    USERNAME_MAX_LENGTH,
+    has_control_characters,
+    normalise_username,
+)
+
+
+def username_problem(username: str) -> FieldError | None:
+    """Why a new username cannot be used, or None when it can."""
+    key = normalise_username(username)
+    if not key:
+        return FieldError("username", "Enter a username.")
+    if len(key) > USERNAME_MAX_LENGTH or len(username) > USERNAME_MAX_LENGTH:
+        return FieldError("username", f"Use at most {USERNAME_MAX_LENGTH} characters.")
+    if "/" in username:
+        # Account addresses are paths (/support/accounts/<username>); a slash could never be reached.
+        return FieldError("username", "A username cannot contain /.")
+    if has_control_characters(username):
+        return FieldError("username", "The username contains characters that cannot be typed.")
+    return None
+
+
+def email_problem(email: str) -> FieldError | None:
+    """Why an email address cannot be used, or None when it can."""
+    email = email.strip()
+    local, at, domain = email.rpartition("@")
+    if not at or not local or "." not in domain.strip(".") or len(email) > EMAIL_MAX_LENGTH:
+        return FieldError("email", "Enter an email address such as name@example.com.")
+    if any(char.isspace() for char in email) or has_control_characters(email):
+        return FieldError("email", "The email address must not contain spaces or control characters.")
+    return None

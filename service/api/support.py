@@ -1,0 +1,96 @@
+"""The support API for agent keys: find a customer, see the account, reset, unlock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, request
+
+from service.api.auth import current_key_actor, require_role
+from service.api.blueprint import api
+from service.api.body import json_object, string_fields
+from service.models import RESET_METHODS
+from service.platform.clients import client_ip
+from service.platform.clock import utcnow
+from service.platform.errors import FieldError, ValidationFailed
+from service.platform.extensions import db
+from service.resets.policy import reset_policy
+from service.support import actions
+
+
+def _page_args() -> tuple[int, int]:
+    try:
+        return int(request.args.get("page", 1)), int(request.args.get("per_page", 20))
+    except ValueError:
+        raise ValidationFailed("page and per_page must be whole numbers.") from None
+
+
+@api.get("/support/accounts")
+@require_role("agent")
+def search_accounts() -> dict[str, Any]:
+    page, per_page = _page_args()
+    found = actions.search_accounts(
+        db.session, request.args.get("q", ""), actor=current_key_actor(), ip=client_ip(), now=utcnow(),
+        page=page, per_page=per_page,
+    )
+    db.session.commit()
+    return {
+        "accounts": [actions.account_summary(account) for account in found.items],
+        "page": found.page,
+        "per_page": found.per_page,
+        "has_more": found.has_more,
+    }
+
+
+@api.get("/support/accounts/<username>")
+@require_role("agent")
+def account_overview(username: str) -> dict[str, Any]:
+    overview = actions.account_overview(
+        db.session, username, actor=current_key_actor(), ip=client_ip(), now=utcnow()
+    )
+    db.session.commit()
+    return overview
+
+
+@api.post("/support/accounts/<username>/password-resets")
+@require_role("agent")
+def send_reset(username: str) -> tuple[dict[str, Any], int]:
+    fields = string_fields(json_object(), required=("method",), optional=("note", "ticket"))
+    method = fields["method"]
+    if method not in RESET_METHODS:
+        raise ValidationFailed(
+            "method must be link or temporary_password.",
+            errors=[FieldError("method", "Choose link or temporary_password.")],
+        )
+    issued = actions.send_reset(
+        db.session, username, method, policy=reset_policy(), quota=current_app.config["AGENT_RESETS_PER_HOUR"],
+        actor=current_key_actor(), ip=client_ip(), now=utcnow(), note=fields["note"], ticket=fields["ticket"],
+    )
+    db.session.commit()
+    return {
+        "sent_to": issued.sent_to,
+        "method": issued.reset.method,
+        "expires_at": issued.reset.expires_at.isoformat(),
+    }, 202
+
+
+@api.post("/support/accounts/<username>/unlock")
+@require_role("agent")
+def unlock(username: str) -> Response:
+    actions.unlock_account(db.session, username, actor=current_key_actor(), ip=client_ip(), now=utcnow())
+    db.session.commit()
+    return Response(status=204)
+
+
+@api.get("/support/accounts/<username>/events")
+@require_role("agent")
+def events(username: str) -> dict[str, Any]:
+    page, per_page = _page_args()
+    found = actions.account_events(db.session, username, page=page, per_page=per_page)
+    db.session.commit()
+    return {
+        "events": [actions.event_json(event) for event in found.items],
+        "page": found.page,
+        "per_page": found.per_page,
+        "has_more": found.has_more,
+    }

@@ -1,0 +1,47 @@
+"""`agents create|list|disable`: the support agents who use the console."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from service.cli.common import fail, read_password_from_stdin
+from service.platform.clock import utcnow
+from service.platform.errors import ServiceError
+from service.platform.extensions import db
+from service.support.agents import create_agent, disable_agent, list_agents
+
+agents_cli = AppGroup("agents", help="Support agents who use the console.")
+
+
+@agents_cli.command("create")
+@click.argument("username")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def agents_create(username: str, email: str, password_stdin: bool) -> None:
+    """Create a support agent who signs in to the console at /support."""
+    password = read_password_from_stdin() if password_stdin else None
+    try:
+        agent = create_agent(db.session, username=username, email=email, password=password, now=utcnow())
+    except ServiceError as error:
+        fail(error)
+    db.session.commit()
+    click.echo(f"Created agent {agent.username}.")
+
+
+@agents_cli.command("list")
+def agents_list() -> None:
+    """List agents: username, email, status, last sign-in."""
+    for agent in list_agents(db.session):
+        last = agent.last_sign_in_at.isoformat() if agent.last_sign_in_at else "never"
+        click.echo(f"{agent.username}\t{agent.email}\t{agent.status}\tlast sign-in {last}")
+
+
+@agents_cli.command("disable")
+@click.argument("username")
+def agents_disable(username: str) -> None:
+    """Stop an agent from signing in; an open console session ends at its next page."""
+    if not disable_agent(db.session, username, now=utcnow()):
+        raise click.ClickException(f"No active agent named {username!r}.")
+    db.session.commit()
+    click.echo(f"Disabled agent {username}.")

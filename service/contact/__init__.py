@@ -1,0 +1,2 @@
+"""Customer service: its hours, whether it is open now and when it opens next, and how pages
+and mail show its details."""

@@ -1,0 +1,86 @@
+"""The audit trail: who did what to which account, when, from where. Append-only.
+
+`record_event` is the one call that records a domain event: the audit row and, for the event
+types the website subscribed to, a webhook per URL, all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from service.events.webhooks import queue_webhooks
+from service.models import Account, AuditEvent
+from service.platform.config import settings
+from service.platform.database import DbSession
+from service.platform.requestids import current_request_id
+
+SELF = "self"
+CLI = "cli"
+
+DETAIL_MAX_LENGTH = 200
+
+
+def agent_actor(agent_username: str) -> str:
+    """The actor name of a support agent signed in to the console."""
+    return f"agent:{agent_username}"
+
+
+def key_actor(key_name: str) -> str:
+    """The actor name of an API key."""
+    return f"key:{key_name}"
+
+
+def record_event(
+    session: DbSession,
+    event_type: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    account: Account | None = None,
+    account_id: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Record a domain event in the caller's transaction: its audit row, and its webhooks."""
+    clean = {
+        key: value[:DETAIL_MAX_LENGTH] if isinstance(value, str) else value
+        for key, value in (details or {}).items()
+    }
+    event = AuditEvent(
+        at=now, type=event_type, actor=actor, ip=ip, request_id=current_request_id(), details=clean
+    )
+    if account is not None:
+        event.account = account
+    else:
+        event.account_id = account_id
+    session.add(event)
+    config = settings()
+    if config["WEBHOOK_URLS"] and event_type in config["WEBHOOK_EVENTS"]:
+        queue_webhooks(session, event, urls=config["WEBHOOK_URLS"], now=now)
+    return event
+
+
+def export_events(
+    session: DbSession, *, since: datetime | None = None, account_id: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Events oldest first, as plain dicts, streamed in batches so any size of trail fits."""
+    query = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if account_id is not None:
+        query = query.where(AuditEvent.account_id == account_id)
+    for event in session.scalars(query.execution_options(yield_per=500)):
+        yield {
+            "id": event.id,
+            "at": event.at.isoformat(),
+            "type": event.type,
+            "account": event.account.username if event.account else None,
+            "actor": event.actor,
+            "ip": event.ip,
+            "request_id": event.request_id,
+            "details": event.details,
+        }

@@ -1,0 +1,79 @@
+"""Sending one claimed message and recording what happened: sent, retried later, or failed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from service.events import audit
+from service.models import OutboxKind, OutboxMessage, OutboxStatus
+from service.outbox.mail import transmit
+from service.outbox.queue import MAX_ATTEMPTS, backoff
+from service.outbox.webhooks import post_webhook
+from service.platform.counters import count
+from service.platform.database import DbSession
+
+log = logging.getLogger(__name__)
+
+OUTBOX_ACTOR = "outbox"
+SENT_BODY = "(delivered; the body is not kept)"
+ERROR_MAX_LENGTH = 1000
+
+
+def send(message: OutboxMessage) -> None:
+    """Hand one message to SMTP (or the log) or POST one webhook; raises whatever went wrong."""
+    if message.kind == OutboxKind.WEBHOOK:
+        post_webhook(message.recipient, message.text_body)
+    else:
+        transmit(message.recipient, message.subject, message.text_body, message.html_body)
+
+
+def deliver(session: DbSession, message: OutboxMessage, *, now: datetime) -> str:
+    """Send one message this worker has claimed and record the outcome; the caller commits.
+
+    Returns "sent", "retried" or "failed". Whatever sending raises (a refusing server, a
+    malformed address, a bug) fails this message alone: it is counted as an attempt and
+    retried with backoff, or marked failed after its last attempt.
+    """
+    try:
+        send(message)
+    # The isolation boundary of one work item: any error here is this message's, and must
+    # neither stop the worker nor be retried forever without counting.
+    except Exception as error:  # noqa: BLE001
+        return record_failure(session, message, error, now=now)
+    message.status = OutboxStatus.SENT
+    message.sent_at = now
+    message.attempts += 1
+    if message.kind == OutboxKind.EMAIL:
+        # The body may hold a reset link or a temporary password: once delivered, the outbox
+        # keeps only the envelope, so the database never holds a usable secret in plain text.
+        message.text_body = SENT_BODY
+        message.html_body = None
+        audit.record_event(
+            session, "mail.sent", actor=OUTBOX_ACTOR, ip=None, now=now, account_id=message.account_id,
+            details={"subject": message.subject},
+        )
+    count("mail", message.kind, "sent")
+    return "sent"
+
+
+def record_failure(session: DbSession, message: OutboxMessage, error: BaseException, *, now: datetime) -> str:
+    """Count a failed attempt: retry later with backoff, or give up after the last one."""
+    message.attempts += 1
+    message.last_error = f"{type(error).__name__}: {error}"[:ERROR_MAX_LENGTH]
+    if message.attempts >= MAX_ATTEMPTS:
+        message.status = OutboxStatus.FAILED
+        if message.kind == OutboxKind.EMAIL:
+            audit.record_event(
+                session, "mail.failed", actor=OUTBOX_ACTOR, ip=None, now=now, account_id=message.account_id,
+                details={"subject": message.subject, "attempts": message.attempts},
+            )
+        log.error("message %s failed for good after %d attempts: %s", message.id, message.attempts, type(error).__name__)
+        outcome = "failed"
+    else:
+        message.status = OutboxStatus.PENDING
+        message.next_attempt_at = now + backoff(message.attempts)
+        log.warning("message %s not sent (attempt %d), will retry: %s", message.id, message.attempts, type(error).__name__)
+        outcome = "retried"
+    count("mail", message.kind, outcome)
+    return outcome

@@ -1,0 +1,84 @@
+"""Emails: rendered from templates (text and HTML), and handed to SMTP or to the log."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from dataclasses import dataclass
+from typing import Any
+
+import flask_mail
+from datetime import datetime
+
+from flask import current_app, render_template
+
+from service.contact.hours import contact_details
+from service.platform.config import settings
+from service.platform.i18n import speaking
+
+log = logging.getLogger("service.mail")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """An email ready to queue."""
+
+    subject: str
+    text_body: str
+    html_body: str
+
+
+def render_email(
+    template: str, subject: str, *, now: datetime, language: str | None = None, **context: Any
+) -> RenderedEmail:
+    """Render `mail/<template>.txt` and `.html` in `language` (English when unknown), each
+    ending with the customer-service details as they stand at `now`. `subject` may be a lazy
+    translation."""
+    with speaking(language):
+        subject = str(subject)
+        context = {"contact": contact_details(now), "subject": subject, **context}
+        return RenderedEmail(
+            subject=subject,
+            text_body=render_template(f"mail/{template}.txt", **context),
+            html_body=render_template(f"mail/{template}.html", **context),
+        )
+
+
+class TimedConnection(flask_mail.Connection):
+    """Flask-Mail's connection with a socket timeout, so a silent server cannot hang a worker."""
+
+    def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
+        settings = self.mail
+        timeout = settings()["MAIL_TIMEOUT"]
+        smtp_class = smtplib.SMTP_SSL if settings.use_ssl else smtplib.SMTP
+        host = smtp_class(settings.server, settings.port, timeout=timeout)
+        try:
+            if settings.use_tls:
+                host.starttls()
+            if settings.username and settings.password:
+                host.login(settings.username, settings.password)
+        except (smtplib.SMTPException, OSError):
+            host.close()
+            raise
+        return host
+
+
+def smtp_configured() -> bool:
+    """Whether mail goes to an SMTP server; without one it is written to the log."""
+    return bool(settings()["MAIL_SERVER"])
+
+
+def transmit(recipient: str, subject: str, text_body: str, html_body: str | None) -> None:
+    """Deliver one email now; raises smtplib/OS errors for the outbox to retry."""
+    if not smtp_configured():
+        log.info("mail (no MAIL_SERVER, written to the log) to=%s subject=%s\n%s", recipient, subject, text_body)
+        return
+    message = flask_mail.Message(
+        subject=subject,
+        recipients=[recipient],
+        body=text_body,
+        html=html_body,
+        sender=settings()["MAIL_DEFAULT_SENDER"],
+    )
+    with TimedConnection(current_app.extensions["mail"]) as connection:
+        connection.send(message)

@@ -1,0 +1,159 @@
+"""The queue itself: adding a message, claiming due ones for a worker, handing them back,
+and what `outbox status` reports."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+
+from service.models import OutboxMessage, OutboxStatus
+from service.platform.database import DbSession, note_queued_work
+
+if TYPE_CHECKING:
+    from service.outbox.mail import RenderedEmail
+
+MAX_ATTEMPTS = 10
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=2)
+# A message claimed longer ago than this by a worker that died is due again.
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+def queue_email(
+    session: DbSession, recipient: str, email: RenderedEmail, *, account_id: int | None, now: datetime
+) -> OutboxMessage:
+    """Add an email to the session; the caller's commit queues it with the change it reports."""
+    message = OutboxMessage(
+        recipient=recipient,
+        subject=email.subject,
+        text_body=email.text_body,
+        html_body=email.html_body,
+        account_id=account_id,
+        created_at=now,
+        next_attempt_at=now,
+    )
+    session.add(message)
+    note_queued_work(session)
+    return message
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff with jitter: about 30 s, 1 min, 2 min, ... up to 2 hours."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now),
+        and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.claimed_at < now - CLAIM_LEASE),
+    )
+
+
+def any_due(session: DbSession, *, now: datetime) -> bool:
+    """Whether anything is due: a plain read, which takes no write lock."""
+    return session.scalar(select(OutboxMessage.id).where(_due(now)).limit(1)) is not None
+
+
+def claim_due(session: DbSession, *, now: datetime, limit: int) -> list[int]:
+    """Mark up to `limit` due messages as being sent by this worker; the caller commits.
+
+    One UPDATE over a SKIP LOCKED sub-select: on PostgreSQL concurrent workers take disjoint
+    rows without waiting; on SQLite the statement runs under the single write lock. Either way
+    a message is claimed by one worker only.
+    """
+    # MATERIALIZED: as a plain sub-select PostgreSQL may re-run it for every outer row, and
+    # each re-run skips the rows this UPDATE already took, so the LIMIT would not hold.
+    due_ids = (
+        select(OutboxMessage.id)
+        .where(_due(now))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("due_ids")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    claimed = session.scalars(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(select(due_ids.c.id)), _due(now))
+        .values(status=OutboxStatus.SENDING, claimed_at=now)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(claimed)
+
+
+def renew_claim(session: DbSession, message_id: int, claimed_at: datetime, *, now: datetime) -> bool:
+    """Just before sending, check the claim is still ours and restart its lease; the caller commits.
+
+    A batch that takes longer than CLAIM_LEASE lets another worker claim its last messages
+    again; the claim's time is its owner's mark, so only one of the two goes on to send.
+    """
+    renewed = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.status == OutboxStatus.SENDING,
+            OutboxMessage.claimed_at == claimed_at,
+        )
+        .values(claimed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return renewed.rowcount == 1
+
+
+def release(session: DbSession, message_ids: list[int]) -> None:
+    """Hand claimed messages back to the queue; the caller commits."""
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(message_ids), OutboxMessage.status == OutboxStatus.SENDING)
+        .values(status=OutboxStatus.PENDING, claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    """Counts by status, and how long the oldest waiting message has waited."""
+
+    counts: dict[str, int]
+    oldest_pending_at: datetime | None
+    failed: list[OutboxMessage]
+
+
+def outbox_status(session: DbSession, *, failed_limit: int = 20) -> OutboxCounts:
+    """What `outbox status` and the metrics report."""
+    counts: dict[str, int] = {
+        status: total
+        for status, total in session.execute(
+            select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+        )
+    }
+    oldest = session.scalar(
+        select(func.min(OutboxMessage.created_at)).where(
+            OutboxMessage.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING))
+        )
+    )
+    failed = list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.status == OutboxStatus.FAILED)
+            .order_by(OutboxMessage.id.desc())
+            .limit(failed_limit)
+        )
+    )
+    return OutboxCounts(counts=counts, oldest_pending_at=oldest, failed=failed)
+
+
+def retry_failed(session: DbSession, *, now: datetime) -> int:
+    """Give every failed message a fresh set of attempts; the caller commits. Returns how many."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == OutboxStatus.FAILED)
+        .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now)
+    )
+    return result.rowcount

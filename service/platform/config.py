@@ -1,0 +1,232 @@
+"""Settings: one mapping of defaults, then the environment, then explicit overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+ENVIRONMENTS = ("development", "production", "testing")
+RESET_METHODS = ("link", "temporary_password")
+DISPATCH_MODES = ("inline", "external")
+
+# Every setting the service reads, with its default. The type of the default decides how the
+# environment's string is parsed: bool, int, tuple (comma-separated) or str.
+DEFAULTS: dict[str, Any] = {
+    "APP_ENV": "development",
+    "SECRET_KEY": "",
+    "SECRET_KEY_FALLBACKS": (),
+    "DATABASE_URL": "",
+    "PUBLIC_BASE_URL": "",
+    "SIGN_IN_URL": "",
+    "SHOP_NAME": "Canadian Insulin",
+    "LOGO_URL": "",
+    "PRIMARY_COLOUR": "#0b5394",
+    "TRUSTED_HOSTS": (),
+    "MAIL_SERVER": "",
+    "MAIL_PORT": 25,
+    "MAIL_USE_TLS": False,
+    "MAIL_USE_SSL": False,
+    "MAIL_USERNAME": "",
+    "MAIL_PASSWORD": "",
+    "MAIL_DEFAULT_SENDER": "resetdesk@localhost",
+    "MAIL_TIMEOUT": 10,
+    "OUTBOX_DISPATCH": "inline",
+    "RESET_METHOD": "link",
+    "RESET_TOKEN_MAX_AGE": 3600,
+    "TEMPORARY_PASSWORD_MAX_AGE": 86400,
+    "PASSWORD_MIN_LENGTH": 15,
+    "PASSWORD_MIN_SCORE": 3,
+    "PASSWORD_HASH_CHEAP": False,
+    "LOGIN_MAX_FAILURES": 10,
+    "WEBHOOK_URLS": (),
+    "WEBHOOK_SECRET": "",
+    "WEBHOOK_EVENTS": ("password.changed", "reset.requested", "account.unlocked"),
+    "WEBHOOK_TIMEOUT": 10,
+    "AGENT_RESETS_PER_HOUR": 30,
+    "AGENT_IDLE_MINUTES": 30,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "REDIS_SOCKET_TIMEOUT": 0.2,
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_RESET_PER_IP": "10/minute;100/hour",
+    "RATELIMIT_RESET_PER_USERNAME": "5/hour",
+    "RATELIMIT_TOKEN_PER_IP": "30/minute",
+    "RATELIMIT_PAGES_PER_IP": "120/minute",
+    "TRUSTED_PROXIES": 0,
+    "DB_POOL_SIZE": 5,
+    "DB_MAX_OVERFLOW": 10,
+    "DB_POOL_TIMEOUT": 10,
+    "DB_POOL_RECYCLE": 1800,
+    "LOG_FORMAT": "",
+    "METRICS_ENABLED": True,
+    "METRICS_TOKEN": "",
+    "WORKER_METRICS_PORT": 0,
+    "CONTACT_EMAIL": "service@canadianinsulin.com",
+    "CONTACT_PHONE": "1-844-560-7790",
+    "CONTACT_FAX": "1-866-951-0118",
+    "CONTACT_HOURS": "Mon-Fri 09:00-18:00",
+    "CONTACT_TIMEZONE": "America/New_York",
+}
+
+PASSWORD_MIN_LENGTH_FLOOR = 8
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says what to set."""
+
+
+def settings() -> Mapping[str, Any]:
+    """The current app's settings, built once by `create_app`: the one way rules read them."""
+    return current_app.config
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    instance_path: str | os.PathLike[str] = "instance",
+) -> dict[str, Any]:
+    """Build the settings from the defaults, the environment and overrides, and check them."""
+    environ = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    for name, default in DEFAULTS.items():
+        if name in environ:
+            settings[name] = _parse(name, environ[name], default)
+    settings.update(overrides or {})
+    _check(settings)
+    _derive(settings, Path(instance_path))
+    return settings
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    raw = raw.strip()
+    if isinstance(default, bool):
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{name} must be true or false, not {raw!r}.")
+    if isinstance(default, (int, float)):
+        try:
+            return type(default)(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def _check(settings: dict[str, Any]) -> None:
+    env = settings["APP_ENV"]
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}.")
+    if env == "production":
+        if not settings["SECRET_KEY"]:
+            raise ConfigError(
+                "SECRET_KEY is not set: set it to a long random string, for example the output "
+                "of `python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+            )
+        if not settings["PUBLIC_BASE_URL"]:
+            raise ConfigError(
+                "PUBLIC_BASE_URL is not set: set it to the public origin of this service, "
+                "for example https://account.example.com, so emailed links point there."
+            )
+        if settings["PASSWORD_HASH_CHEAP"]:
+            raise ConfigError("PASSWORD_HASH_CHEAP is for tests only: unset it in production.")
+    if settings["PASSWORD_MIN_LENGTH"] < PASSWORD_MIN_LENGTH_FLOOR:
+        raise ConfigError(
+            f"PASSWORD_MIN_LENGTH must be at least {PASSWORD_MIN_LENGTH_FLOOR}, "
+            f"not {settings['PASSWORD_MIN_LENGTH']}."
+        )
+    if not 0 <= settings["PASSWORD_MIN_SCORE"] <= 4:
+        raise ConfigError("PASSWORD_MIN_SCORE must be between 0 and 4.")
+    if settings["RESET_METHOD"] not in RESET_METHODS:
+        raise ConfigError(f"RESET_METHOD must be link or temporary_password, not {settings['RESET_METHOD']!r}.")
+    if settings["OUTBOX_DISPATCH"] not in DISPATCH_MODES:
+        raise ConfigError(f"OUTBOX_DISPATCH must be inline or external, not {settings['OUTBOX_DISPATCH']!r}.")
+    if settings["WEBHOOK_URLS"] and not settings["WEBHOOK_SECRET"]:
+        raise ConfigError("WEBHOOK_URLS is set but WEBHOOK_SECRET is not: set a shared secret to sign webhooks with.")
+    for url in settings["WEBHOOK_URLS"]:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"WEBHOOK_URLS: {url!r} is not an http(s) URL.")
+    if not re.fullmatch(r"#[0-9a-fA-F]{3}([0-9a-fA-F]{3})?", settings["PRIMARY_COLOUR"]):
+        raise ConfigError(f"PRIMARY_COLOUR must be a hex colour such as #0b5394, not {settings['PRIMARY_COLOUR']!r}.")
+    if settings["LOGO_URL"] and urlsplit(settings["LOGO_URL"]).scheme not in ("https", "http"):
+        if not settings["LOGO_URL"].startswith("/"):
+            raise ConfigError("LOGO_URL must be an http(s) URL or a path on this site, such as /static/logo.png.")
+    if settings["LOG_FORMAT"] not in ("", "json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text, not {settings['LOG_FORMAT']!r}.")
+    if settings["TRUSTED_PROXIES"] < 0:
+        raise ConfigError("TRUSTED_PROXIES must be 0 or more.")
+    if settings["LOGIN_MAX_FAILURES"] < 1:
+        raise ConfigError("LOGIN_MAX_FAILURES must be at least 1.")
+    base = urlsplit(settings["PUBLIC_BASE_URL"] or "http://localhost:5000")
+    if base.scheme not in ("http", "https") or not base.hostname:
+        raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) origin, not {settings['PUBLIC_BASE_URL']!r}.")
+
+
+def _derive(settings: dict[str, Any], instance_path: Path) -> None:
+    """Fill in what follows from other settings, and Flask's own names for them."""
+    env = settings["APP_ENV"]
+    if not settings["SECRET_KEY"]:
+        if env == "development":
+            warnings.warn(
+                "SECRET_KEY is not set: using a random key for this run, so reset links and "
+                "sessions end when the process restarts.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        settings["SECRET_KEY"] = secrets.token_urlsafe(48)
+    settings["PUBLIC_BASE_URL"] = (settings["PUBLIC_BASE_URL"] or "http://localhost:5000").rstrip("/")
+    public = urlsplit(settings["PUBLIC_BASE_URL"])
+    hosts = [public.hostname, *settings["TRUSTED_HOSTS"]]
+    if env != "production":
+        hosts += ["localhost", "127.0.0.1", "[::1]"]
+    # Flask refuses any other Host header with a 400, so no URL is ever built from a forged one.
+    settings["TRUSTED_HOSTS"] = sorted(set(hosts))
+    # The embedded default (SQLite under instance/) creates its own schema at start.
+    settings["DATABASE_EMBEDDED"] = not settings["DATABASE_URL"]
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = f"sqlite:///{(instance_path / 'service.db').resolve()}"
+    settings["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
+    settings["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    if not settings["DATABASE_URL"].startswith("sqlite"):
+        settings["SQLALCHEMY_ENGINE_OPTIONS"].update(
+            pool_size=settings["DB_POOL_SIZE"],
+            max_overflow=settings["DB_MAX_OVERFLOW"],
+            pool_timeout=settings["DB_POOL_TIMEOUT"],
+            pool_recycle=settings["DB_POOL_RECYCLE"],
+        )
+    settings["LOG_FORMAT"] = settings["LOG_FORMAT"] or ("json" if env == "production" else "text")
+    settings["TESTING"] = env == "testing"
+    settings["PREFERRED_URL_SCHEME"] = public.scheme
+    settings["SESSION_COOKIE_HTTPONLY"] = True
+    settings["SESSION_COOKIE_SAMESITE"] = "Lax"
+    settings["SESSION_COOKIE_SECURE"] = env == "production"
+    # Bodies over 64 KiB are refused with 413 before any view reads them.
+    settings["MAX_CONTENT_LENGTH"] = 64 * 1024
+    settings["MAX_FORM_MEMORY_SIZE"] = 64 * 1024
+    settings["JSON_SORT_KEYS"] = False
+    settings["WTF_CSRF_TIME_LIMIT"] = None
+    # Over HTTPS Flask-WTF also wants a same-origin Referer, which our Referrer-Policy:
+    # no-referrer never lets a browser send; the CSRF token alone protects the forms.
+    settings["WTF_CSRF_SSL_STRICT"] = False
+    settings["MAIL_SUPPRESS_SEND"] = False
+    settings["RATELIMIT_HEADERS_ENABLED"] = False
+    # If Redis goes away, limits fall back to this process's memory instead of failing requests.
+    settings["RATELIMIT_SWALLOW_ERRORS"] = True
+    settings["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
+    if settings["RATELIMIT_STORAGE_URI"].startswith(("redis", "rediss")):
+        timeout = settings["REDIS_SOCKET_TIMEOUT"]
+        settings["RATELIMIT_STORAGE_OPTIONS"] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            **settings.get("RATELIMIT_STORAGE_OPTIONS", {}),
+        }

@@ -1,0 +1,60 @@
+"""The database: the session type rules take, SQLite's pragmas, the embedded default's schema,
+and the mark a transaction leaves when it queued work for the dispatcher."""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+from typing import Any
+
+import flask_migrate
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.orm import Session, scoped_session
+
+from service.platform.extensions import db
+
+# What rules take as their session: a plain Session in scripts, Flask-SQLAlchemy's scoped one
+# in the app.
+DbSession = Session | scoped_session[Session]
+
+QUEUED_WORK = "resetdesk.queued_work"
+
+
+def note_queued_work(session: DbSession) -> None:
+    """Mark the session's transaction as having queued work (a request, a message) to dispatch."""
+    session.info[QUEUED_WORK] = True
+
+
+def take_queued_work(session: DbSession) -> bool:
+    """Whether work was queued since the last look; clears the mark."""
+    return bool(session.info.pop(QUEUED_WORK, False))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers and one writer work at once; NORMAL syncs at checkpoints, not at every
+    # commit, which keeps a reset request's insert cheap (and its timing flat).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def prepare_database(app: Flask) -> None:
+    """Set SQLite up on every connection; give the embedded default its schema."""
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if app.config["DATABASE_EMBEDDED"] and not app.config["TESTING"]:
+        upgrade_schema(app)
+
+
+def upgrade_schema(app: Flask) -> None:
+    """Apply pending migrations, one process at a time (gunicorn starts several at once)."""
+    lock_path = Path(app.instance_path) / "migrate.lock"
+    with open(lock_path, "w") as lock, app.app_context():
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        flask_migrate.upgrade(directory=app.extensions["migrate"].directory)

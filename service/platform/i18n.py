@@ -1,0 +1,55 @@
+"""Languages: English and French. A page speaks the visitor's explicit choice (remembered in a
+cookie), else their browser's Accept-Language; a mail speaks the account's language, else the
+language of the page that asked for it. The API always answers in English."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import Flask, has_request_context, request
+from flask_babel import force_locale, get_locale
+
+from service.platform.extensions import babel
+
+LANGUAGES = ("en", "fr")
+DEFAULT_LANGUAGE = "en"
+LANGUAGE_COOKIE = "lang"
+
+
+def supported_language(code: str | None) -> str | None:
+    """The code if we speak it (`fr-CA` counts as `fr`), else None."""
+    if not code:
+        return None
+    base = code.strip().lower().replace("_", "-").split("-")[0]
+    return base if base in LANGUAGES else None
+
+
+def select_language() -> str:
+    """The language of this request's pages."""
+    if not has_request_context() or request.path.startswith("/api/"):
+        return DEFAULT_LANGUAGE
+    chosen = supported_language(request.cookies.get(LANGUAGE_COOKIE))
+    return chosen or request.accept_languages.best_match(LANGUAGES) or DEFAULT_LANGUAGE
+
+
+def current_language() -> str:
+    """The language in force now (a request's, or the one a mail is being written in)."""
+    return str(get_locale() or DEFAULT_LANGUAGE)
+
+
+@contextmanager
+def speaking(language: str | None) -> Iterator[None]:
+    """Write what follows (a mail, say) in `language`, or in English when it is unknown."""
+    with force_locale(supported_language(language) or DEFAULT_LANGUAGE):
+        yield
+
+
+def register_i18n(app: Flask, translations: Path) -> None:
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(translations)
+    babel.init_app(app, locale_selector=select_language)
+
+    @app.context_processor
+    def language_context() -> dict[str, object]:
+        return {"languages": LANGUAGES, "current_language": current_language}

@@ -1,0 +1,103 @@
+"""Prometheus metrics at /metrics: requests, resets, mail, throttling and the outbox.
+
+Under gunicorn, set PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py does) so that every worker's
+counts add up in one scrape.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+
+from flask import Flask, Response, abort, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+
+
+class ServiceMetrics:
+    """The counters of one app; registered in a registry of its own, not the global one."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "resetdesk_http_requests", "Requests answered, by endpoint and status.",
+            ["endpoint", "method", "status"], registry=None,
+        )
+        self.latency = Histogram(
+            "resetdesk_http_request_duration_seconds", "Time to answer, by endpoint.", ["endpoint"],
+            registry=None, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.resets = Counter(
+            "resetdesk_resets_requested", "Resets asked for, by method and by whom.", ["method", "requested_by"],
+            registry=None,
+        )
+        self.mail = Counter(
+            "resetdesk_outbox_deliveries", "Delivery attempts, by kind and outcome (sent, retried, failed).",
+            ["kind", "outcome"], registry=None,
+        )
+        self.throttled = Counter(
+            "resetdesk_sign_ins_throttled", "Sign-in attempts refused by the throttle.", registry=None
+        )
+
+    def all(self) -> list[Collector]:
+        return [self.requests, self.latency, self.resets, self.mail, self.throttled]
+
+
+def metrics_reader_allowed(app_env: str, token: str) -> bool:
+    """Open on a laptop and under tests; in production, a `Bearer METRICS_TOKEN` is required
+    (and without a token set, nobody may read them over HTTP)."""
+    if app_env != "production" and not token:
+        return True
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip(), token)
+
+
+def serve_worker_metrics(app: Flask, port: int) -> None:
+    """Serve this process's metrics on their own port: an outbox worker has no web routes."""
+    registry = app.extensions.get("resetdesk.metrics_registry")
+    if registry is not None and port:
+        start_http_server(port, registry=registry)
+
+
+def register_metrics(app: Flask) -> None:
+    """Count every request and serve /metrics."""
+    if not app.config["METRICS_ENABLED"]:
+        return
+    metrics = ServiceMetrics()
+    app.extensions["resetdesk.metrics"] = metrics
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        for collector in metrics.all():
+            registry.register(collector)
+    app.extensions["resetdesk.metrics_registry"] = registry
+
+    @app.before_request
+    def start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        if "request_started" in g:
+            metrics.latency.labels(endpoint).observe(time.perf_counter() - g.request_started)
+        return response
+
+    @app.get("/metrics")
+    def serve_metrics() -> Response:
+        # The outbox gauges move when a reset is issued, so whoever can read them can tell an
+        # existing username from a missing one: in production only a holder of METRICS_TOKEN can.
+        if not metrics_reader_allowed(app.config["APP_ENV"], app.config["METRICS_TOKEN"]):
+            abort(404)
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,26 @@
+"""The rate limits on unauthenticated endpoints, per client address and per username.
+
+Each limit is shared by the API call and the page that do the same thing, so switching
+between them buys an attacker nothing. Limits are settings (Flask-Limiter's notation).
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from service.platform.clients import client_ip, submitted_username
+from service.platform.extensions import limiter
+
+
+def _setting(name: str):
+    return lambda: current_app.config[name]
+
+
+reset_request_per_ip = limiter.shared_limit(
+    _setting("RATELIMIT_RESET_PER_IP"), scope="reset-request-ip", key_func=client_ip
+)
+reset_request_per_username = limiter.shared_limit(
+    _setting("RATELIMIT_RESET_PER_USERNAME"), scope="reset-request-username", key_func=submitted_username
+)
+token_per_ip = limiter.shared_limit(_setting("RATELIMIT_TOKEN_PER_IP"), scope="token-ip", key_func=client_ip)
+page_per_ip = limiter.shared_limit(_setting("RATELIMIT_PAGES_PER_IP"), scope="page-ip", key_func=client_ip)

@@ -1,0 +1,28 @@
+"""Normal forms of typed text: how usernames and emails compare, and what a column can hold."""
+
+from __future__ import annotations
+
+import unicodedata
+
+USERNAME_MAX_LENGTH = 150
+EMAIL_MAX_LENGTH = 254
+
+
+def normalise_username(username: str) -> str:
+    """NFKC, casefolded and trimmed: `Jane`, ` jane ` and `ｊａｎｅ` are one account."""
+    return unicodedata.normalize("NFKC", username).casefold().strip()
+
+
+def normalise_email(email: str) -> str:
+    """The form emails are searched by: NFKC, casefolded and trimmed."""
+    return unicodedata.normalize("NFKC", email).casefold().strip()
+
+
+def is_storable(text: str) -> bool:
+    """False for text no database column can hold: NUL (PostgreSQL) or lone surrogates (UTF-8)."""
+    return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether the text holds characters nobody types: controls, format marks, unassigned ones."""
+    return any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") for char in text)

@@ -1,0 +1,130 @@
+"""Issuing a reset: a link or a temporary password, its hash kept, its mail queued with it."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from service.accounts.changes import revoke_pending_resets
+from service.accounts.passwords import hash_password
+from service.events import audit
+from service.models import Account, PasswordReset, ResetMethod
+from service.outbox.mail import RenderedEmail, render_email
+from service.outbox.queue import queue_email
+from service.platform.database import DbSession
+from service.platform.errors import NoEmailOnFile
+from service.resets.links import hash_secret, make_link_token, new_secret
+from service.resets.policy import ResetPolicy
+
+# No 0/O, 1/l/I: a temporary password is read off a screen and typed by hand.
+TEMPORARY_PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
+TEMPORARY_PASSWORD_LENGTH = 14  # about 80 bits
+
+
+def generate_temporary_password() -> str:
+    """A random temporary password from an alphabet without look-alikes."""
+    return "".join(secrets.choice(TEMPORARY_PASSWORD_ALPHABET) for _ in range(TEMPORARY_PASSWORD_LENGTH))
+
+
+def mask_email(email: str) -> str:
+    """`jane@example.com` becomes `j***@example.com`: enough for an agent to confirm it."""
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+@dataclass(frozen=True)
+class IssuedReset:
+    """A reset just issued, and where its mail is going."""
+
+    reset: PasswordReset
+    sent_to: str
+
+
+def issue_reset(
+    session: DbSession,
+    account: Account,
+    method: str,
+    *,
+    policy: ResetPolicy,
+    requested_by: str,
+    ip: str | None,
+    now: datetime,
+    details: dict[str, str] | None = None,
+    language: str | None = None,
+) -> IssuedReset:
+    """Issue a link or temporary password and queue its mail; flushes, the caller commits.
+
+    Older pending resets of the account are revoked: only the newest one works. The mail is in
+    the account's language, else in `language` (that of the page that asked).
+    """
+    if not account.email:
+        raise NoEmailOnFile(_("The account has no email address to send a reset to."))
+    revoke_pending_resets(session, account, now)
+    secret, secret_hash = new_reset_secret(method)
+    reset = PasswordReset(
+        account_id=account.id, method=method, requested_by=requested_by, ip=ip,
+        secret_hash=secret_hash, created_at=now, expires_at=now + policy.lifetime(method),
+    )
+    session.add(reset)
+    session.flush()  # the link token carries the reset's id
+    email = compose_reset_email(
+        account, method, reset.id, secret, reset.expires_at, account.language or language, policy=policy, now=now
+    )
+    queue_email(session, account.email, email, account_id=account.id, now=now)
+    audit.record_event(
+        session, "reset.issued", actor=requested_by, ip=ip, now=now, account=account,
+        details={"method": method, "expires_at": reset.expires_at.isoformat(), **(details or {})},
+    )
+    return IssuedReset(reset=reset, sent_to=mask_email(account.email))
+
+
+def new_reset_secret(method: str) -> tuple[str, str]:
+    """A fresh secret (a link's random part, or a temporary password) and the hash kept of it."""
+    if method == ResetMethod.LINK:
+        secret = new_secret()
+        return secret, hash_secret(secret)
+    temporary_password = generate_temporary_password()
+    return temporary_password, hash_password(temporary_password)
+
+
+def compose_reset_email(
+    account: Account,
+    method: str,
+    reset_id: int,
+    secret: str,
+    expires_at: datetime,
+    language: str | None,
+    *,
+    policy: ResetPolicy,
+    now: datetime,
+) -> RenderedEmail:
+    """The mail carrying a link or a temporary password."""
+    lifetime = policy.lifetime(method)
+    if method == ResetMethod.LINK:
+        link = f"{policy.base_url}/reset-password/{make_link_token(reset_id, secret)}"
+        return render_email(
+            "reset_link", _l("Reset your password"), language=language, now=now, account=account, link=link,
+            expires_at=expires_at, lifetime_minutes=int(lifetime.total_seconds() // 60),
+        )
+    return render_email(
+        "temporary_password", _l("Your temporary password"), language=language, now=now, account=account,
+        temporary_password=secret, expires_at=expires_at, lifetime_hours=int(lifetime.total_seconds() // 3600),
+    )
+
+
+def rehearse_reset(username: str, method: str, language: str | None, *, policy: ResetPolicy, now: datetime) -> None:
+    """Do the computing a reset would, and keep nothing.
+
+    For a missing, disabled or email-less account the dispatcher still makes a secret, hashes
+    it and writes the mail, then throws them away: an inline dispatcher shares the CPU with the
+    web requests, and less work for missing names would show in their neighbours' timing.
+    """
+    stand_in = Account(username=username, username_key="", email="nobody@invalid")
+    secret, _hash = new_reset_secret(method)
+    compose_reset_email(
+        stand_in, method, 0, secret, now + policy.lifetime(method), language, policy=policy, now=now
+    )

@@ -1,0 +1,99 @@
+"""Support agents: the people who answer the phone and sign in to the console."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from service.accounts.passwords import check_new_password, hash_password, verify_password
+from service.accounts.throttle import agent_throttle_key, sign_in_throttle
+from service.accounts.usernames import email_problem, username_problem
+from service.events import audit
+from service.models import AccountStatus, Agent
+from service.platform.database import DbSession
+from service.platform.errors import UsernameTaken, ValidationFailed
+from service.platform.text import normalise_username
+from service.support.sessions import end_agent_sessions
+
+
+def find_agent(session: DbSession, username: str) -> Agent | None:
+    """The agent a username names, or None."""
+    key = normalise_username(username)
+    return session.scalar(select(Agent).where(Agent.username_key == key))
+
+
+def create_agent(
+    session: DbSession,
+    *,
+    username: str,
+    email: str,
+    password: str | None,
+    now: datetime,
+    actor: str = audit.CLI,
+    ip: str | None = None,
+) -> Agent:
+    """Create an agent with its audit event; flushes, the caller commits. Without a password
+    the agent cannot sign in yet."""
+    problems = [p for p in (username_problem(username), email_problem(email)) if p is not None]
+    if problems:
+        raise ValidationFailed(problems[0].message, errors=problems)
+    if find_agent(session, username) is not None:
+        raise UsernameTaken(f"An agent named {username.strip()!r} exists already.")
+    password_hash = None
+    if password is not None:
+        check_new_password(password, username=username, email=email)
+        password_hash = hash_password(password)
+    agent = Agent(
+        username=username.strip(),
+        username_key=normalise_username(username),
+        email=email.strip(),
+        password_hash=password_hash,
+        created_at=now,
+    )
+    session.add(agent)
+    session.flush()
+    audit.record_event(session, "agent.created", actor=actor, ip=ip, now=now, details={"agent": agent.username})
+    return agent
+
+
+def list_agents(session: DbSession) -> list[Agent]:
+    """Every agent, by username."""
+    return list(session.scalars(select(Agent).order_by(Agent.username_key)))
+
+
+def disable_agent(session: DbSession, username: str, *, now: datetime) -> bool:
+    """Stop an agent from signing in, at once, and end their console sessions; the caller commits."""
+    agent = find_agent(session, username)
+    if agent is None or agent.status == AccountStatus.DISABLED:
+        return False
+    agent.status = AccountStatus.DISABLED
+    end_agent_sessions(session, agent, now=now)
+    audit.record_event(session, "agent.disabled", actor=audit.CLI, ip=None, now=now, details={"agent": agent.username})
+    return True
+
+
+def sign_in_agent(session: DbSession, username: str, password: str, *, ip: str | None, now: datetime) -> Agent | None:
+    """Check an agent's password, throttled like customers' and at the same cost.
+
+    Returns the agent, or None for a failure, which is counted and audited; the caller commits
+    either way. Raises RateLimited while throttled.
+    """
+    throttle = sign_in_throttle()
+    throttle_key = agent_throttle_key(normalise_username(username))
+    throttle.check(throttle_key)
+    agent = find_agent(session, username)
+    matched, new_hash = verify_password(password, agent.password_hash if agent else None)
+    if agent is None or agent.status != AccountStatus.ACTIVE or not matched:
+        throttle.record_failure(throttle_key)
+        # Someone guessing agents' passwords (or locking them out) leaves a trace.
+        audit.record_event(
+            session, "agent.sign_in_failed", actor=audit.agent_actor(username.strip()[:150]), ip=ip, now=now,
+            details={"known_agent": agent is not None},
+        )
+        return None
+    if new_hash:
+        agent.password_hash = new_hash
+    agent.last_sign_in_at = now
+    audit.record_event(session, "agent.signed_in", actor=audit.agent_actor(agent.username), ip=ip, now=now)
+    return agent

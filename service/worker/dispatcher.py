@@ -1,0 +1,200 @@
+"""The dispatcher: pass after pass over the queues, each item in its own transaction."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Flask, Response, current_app
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.models import OutboxMessage
+from service.outbox.delivery import deliver
+from service.outbox.queue import any_due, claim_due, release, renew_claim
+from service.platform.clock import utcnow
+from service.platform.database import DbSession, take_queued_work
+from service.platform.extensions import db
+from service.resets.policy import ResetPolicy, reset_policy
+from service.resets.requests import due_request_ids, record_request_failure, take_and_resolve
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 2.0
+ERROR_PAUSE_SECONDS = 5.0
+REQUEST_BATCH = 20
+MESSAGE_BATCH = 10
+
+
+def _clock(now: datetime | None) -> Callable[[], datetime]:
+    """The time a pass reads: the real clock, or a fixed moment a test hands in."""
+    return utcnow if now is None else (lambda: now)
+
+
+def resolve_requests(
+    session: DbSession, *, policy: ResetPolicy, limit: int = REQUEST_BATCH, now: datetime | None = None
+) -> int:
+    """Resolve a batch of pending reset requests, each committed alone; returns how many were handled.
+
+    A request whose handling raises is rolled back alone, its failure recorded (retried with
+    backoff, given up after its last attempt), and the batch goes on.
+    """
+    utcnow = _clock(now)
+    request_ids = due_request_ids(session, now=utcnow(), limit=limit)
+    session.commit()
+    handled = 0
+    for request_id in request_ids:
+        try:
+            outcome = take_and_resolve(session, request_id, policy=policy, now=utcnow())
+            session.commit()
+        # The isolation boundary of one work item: whatever went wrong is this request's.
+        except Exception as error:  # noqa: BLE001
+            session.rollback()
+            log.warning("reset request %s failed: %s", request_id, type(error).__name__)
+            record_request_failure(session, request_id, error, now=utcnow())
+            session.commit()
+            handled += 1
+            continue
+        if outcome is not None:
+            handled += 1
+    return handled
+
+
+@dataclass
+class DeliveryReport:
+    """What one pass over the outbox did."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.retried + self.failed
+
+
+def deliver_due(
+    session: DbSession,
+    *,
+    limit: int = MESSAGE_BATCH,
+    should_stop: Callable[[], bool] = lambda: False,
+    now: datetime | None = None,
+) -> DeliveryReport:
+    """Claim what is due and deliver it one message at a time, each outcome committed alone.
+
+    When asked to stop, the message in flight is finished and the rest handed back at once,
+    rather than left for the claim lease to expire.
+    """
+    utcnow = _clock(now)
+    report = DeliveryReport()
+    claimed_at = utcnow()
+    # Most passes find nothing due: a plain read answers that without taking the write lock.
+    if not any_due(session, now=claimed_at):
+        session.rollback()
+        return report
+    claimed = claim_due(session, now=claimed_at, limit=limit)
+    session.commit()
+    for position, message_id in enumerate(claimed):
+        if should_stop():
+            release(session, claimed[position:])
+            session.commit()
+            break
+        renewed = renew_claim(session, message_id, claimed_at, now=utcnow())
+        session.commit()
+        message = session.get(OutboxMessage, message_id) if renewed else None
+        if message is None:
+            continue
+        outcome = deliver(session, message, now=utcnow())
+        session.commit()
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+class Dispatcher:
+    """Works the queues until told to stop; `wake` starts a pass at once."""
+
+    def __init__(self, app: Flask, poll_seconds: float = POLL_SECONDS) -> None:
+        self.app = app
+        self.poll_seconds = poll_seconds
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._thread_pid: int | None = None
+
+    def run_once(self) -> int:
+        """One pass: resolve pending reset requests, then deliver due mail. Returns work done."""
+        with self.app.app_context():
+            try:
+                policy = reset_policy()
+                # Requests first, all of them: a slow SMTP server must not keep resets from
+                # being issued (their mail then waits in the outbox like any other).
+                resolved = 0
+                while (batch := resolve_requests(db.session, policy=policy)) > 0:
+                    resolved += batch
+                    if self.stopping.is_set():
+                        break
+                report = deliver_due(db.session, should_stop=self.stopping.is_set)
+                return resolved + report.handled
+            finally:
+                db.session.remove()
+
+    def run_forever(self) -> None:
+        """Pass after pass until `stop`; a database outage pauses the loop, never ends it."""
+        while not self.stopping.is_set():
+            try:
+                busy = self.run_once() > 0
+            except SQLAlchemyError:
+                log.exception("dispatcher pass failed; trying again in %.0f s", ERROR_PAUSE_SECONDS)
+                self.stopping.wait(ERROR_PAUSE_SECONDS)
+                continue
+            if not busy:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def wake(self) -> None:
+        """Something was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, wait_seconds: float = 0.0) -> None:
+        """Finish the message in flight, then return from `run_forever`; optionally wait for it."""
+        self.stopping.set()
+        self._wake.set()
+        if wait_seconds and self._thread is not None and self._thread_pid == os.getpid():
+            self._thread.join(wait_seconds)
+
+    def ensure_thread(self) -> None:
+        """Start the background thread in this process, once (gunicorn forks after import)."""
+        if self._thread is not None and self._thread.is_alive() and self._thread_pid == os.getpid():
+            return
+        self._thread_pid = os.getpid()
+        self._thread = threading.Thread(target=self.run_forever, name="outbox-dispatcher", daemon=True)
+        self._thread.start()
+
+
+def current_dispatcher() -> Dispatcher:
+    """The current app's dispatcher."""
+    dispatcher: Dispatcher = current_app.extensions["resetdesk.dispatcher"]
+    return dispatcher
+
+
+def register_dispatcher(app: Flask) -> None:
+    """Create the app's dispatcher, and wake it from one place: after any request that queued work.
+
+    With inline dispatch, each worker process runs one in a background thread. It is woken
+    once the answer's last byte is out, not before: woken earlier, its work for an existing
+    account (a reset, its mail) would compete with the answer still being written, and slow
+    it where a missing name's is not.
+    """
+    dispatcher = Dispatcher(app)
+    app.extensions["resetdesk.dispatcher"] = dispatcher
+    if app.config["OUTBOX_DISPATCH"] == "inline":
+        app.before_request(dispatcher.ensure_thread)
+
+    @app.after_request
+    def wake_if_work_was_queued(response: Response) -> Response:
+        if take_queued_work(db.session):
+            response.call_on_close(dispatcher.wake)
+        return response
