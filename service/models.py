@@ -62,9 +62,9 @@ class OutboxKind(StrEnum):
     WEBHOOK = "webhook"
 
 
-ACCOUNT_STATUSES = tuple(AccountStatus)
-API_ROLES = tuple(ApiRole)
-RESET_METHODS = tuple(ResetMethod)
+ACCOUNT_STATUSES = tuple(status.value for status in AccountStatus)
+API_ROLES = tuple(role.value for role in ApiRole)
+RESET_METHODS = tuple(method.value for method in ResetMethod)
 
 
 class Account(Base):

@@ -41,6 +41,7 @@ from service.access.apikeys import create_api_key
 from service.platform.extensions import db
 from service.models import Account, Agent, ApiKey, PasswordReset
 from service.resets.links import read_link_token
+from service.resets.policy import reset_policy
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 from tests.formtools import CSRF_VALUE as CSRF
 
@@ -135,7 +136,7 @@ class Secrets:
             for token in LINK.findall(text):
                 self.add(token, f"link token to {message['To']}")
                 with app.app_context():
-                    self.add(read_link_token(token).secret, f"link secret to {message['To']}")
+                    self.add(read_link_token(token, policy=reset_policy()).secret, f"link secret to {message['To']}")
             for temporary in TEMPORARY.findall(text):
                 if message["Subject"] == "Your temporary password":
                     self.add(temporary, f"temporary password to {message['To']}")

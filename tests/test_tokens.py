@@ -24,6 +24,7 @@ from service.platform.errors import TokenExpired, TokenInvalid
 from service.platform.extensions import db
 from service.models import Account, OutboxMessage, PasswordReset
 from service.resets.issuing import issue_reset
+from service.resets.policy import reset_policy
 from service.resets.links import (
     RESET_LINK_SALT,
     TOKEN_MAX_LENGTH,
@@ -38,6 +39,11 @@ from tests import conftest
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
+
+
+def read_token(token: str) -> LinkToken:
+    """Read a token with the current app's reset policy."""
+    return read_link_token(token, policy=reset_policy())
 
 @pytest.fixture
 def signing_app(tmp_path: Path) -> Flask:
@@ -62,7 +68,7 @@ def flip(text: str, position: int) -> str:
 def test_a_token_reads_back_the_reset_id_and_secret_it_was_made_with(signing_app: Flask) -> None:
     with signing_app.app_context():
         secret = new_secret()
-        assert read_link_token(make_link_token(42, secret)) == LinkToken(reset_id=42, secret=secret)
+        assert read_token(make_link_token(42, secret)) == LinkToken(reset_id=42, secret=secret)
 
 
 def test_a_token_with_a_tampered_payload_is_invalid(signing_app: Flask) -> None:
@@ -73,7 +79,7 @@ def test_a_token_with_a_tampered_payload_is_invalid(signing_app: Flask) -> None:
         forged = ".".join([theirs.split(".")[0], *mine.split(".")[1:]])
         assert forged != mine
         with pytest.raises(TokenInvalid):
-            read_link_token(forged)
+            read_token(forged)
 
 
 @pytest.mark.parametrize("part", [0, 1, 2], ids=["payload", "timestamp", "signature"])
@@ -83,14 +89,14 @@ def test_a_token_with_any_part_changed_is_invalid(signing_app: Flask, part: int)
         pieces = token.split(".")
         pieces[part] = flip(pieces[part], len(pieces[part]) // 2)
         with pytest.raises(TokenInvalid):
-            read_link_token(".".join(pieces))
+            read_token(".".join(pieces))
 
 
 def test_a_token_still_reads_just_before_its_max_age(signing_app: Flask) -> None:
     with signing_app.app_context(), time_machine.travel(START, tick=False) as traveller:
         token = make_link_token(3, "secret")
         traveller.shift(timedelta(seconds=signing_app.config["RESET_TOKEN_MAX_AGE"] - 5))
-        assert read_link_token(token).reset_id == 3
+        assert read_token(token).reset_id == 3
 
 
 def test_a_token_past_its_max_age_is_expired_not_invalid(signing_app: Flask) -> None:
@@ -99,7 +105,7 @@ def test_a_token_past_its_max_age_is_expired_not_invalid(signing_app: Flask) -> 
         traveller.shift(timedelta(seconds=signing_app.config["RESET_TOKEN_MAX_AGE"] + 5))
         # TokenExpired is not a TokenInvalid: catching BadSignature first would answer invalid.
         with pytest.raises(TokenExpired):
-            read_link_token(token)
+            read_token(token)
 
 
 def test_an_expired_token_that_was_also_tampered_with_is_invalid(signing_app: Flask) -> None:
@@ -108,7 +114,7 @@ def test_an_expired_token_that_was_also_tampered_with_is_invalid(signing_app: Fl
         traveller.shift(timedelta(seconds=signing_app.config["RESET_TOKEN_MAX_AGE"] + 5))
         payload, timestamp, signature = token.split(".")
         with pytest.raises(TokenInvalid):
-            read_link_token(".".join([payload, timestamp, flip(signature, 3)]))
+            read_token(".".join([payload, timestamp, flip(signature, 3)]))
 
 
 # --- keys and salts ---------------------------------------------------------------------------
@@ -120,7 +126,7 @@ def test_a_token_signed_with_a_key_listed_in_fallbacks_still_reads(signing_app: 
         token = make_link_token(5, "secret")
         signing_app.config["SECRET_KEY"] = "the-new-key-after-rotation"
         signing_app.config["SECRET_KEY_FALLBACKS"] = ("the-old-key-being-rotated-out",)
-        assert read_link_token(token) == LinkToken(reset_id=5, secret="secret")
+        assert read_token(token) == LinkToken(reset_id=5, secret="secret")
 
 
 def test_new_tokens_are_signed_with_the_current_key_not_a_fallback(signing_app: Flask) -> None:
@@ -130,7 +136,7 @@ def test_new_tokens_are_signed_with_the_current_key_not_a_fallback(signing_app: 
         token = make_link_token(5, "secret")
         # Once the old key is dropped from the fallbacks, the new token must still read.
         signing_app.config["SECRET_KEY_FALLBACKS"] = ()
-        assert read_link_token(token).reset_id == 5
+        assert read_token(token).reset_id == 5
 
 
 def test_a_token_signed_with_an_unknown_key_is_invalid(signing_app: Flask) -> None:
@@ -140,7 +146,7 @@ def test_a_token_signed_with_an_unknown_key_is_invalid(signing_app: Flask) -> No
         signing_app.config["SECRET_KEY"] = "the-new-key-after-rotation"
         signing_app.config["SECRET_KEY_FALLBACKS"] = ("some-other-old-key",)
         with pytest.raises(TokenInvalid):
-            read_link_token(token)
+            read_token(token)
 
 
 @pytest.mark.parametrize(
@@ -152,10 +158,10 @@ def test_only_a_token_made_with_the_reset_link_salt_reads(signing_app: Flask, sa
     with signing_app.app_context():
         token = URLSafeTimedSerializer(signing_app.config["SECRET_KEY"], salt=salt).dumps({"r": 9, "s": "secret"})
         if reads:
-            assert read_link_token(token).reset_id == 9
+            assert read_token(token).reset_id == 9
         else:
             with pytest.raises(TokenInvalid):
-                read_link_token(token)
+                read_token(token)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +173,7 @@ def test_a_correctly_signed_token_with_the_wrong_shape_is_invalid(signing_app: F
     with signing_app.app_context():
         token = URLSafeTimedSerializer(signing_app.config["SECRET_KEY"], salt=RESET_LINK_SALT).dumps(payload)
         with pytest.raises(TokenInvalid):
-            read_link_token(token)
+            read_token(token)
 
 
 # --- over-long and garbage --------------------------------------------------------------------
@@ -178,7 +184,7 @@ def test_a_correctly_signed_token_longer_than_the_limit_is_refused(signing_app: 
         long_token = make_link_token(1, secrets.token_urlsafe(TOKEN_MAX_LENGTH))  # random: no compression
         assert len(long_token) > TOKEN_MAX_LENGTH
         with pytest.raises(TokenInvalid):
-            read_link_token(long_token)
+            read_token(long_token)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +194,7 @@ def test_a_correctly_signed_token_longer_than_the_limit_is_refused(signing_app: 
 )
 def test_garbage_tokens_are_invalid(signing_app: Flask, token: str) -> None:
     with signing_app.app_context(), pytest.raises(TokenInvalid):
-        read_link_token(token)
+        read_token(token)
 
 
 @pytest.mark.parametrize(
@@ -224,7 +230,7 @@ def issued_link(app: Flask, make_account: Callable[..., Account]) -> tuple[str, 
     account = make_account()
     with app.app_context():
         issued = issue_reset(
-            db.session, db.session.get(Account, account.id), "link", requested_by="self", ip=None, now=utcnow()
+            db.session, db.session.get(Account, account.id), "link", policy=reset_policy(), requested_by="self", ip=None, now=utcnow()
         )
         reset_id = issued.reset.id
         db.session.commit()
@@ -239,7 +245,7 @@ def test_an_issued_link_carries_a_128_bit_secret_stored_only_as_its_sha256(
 ) -> None:
     token, reset_id = issued_link(app, make_account)
     with app.app_context():
-        link = read_link_token(token)
+        link = read_token(token)
         reset = db.session.get(PasswordReset, reset_id)
         assert link.reset_id == reset_id
         assert len(secret_bytes(link.secret)) >= 16
@@ -252,7 +258,7 @@ def test_the_raw_secret_of_an_issued_link_appears_nowhere_in_the_database(
 ) -> None:
     token, _reset_id = issued_link(app, make_account)
     with app.app_context():
-        secret = read_link_token(token).secret
+        secret = read_token(token).secret
         cells = [
             str(value)
             for table in db.metadata.sorted_tables

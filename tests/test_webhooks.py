@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
 from service import create_app
+from service.platform.clock import utcnow
 from service.platform.config import ConfigError, load_config
 from service.platform.extensions import db
 from service.models import Account, OutboxMessage
@@ -169,7 +170,7 @@ def test_a_rolled_back_change_leaves_no_webhook(app: Flask, make_account: Callab
     make_account("jane")
     with app.app_context():
         account = db.session.scalar(select(Account).where(Account.username == "jane"))
-        set_password(db.session, account, NEW_PASSWORD, actor="self", ip=None, via="change")
+        set_password(db.session, account, NEW_PASSWORD, actor="self", ip=None, now=utcnow(), via="change")
         db.session.flush()
         assert db.session.scalars(select(OutboxMessage.subject).where(OutboxMessage.kind == "webhook")).all() == [
             "password.changed"

@@ -48,15 +48,15 @@ class TimedConnection(flask_mail.Connection):
     """Flask-Mail's connection with a socket timeout, so a silent server cannot hang a worker."""
 
     def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
-        settings = self.mail
+        server = self.mail
         timeout = settings()["MAIL_TIMEOUT"]
-        smtp_class = smtplib.SMTP_SSL if settings.use_ssl else smtplib.SMTP
-        host = smtp_class(settings.server, settings.port, timeout=timeout)
+        smtp_class = smtplib.SMTP_SSL if server.use_ssl else smtplib.SMTP
+        host = smtp_class(server.server, server.port, timeout=timeout)
         try:
-            if settings.use_tls:
+            if server.use_tls:
                 host.starttls()
-            if settings.username and settings.password:
-                host.login(settings.username, settings.password)
+            if server.username and server.password:
+                host.login(server.username, server.password)
         except (smtplib.SMTPException, OSError):
             host.close()
             raise

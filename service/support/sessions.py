@@ -60,7 +60,8 @@ def find_live_session(
         or now - record.started_at > ABSOLUTE_LIFETIME
     ):
         return None
-    if now - record.last_seen_at > LAST_SEEN_RESOLUTION:
+    # Seen marks far finer than the idle limit keep an active agent in, at a write a minute at most.
+    if now - record.last_seen_at > min(LAST_SEEN_RESOLUTION, idle_timeout / 10):
         record.last_seen_at = now
     return record, agent
 
