@@ -75,8 +75,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from scipy import stats
-
 from harness import (
     HarnessError,
     child_pids,
@@ -86,6 +84,7 @@ from harness import (
     running_smtp_sink,
 )
 from loadgen import LoadError, LoadResult, loadavg, run_load, tree_cpu_seconds
+from scipy import stats
 
 PATH = "/api/v1/password-resets"
 TIMING_USER = "benchuser"  # 9 characters; missing names are drawn with the same length
@@ -375,7 +374,7 @@ def report_timing(existing_ns: list[int], missing_ns: list[int], spill: tuple[li
                   client: PairClient, args) -> list[str]:
     result = paired_stats(existing_ns, missing_ns)
     n = result["n"]
-    mode = (f"settled: each timed request sent once A's dispatchers had finished and its workers were idle"
+    mode = ("settled: each timed request sent once A's dispatchers had finished and its workers were idle"
             + (f" (+{args.settle_pause_ms:g} ms)" if args.settle_pause_ms else "")
             if args.settle else "back to back: background work of one request may overlap the next")
     print(f"\n2. timing: {n} interleaved pairs on A, one http.client connection, {mode}")

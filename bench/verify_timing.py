@@ -40,10 +40,9 @@ import tempfile
 import time
 from urllib.parse import urlsplit
 
+from harness import HarnessError, running_service
 from passlib import hash as passlib_hash
 from scipy import stats
-
-from harness import HarnessError, running_service
 
 USERNAME = "benchuser"  # 9 characters; missing names are drawn with the same length
 PASSWORD = "correct horse battery staple"

@@ -16,11 +16,11 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import text
 
 from service import create_app
-from service.accounts.records import create_account
 from service.access.apikeys import create_api_key
+from service.accounts.records import create_account
+from service.models import Account
 from service.platform.clock import utcnow
 from service.platform.extensions import db
-from service.models import Account
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from service.platform.clock import utcnow
 from service.access.apikeys import revoke_api_key
-from service.platform.extensions import db
 from service.models import Account
+from service.platform.clock import utcnow
+from service.platform.extensions import db
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
@@ -37,7 +37,7 @@ def assert_problem(response: TestResponse, status: int, code: str | None = None)
     assert response.mimetype == "application/problem+json"
     body = response.get_json()
     assert isinstance(body, dict)
-    assert PROBLEM_FIELDS <= set(body), body
+    assert set(body) >= PROBLEM_FIELDS, body
     assert body["status"] == status
     assert all(isinstance(body[name], str) and body[name] for name in ("type", "title", "detail", "code"))
     if code is not None:

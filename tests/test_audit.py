@@ -15,11 +15,11 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import event, select
 
-from service.platform.clock import utcnow
-from service.support.agents import create_agent
 from service.access.apikeys import create_api_key
-from service.platform.extensions import db
 from service.models import Account, AuditEvent
+from service.platform.clock import utcnow
+from service.platform.extensions import db
+from service.support.agents import create_agent
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 from tests.formtools import CSRF_VALUE as CSRF
 

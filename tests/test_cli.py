@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import passlib.hash
@@ -13,8 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
-from service.platform.extensions import db
 from service.models import Account, Agent, ApiKey, AuditEvent
+from service.platform.extensions import db
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD
 
 

@@ -12,12 +12,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
 
-from service.platform.clock import utcnow
-from service.worker.dispatcher import Dispatcher
-from service.platform.extensions import db
 from service.models import Account, AuditEvent, OutboxMessage, ResetRequest
+from service.platform.clock import utcnow
+from service.platform.extensions import db
 from service.resets.policy import reset_policy
 from service.resets.requests import request_reset
+from service.worker.dispatcher import Dispatcher
 from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
 
 THREADS = 8

@@ -11,8 +11,8 @@ import time_machine
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.platform.config import ConfigError
 from service.contact.hours import OpeningPeriod, describe_hours, opening_state, parse_hours, parse_timezone
+from service.platform.config import ConfigError
 from tests import conftest
 
 NEW_YORK = ZoneInfo("America/New_York")

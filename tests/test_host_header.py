@@ -12,8 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from service.platform.extensions import db
 from service.models import Account, ResetRequest
+from service.platform.extensions import db
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 
 PUBLIC_BASE_URL = "https://account.example.com"

@@ -23,11 +23,11 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import create_app
-from service.platform.clock import utcnow
-from service.outbox.mail import RenderedEmail
-from service.platform.extensions import db
 from service.models import Account
+from service.outbox.mail import RenderedEmail
 from service.outbox.queue import queue_email
+from service.platform.clock import utcnow
+from service.platform.extensions import db
 from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
 from tests.conftest import test_settings as settings_for
 

@@ -15,9 +15,9 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import inspect
 
-from service.platform.clock import utcnow
 from service import create_app
 from service.accounts.records import create_account, find_account
+from service.platform.clock import utcnow
 from service.platform.extensions import db
 from tests.conftest import test_settings as settings_for
 

@@ -35,13 +35,13 @@ from flask import Flask, Response, request
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
-from service.platform.clock import utcnow
-from service.support.agents import create_agent
 from service.access.apikeys import create_api_key
-from service.platform.extensions import db
 from service.models import Account, Agent, ApiKey, PasswordReset
+from service.platform.clock import utcnow
+from service.platform.extensions import db
 from service.resets.links import read_link_token
 from service.resets.policy import reset_policy
+from service.support.agents import create_agent
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 from tests.formtools import CSRF_VALUE as CSRF
 

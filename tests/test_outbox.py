@@ -16,12 +16,12 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
-from service.platform.clock import utcnow
-from service.outbox.mail import RenderedEmail
-from service.platform.extensions import db
 from service.models import AuditEvent, OutboxMessage
 from service.outbox.delivery import deliver
+from service.outbox.mail import RenderedEmail
 from service.outbox.queue import CLAIM_LEASE, MAX_ATTEMPTS, claim_due, queue_email, renew_claim
+from service.platform.clock import utcnow
+from service.platform.extensions import db
 from service.worker.dispatcher import deliver_due
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 

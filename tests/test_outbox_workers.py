@@ -19,11 +19,11 @@ import sqlalchemy
 from sqlalchemy import func, select
 
 from service import create_app
-from service.platform.clock import utcnow
-from service.outbox.mail import RenderedEmail
-from service.platform.extensions import db
 from service.models import OutboxMessage
+from service.outbox.mail import RenderedEmail
 from service.outbox.queue import queue_email
+from service.platform.clock import utcnow
+from service.platform.extensions import db
 from tests.conftest import TEST_DATABASE_URL, SmtpSink, reset_postgresql
 from tests.conftest import test_settings as settings_for
 

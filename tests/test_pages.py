@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
+from service.models import Account, ResetRequest
 from service.platform.clock import utcnow
 from service.platform.extensions import db
-from service.models import Account, ResetRequest
 from service.web.pages import SESSION_TOKEN_KEY
 from tests.conftest import (
     OTHER_STRONG_PASSWORD,

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from service.platform.extensions import db
 from service.models import Account, AuditEvent, ResetRequest
+from service.platform.extensions import db
 from tests.conftest import run_dispatcher
 
 PROXY = "10.0.0.2"  # the socket address every request comes from: the proxy's, when there is one

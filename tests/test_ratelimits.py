@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from service import create_app
-from service.platform.extensions import db
 from service.models import ResetRequest
+from service.platform.extensions import db
 from tests import conftest
 
 RESETS = "/api/v1/password-resets"

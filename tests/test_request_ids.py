@@ -18,10 +18,10 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from service import create_app
+from service.models import AuditEvent
 from service.platform.config import load_config
 from service.platform.extensions import db
 from service.platform.logs import JsonFormatter, RequestIdFilter
-from service.models import AuditEvent
 from tests.conftest import test_settings as settings_for
 
 HEADER = "X-Request-ID"

@@ -15,9 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
-from service.platform.clock import utcnow
-from service.platform.errors import NoEmailOnFile, TokenInvalid, TokenUsed, WeakPassword
-from service.platform.extensions import db
+from service.accounts.passwords import crypt_context
 from service.models import (
     Account,
     AuditEvent,
@@ -25,13 +23,14 @@ from service.models import (
     PasswordReset,
     ResetRequest,
 )
-from service.accounts.passwords import crypt_context
+from service.platform.clock import utcnow
+from service.platform.errors import NoEmailOnFile, TokenInvalid, TokenUsed, WeakPassword
+from service.platform.extensions import db
 from service.resets.issuing import TEMPORARY_PASSWORD_ALPHABET, TEMPORARY_PASSWORD_LENGTH, issue_reset
-from service.resets.links import check_link, confirm_reset
-from service.resets.requests import request_reset
+from service.resets.links import check_link, confirm_reset, make_link_token, new_secret
 from service.resets.policy import reset_policy
+from service.resets.requests import request_reset
 from service.worker.dispatcher import resolve_requests
-from service.resets.links import make_link_token, new_secret
 from tests.conftest import (
     OTHER_STRONG_PASSWORD,
     STRONG_PASSWORD,

@@ -15,10 +15,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from service.platform.clock import utcnow
-from service.support.agents import sign_in_agent
-from service.platform.extensions import db
 from service.models import Account, AuditEvent, PasswordReset
+from service.platform.clock import utcnow
+from service.platform.extensions import db
+from service.support.agents import sign_in_agent
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD
 
 MAX_FAILURES = 3

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from service.platform.clock import utcnow
-from service.support.agents import create_agent
-from service.platform.extensions import db
 from service.models import Account
+from service.platform.clock import utcnow
+from service.platform.extensions import db
+from service.support.agents import create_agent
 from tests.conftest import STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
 from tests.formtools import CSRF_VALUE as CSRF
 

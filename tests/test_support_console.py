@@ -15,12 +15,12 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from service.platform.clock import utcnow
 from service import create_app
-from service.support.agents import create_agent
-from service.platform.extensions import db
-from service.models import Account, AuditEvent, OutboxMessage, PasswordReset
 from service.accounts.throttle import account_throttle_key, sign_in_throttle
+from service.models import Account, AuditEvent, OutboxMessage, PasswordReset
+from service.platform.clock import utcnow
+from service.platform.extensions import db
+from service.support.agents import create_agent
 from tests.conftest import test_settings as settings_for
 from tests.formtools import CSRF_VALUE as CSRF
 

@@ -13,13 +13,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from service.platform.clock import utcnow
 from service import create_app
-from service.accounts.records import create_account
 from service.access.apikeys import create_api_key
-from service.platform.extensions import db
-from service.models import Account
+from service.accounts.records import create_account
 from service.accounts.throttle import WINDOW_MINUTES, SignInThrottle, account_throttle_key, sign_in_throttle
+from service.models import Account
+from service.platform.clock import utcnow
+from service.platform.extensions import db
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, TEST_REDIS_URL, requires_redis
 from tests.conftest import test_settings as settings_for
 

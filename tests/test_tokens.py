@@ -19,12 +19,11 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
 from service import create_app
+from service.models import Account, OutboxMessage, PasswordReset
 from service.platform.clock import utcnow
 from service.platform.errors import TokenExpired, TokenInvalid
 from service.platform.extensions import db
-from service.models import Account, OutboxMessage, PasswordReset
 from service.resets.issuing import issue_reset
-from service.resets.policy import reset_policy
 from service.resets.links import (
     RESET_LINK_SALT,
     TOKEN_MAX_LENGTH,
@@ -35,6 +34,7 @@ from service.resets.links import (
     read_link_token,
     secret_matches,
 )
+from service.resets.policy import reset_policy
 from tests import conftest
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.accounts.usernames import email_problem, username_problem
-
 from service.platform.text import EMAIL_MAX_LENGTH, USERNAME_MAX_LENGTH, normalise_email, normalise_username
 
 PRINTABLE_ASCII = string.ascii_letters + string.digits + "._-+@!#$%&'*"

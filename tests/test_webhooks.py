@@ -23,10 +23,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
 from service import create_app
+from service.models import Account, OutboxMessage
 from service.platform.clock import utcnow
 from service.platform.config import ConfigError, load_config
 from service.platform.extensions import db
-from service.models import Account, OutboxMessage
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, run_dispatcher
 from tests.conftest import test_settings as settings_for
 

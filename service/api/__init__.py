@@ -4,4 +4,4 @@ and answers; importing the view modules attaches their routes."""
 from service.api import accounts, admin, contact, resets, support
 from service.api.blueprint import api
 
-__all__ = ["api", "accounts", "admin", "contact", "resets", "support"]
+__all__ = ["accounts", "admin", "api", "contact", "resets", "support"]

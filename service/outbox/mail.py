@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import smtplib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import flask_mail
-from datetime import datetime
-
 from flask import current_app, render_template
 
 from service.contact.hours import contact_details

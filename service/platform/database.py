@@ -16,7 +16,7 @@ from service.platform.extensions import db
 
 # What rules take as their session: a plain Session in scripts, Flask-SQLAlchemy's scoped one
 # in the app.
-DbSession = Session | scoped_session[Session]
+DbSession = Session | scoped_session[Any]
 
 QUEUED_WORK = "resetdesk.queued_work"
 

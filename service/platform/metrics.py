@@ -23,7 +23,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 
-
 class ServiceMetrics:
     """The counters of one app; registered in a registry of its own, not the global one."""
 

@@ -9,7 +9,7 @@ from sqlalchemy import insert, or_, select, update
 
 from service.accounts.records import find_account
 from service.events import audit
-from service.models import ResetRequest, RequestStatus
+from service.models import RequestStatus, ResetRequest
 from service.outbox.queue import backoff
 from service.platform.counters import count
 from service.platform.database import DbSession, note_queued_work
