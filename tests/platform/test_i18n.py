@@ -31,7 +31,7 @@ from tests.conftest import (
 )
 from tests.formtools import html_of, link_token_in, post_form
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FRENCH_CATALOG = ROOT / "translations" / "fr" / "LC_MESSAGES" / "messages.po"
 PYBABEL = Path(sys.executable).parent / "pybabel"
 

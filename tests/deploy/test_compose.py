@@ -17,7 +17,7 @@ from service import create_app
 from service.platform.config import DEFAULTS, load_config
 from tests.conftest import test_settings as settings_for
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = (PROJECT / "gunicorn.conf.py").read_text()
 # Read by gunicorn.conf.py rather than by the service's settings.
 GUNICORN_SETTINGS = {"WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR"}

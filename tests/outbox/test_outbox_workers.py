@@ -29,7 +29,7 @@ from tests.conftest import test_settings as settings_for
 
 pytestmark = pytest.mark.slow
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 FLASK = Path(sys.executable).parent / "flask"
 DELIVERY_WAIT_SECONDS = 120
 # SIGTERM lets a worker finish the message in flight; docker compose gives it 30 s.

@@ -19,7 +19,7 @@ from service import create_app
 from service.platform.extensions import db
 from tests.conftest import test_settings as settings_for
 
-CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 GUNICORN_VARIABLES = ("WEB_CONCURRENCY", "GUNICORN_BIND", "GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT")
 
 

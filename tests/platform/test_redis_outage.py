@@ -31,7 +31,7 @@ from tests.conftest import test_settings as settings_for
 
 pytestmark = pytest.mark.slow
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = shutil.which("redis-server")
 PER_IP = 5
 MAX_FAILURES = 3

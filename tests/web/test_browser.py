@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, SmtpSink
-from tests.test_gunicorn import call, flask, free_port, served_by_gunicorn, service_env
+from tests.processes import call, flask, free_port, served_by_gunicorn, service_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -51,7 +51,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 AXE = PROJECT / ".browser" / "node_modules" / "axe-core" / "axe.min.js"
 needs_axe = pytest.mark.skipif(
     not AXE.is_file(), reason=f"axe-core is not installed at {AXE}: run `make browser-deps` (needs npm)"

@@ -34,7 +34,7 @@ from tests.conftest import test_settings as settings_for
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 MAX_FAILURES = 2
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 

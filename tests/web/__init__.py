@@ -1,0 +1,1 @@
+"""Tests of the customers' pages, over HTTP and in a real browser."""
