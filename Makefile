@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app wsgi
 
 CATALOGS := $(patsubst %.po,%.mo,$(wildcard translations/*/LC_MESSAGES/messages.po))
 
-.PHONY: run test install install-dev migrate bench clean translations-extract translations-compile browser-deps
+.PHONY: run test test-fast lint install install-dev migrate bench clean translations-extract translations-compile browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ run: migrate
 
 test: install-dev browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit-run loop: SQLite only, no browser, no processes or servers started; under a minute.
+test-fast: install-dev
+	TEST_DATABASE_URL= TEST_REDIS_URL= $(BIN)/python -m pytest -q -m "not browser and not slow and not postgres and not redis" $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check service tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/mypy
 
 # The browser tests drive the system's Chromium (Debian's `chromium`) through Playwright's
 # client, and check pages with axe-core from npm; without either they are skipped, saying why.

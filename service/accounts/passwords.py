@@ -69,7 +69,8 @@ def normalise_password(password: str) -> str:
 
 def hash_password(password: str) -> str:
     """An argon2id hash of the normalised password."""
-    return crypt_context().hash(normalise_password(password))
+    password_hash: str = crypt_context().hash(normalise_password(password))
+    return password_hash
 
 
 def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str | None]:

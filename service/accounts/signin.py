@@ -14,7 +14,7 @@ from service.accounts.records import find_account
 from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
-from service.platform.database import DbSession
+from service.platform.database import DbSession, rows_changed
 from service.platform.text import normalise_username
 
 
@@ -99,7 +99,7 @@ def _use_temporary_password(
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )
-    if used.rowcount != 1:
+    if rows_changed(used) != 1:
         return False
     replace_password_hash(
         session, account, reset.secret_hash, actor=audit.SELF, ip=ip, now=now,

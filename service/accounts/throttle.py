@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -29,11 +30,11 @@ log = logging.getLogger(__name__)
 class SignInThrottle:
     """Counts failures per key and says whether a key is locked."""
 
-    def __init__(self, storage_uri: str, max_failures: int, storage_options: dict | None = None) -> None:
+    def __init__(self, storage_uri: str, max_failures: int, storage_options: dict[str, Any] | None = None) -> None:
         self.item = RateLimitItemPerMinute(max_failures, WINDOW_MINUTES)
-        self._shared: Storage = storage_from_string(
-            storage_uri, wrap_exceptions=True, **(storage_options or {})
-        )
+        shared = storage_from_string(storage_uri, wrap_exceptions=True, **(storage_options or {}))
+        assert isinstance(shared, Storage), "the throttle needs a synchronous storage"
+        self._shared: Storage = shared
         self._shared_limiter = MovingWindowRateLimiter(self._shared)
         self._local_limiter = MovingWindowRateLimiter(MemoryStorage())
         self._shared_down_since: float | None = None
@@ -46,7 +47,7 @@ class SignInThrottle:
             return self._shared_limiter
         return self._local_limiter
 
-    def _run(self, method: str, key: str):
+    def _run(self, method: str, key: str) -> Any:
         limiter = self._limiter()
         try:
             return getattr(limiter, method)(self.item, key)
@@ -86,7 +87,8 @@ class SignInThrottle:
 
 def sign_in_throttle() -> SignInThrottle:
     """The current app's throttle."""
-    return current_app.extensions["resetdesk.throttle"]
+    throttle: SignInThrottle = current_app.extensions["resetdesk.throttle"]
+    return throttle
 
 
 def account_throttle_key(username_key: str) -> str:

@@ -38,9 +38,12 @@ def json_object() -> dict[str, Any]:
 
 def string_fields(
     body: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...] = ()
-) -> dict[str, str | None]:
-    """The named string fields of a body; every problem is reported at once as field errors."""
-    values: dict[str, str | None] = {}
+) -> dict[str, Any]:
+    """The named string fields of a body; every problem is reported at once as field errors.
+
+    Each required field is a non-empty string, each optional one a string or None.
+    """
+    values: dict[str, Any] = {}
     errors: list[FieldError] = []
     for name in (*required, *optional):
         value = body.get(name)

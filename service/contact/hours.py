@@ -113,7 +113,7 @@ def clock_text(value: time | datetime) -> str:
 
 def day_name(weekday: int) -> str:
     """The weekday's name in the current language (0 is Monday)."""
-    return get_day_names("wide", locale=get_locale())[weekday]
+    return str(get_day_names("wide", locale=get_locale())[weekday])
 
 
 def describe_hours(periods: list[OpeningPeriod]) -> list[str]:

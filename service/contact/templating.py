@@ -23,12 +23,12 @@ def tel_href(phone: str) -> str:
 def opening_time(iso_time: str, zone_name: str) -> str:
     """`2026-11-25T09:00:00-05:00` becomes `Wednesday at 9:00 AM EST` (in the page's language)."""
     moment = datetime.fromisoformat(iso_time).astimezone(ZoneInfo(zone_name))
-    return _(
+    return str(_(
         "%(day)s at %(time)s %(zone)s",
         day=day_name(moment.weekday()),
         time=clock_text(moment.time()),
         zone=moment.tzname(),
-    )
+    ))
 
 
 def register_template_filters(app: Flask) -> None:

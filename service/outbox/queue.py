@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from service.models import OutboxMessage, OutboxStatus
-from service.platform.database import DbSession, note_queued_work
+from service.platform.database import DbSession, note_queued_work, rows_changed
 
 if TYPE_CHECKING:
     from service.outbox.mail import RenderedEmail
@@ -44,7 +44,8 @@ def queue_email(
 def backoff(attempts: int) -> timedelta:
     """Exponential backoff with jitter: about 30 s, 1 min, 2 min, ... up to 2 hours."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
-    return ceiling * random.uniform(0.5, 1.0)
+    wait: timedelta = ceiling * random.uniform(0.5, 1.0)
+    return wait
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -103,7 +104,7 @@ def renew_claim(session: DbSession, message_id: int, claimed_at: datetime, *, no
         .values(claimed_at=now)
         .execution_options(synchronize_session=False)
     )
-    return renewed.rowcount == 1
+    return rows_changed(renewed) == 1
 
 
 def release(session: DbSession, message_ids: list[int]) -> None:
@@ -156,4 +157,4 @@ def retry_failed(session: DbSession, *, now: datetime) -> int:
         .where(OutboxMessage.status == OutboxStatus.FAILED)
         .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now)
     )
-    return result.rowcount
+    return rows_changed(result)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import fcntl
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import flask_migrate
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.orm import Session, scoped_session
 
 from service.platform.extensions import db
@@ -19,6 +19,11 @@ from service.platform.extensions import db
 DbSession = Session | scoped_session[Any]
 
 QUEUED_WORK = "resetdesk.queued_work"
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed: what a conditional update's caller checks."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def note_queued_work(session: DbSession) -> None:

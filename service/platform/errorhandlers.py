@@ -130,7 +130,8 @@ def handle_http_exception(error: HTTPException) -> Response | tuple[str, int, di
         title, detail = error.name, error.description
     else:
         title, detail = FRIENDLY_TITLE.get(status, error.name), FRIENDLY_DETAIL.get(status, error.name)
-    headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else None
+    allowed = getattr(error, "valid_methods", None)
+    headers = {"Allow": ", ".join(allowed)} if allowed else None
     return _answer(status, code, title, detail or title, headers=headers)
 
 

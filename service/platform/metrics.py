@@ -75,7 +75,7 @@ def register_metrics(app: Flask) -> None:
     app.extensions["resetdesk.metrics"] = metrics
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         for collector in metrics.all():
             registry.register(collector)

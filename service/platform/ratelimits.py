@@ -6,13 +6,15 @@ between them buys an attacker nothing. Limits are settings (Flask-Limiter's nota
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import current_app
 
 from service.platform.clients import client_ip, submitted_username
 from service.platform.extensions import limiter
 
 
-def _setting(name: str):
+def _setting(name: str) -> Callable[[], str]:
     return lambda: current_app.config[name]
 
 

@@ -17,7 +17,8 @@ def current_request_id() -> str | None:
     """This request's id, or None outside a request (CLI, dispatcher)."""
     if not has_request_context():
         return None
-    return g.get("request_id")
+    request_id: str | None = g.get("request_id")
+    return request_id
 
 
 def register_request_ids(app: Flask) -> None:

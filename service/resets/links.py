@@ -15,7 +15,7 @@ from service.accounts.changes import replace_password_hash
 from service.accounts.passwords import check_new_password, hash_password
 from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
-from service.platform.database import DbSession
+from service.platform.database import DbSession, rows_changed
 from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed
 from service.platform.signing import secret_matches, serializer, sha256_hex
 from service.resets.policy import ResetPolicy
@@ -106,7 +106,7 @@ def confirm_reset(
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )
-    if won.rowcount != 1:
+    if rows_changed(won) != 1:
         # Another request got there first; say why, as a fresh look at the link would.
         session.expire(reset)
         check_link(session, token, policy=policy, now=now)

@@ -12,7 +12,7 @@ from service.events import audit
 from service.models import RequestStatus, ResetRequest
 from service.outbox.queue import backoff
 from service.platform.counters import count
-from service.platform.database import DbSession, note_queued_work
+from service.platform.database import DbSession, note_queued_work, rows_changed
 from service.platform.text import USERNAME_MAX_LENGTH
 from service.resets.issuing import issue_reset, rehearse_reset
 from service.resets.policy import ResetPolicy
@@ -102,7 +102,7 @@ def take_and_resolve(session: DbSession, request_id: int, *, policy: ResetPolicy
         .values(status=RequestStatus.PROCESSED, processed_at=now)
         .execution_options(synchronize_session=False)
     )
-    if taken.rowcount != 1:
+    if rows_changed(taken) != 1:
         return None
     request = session.get(ResetRequest, request_id)
     if request is None:

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from service.models import AgentResetQuota
-from service.platform.database import DbSession
+from service.platform.database import DbSession, rows_changed
 from service.platform.errors import RateLimited
 
 QUOTA_WINDOW = timedelta(hours=1)
@@ -48,7 +48,7 @@ def take_reset_from_quota(session: DbSession, actor: str, *, quota: int, now: da
         )
         .execution_options(synchronize_session=False)
     )
-    if taken.rowcount == 1:
+    if rows_changed(taken) == 1:
         return
     started = session.scalar(select(AgentResetQuota.window_started_at).where(AgentResetQuota.actor == actor))
     retry_after = (started + QUOTA_WINDOW - now).total_seconds() if started else QUOTA_WINDOW.total_seconds()

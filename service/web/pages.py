@@ -32,7 +32,7 @@ PageResult = str | tuple[str, int] | Response
 
 def sign_in_url() -> str:
     """Where the done page sends people to sign in: the shop's own sign-in page."""
-    return current_app.config["SIGN_IN_URL"] or current_app.config["PUBLIC_BASE_URL"] + "/"
+    return str(current_app.config["SIGN_IN_URL"] or current_app.config["PUBLIC_BASE_URL"] + "/")
 
 
 @pages.get("/")

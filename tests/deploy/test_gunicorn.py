@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, SmtpSink
+from tests.processes import call, flask, free_port, served_by_gunicorn, service_env
 
 pytestmark = pytest.mark.slow
-
-from tests.processes import call, flask, free_port, served_by_gunicorn, service_env
 
 MAIL_WAIT_SECONDS = 15
 
