@@ -83,10 +83,17 @@ class Account(Base):
     must_change_password: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[datetime | None]
+    # Frozen: no sign-in and no reset mail until an agent unfreezes it ("this wasn't me", fraud).
+    frozen_at: Mapped[datetime | None]
+    frozen_reason: Mapped[str | None] = mapped_column(String(200))
 
     @property
     def is_active(self) -> bool:
         return self.status == AccountStatus.ACTIVE
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.frozen_at is not None
 
 
 class ApiKey(Base):

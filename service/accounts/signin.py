@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask_babel import gettext as _
 from sqlalchemy import select, update
 
 from service.accounts.changes import replace_password_hash, set_password
@@ -15,6 +16,7 @@ from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
 from service.platform.database import DbSession, rows_changed
+from service.platform.errors import AccountFrozen
 from service.platform.text import normalise_username
 
 
@@ -36,7 +38,8 @@ FAILED = SignIn(account=None)
 def sign_in(session: DbSession, username: str, password: str, *, ip: str | None, now: datetime) -> SignIn:
     """Check a username and a password or pending temporary password; flushes what it changes.
 
-    Raises RateLimited while the username is throttled. A failure is returned, not raised: it
+    Raises RateLimited while the username is throttled, and AccountFrozen for the right
+    password of a frozen account. A failure is returned, not raised: it
     is counted toward the throttle (and audited when it starts the throttle), and the caller
     commits that record before answering "wrong username or password".
 
@@ -59,6 +62,9 @@ def sign_in(session: DbSession, username: str, password: str, *, ip: str | None,
                 details={"username": username},
             )
         return FAILED
+    if account.is_frozen:
+        # The right password for a frozen account: say so (a wrong one fails like any other).
+        raise AccountFrozen(_("This account is frozen. Call customer service to have it unfrozen."))
     if temporary is not None and not _use_temporary_password(session, account, temporary, ip=ip, now=now):
         return FAILED
     if matched and new_hash:

@@ -57,6 +57,12 @@ class Forbidden(ServiceError):
     title = _l("This key may not do that")
 
 
+class AccountFrozen(ServiceError):
+    status = 403
+    code = "account_frozen"
+    title = _l("This account is frozen")
+
+
 class AccountNotFound(ServiceError):
     status = 404
     code = "account_not_found"

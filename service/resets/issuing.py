@@ -16,7 +16,7 @@ from service.models import Account, PasswordReset, ResetMethod
 from service.outbox.mail import RenderedEmail, render_email
 from service.outbox.queue import queue_email
 from service.platform.database import DbSession
-from service.platform.errors import NoEmailOnFile
+from service.platform.errors import AccountFrozen, NoEmailOnFile
 from service.resets.links import hash_secret, make_link_token, new_secret
 from service.resets.policy import ResetPolicy
 
@@ -63,6 +63,8 @@ def issue_reset(
     """
     if not account.email:
         raise NoEmailOnFile(_("The account has no email address to send a reset to."))
+    if account.is_frozen:
+        raise AccountFrozen(_("The account is frozen: unfreeze it before sending a reset."))
     revoke_pending_resets(session, account, now)
     secret, secret_hash = new_reset_secret(method)
     reset = PasswordReset(

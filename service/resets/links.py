@@ -82,7 +82,7 @@ def check_link(session: DbSession, token: str, *, policy: ResetPolicy, now: date
     if reset.expires_at <= now:
         raise TokenExpired(_("This reset link has expired. Ask for a new one."))
     account = reset.account
-    if not account.is_active:
+    if not account.is_active or account.is_frozen:
         raise TokenInvalid(_("This reset link is not valid. Ask for a new one."))
     if account.password_changed_at and account.password_changed_at > reset.created_at:
         raise TokenInvalid(_("The password has changed since this link was sent. Ask for a new one."))

@@ -56,6 +56,8 @@ def resolve_reset_request(session: DbSession, request: ResetRequest, *, policy: 
         outcome = "no_account"
     elif not account.is_active:
         outcome = "disabled"
+    elif account.is_frozen:
+        outcome = "frozen"
     elif not account.email:
         outcome = "no_email"
     else:
