@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from service.models import OutboxStatus
 from service.outbox.queue import outbox_status, retry_failed
 from service.platform.clock import utcnow
 from service.platform.extensions import db
@@ -41,7 +42,7 @@ def outbox_run(once: bool) -> None:
 def outbox_status_command() -> None:
     """Counts by status, the oldest waiting message, and the latest failures."""
     status = outbox_status(db.session)
-    for name in ("pending", "sending", "sent", "failed"):
+    for name in OutboxStatus:
         click.echo(f"{name}\t{status.counts.get(name, 0)}")
     if status.oldest_pending_at:
         waited = int((utcnow() - status.oldest_pending_at).total_seconds())

@@ -9,11 +9,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_time, get_day_names
-from flask import current_app
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from service.platform.config import ConfigError
+from service.platform.config import ConfigError, settings
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 SEGMENT = re.compile(
@@ -142,7 +141,7 @@ def check_contact_settings(config: dict[str, Any]) -> None:
 
 def contact_details(now: datetime) -> dict[str, Any]:
     """What the help page, the API and every email say about customer service."""
-    config = current_app.config
+    config = settings()
     periods = parse_hours(config["CONTACT_HOURS"])
     zone = parse_timezone(config["CONTACT_TIMEZONE"])
     state = opening_state(periods, zone, now)

@@ -9,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.models import OutboxStatus
 from service.outbox.queue import outbox_status
 from service.platform.clock import utcnow
 from service.platform.extensions import db
@@ -31,7 +32,7 @@ class OutboxCollector(Collector):
                 return
             finally:
                 db.session.remove()
-        for name in ("pending", "sending", "sent", "failed"):
+        for name in OutboxStatus:
             depth.add_metric([name], status.counts.get(name, 0))
         age = (utcnow() - status.oldest_pending_at).total_seconds() if status.oldest_pending_at else 0.0
         oldest.add_metric([], age)
