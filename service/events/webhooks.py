@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from service.models import AuditEvent, OutboxKind, OutboxMessage
-from service.platform.database import DbSession
+from service.platform.database import DbSession, note_queued_work
 
 
 def event_payload(audit_event: AuditEvent, now: datetime) -> dict[str, Any]:
@@ -50,3 +50,4 @@ def queue_webhooks(session: DbSession, audit_event: AuditEvent, *, urls: Iterabl
                 account=account, created_at=now, next_attempt_at=now,
             )
         )
+    note_queued_work(session)
