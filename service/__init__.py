@@ -30,6 +30,7 @@ from service.platform.logs import configure_logging
 from service.platform.metrics import register_metrics
 from service.platform.requestids import register_request_ids
 from service.resets.policy import ResetPolicy
+from service.retention.sweep import RetentionPolicy
 from service.web import pages
 from service.worker.dispatcher import register_dispatcher
 
@@ -88,6 +89,7 @@ def register_extensions(app: Flask) -> None:
         app.config.get("RATELIMIT_STORAGE_OPTIONS"),
     )
     app.extensions["resetdesk.reset_policy"] = ResetPolicy.from_settings(app.config)
+    app.extensions["resetdesk.retention"] = RetentionPolicy.from_settings(app.config)
     prepare_database(app)
 
 

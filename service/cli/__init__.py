@@ -11,6 +11,7 @@ from flask import Flask
 from service.cli.agents import agents_cli
 from service.cli.apikeys import apikeys_cli
 from service.cli.audit import audit_cli
+from service.cli.housekeeping import housekeeping_cli
 from service.cli.outbox import outbox_cli
 from service.cli.resets import reset_cli
 from service.cli.users import users_cli
@@ -18,5 +19,5 @@ from service.cli.users import users_cli
 
 def register_cli(app: Flask) -> None:
     """Attach the command groups to `flask --app wsgi`."""
-    for group in (users_cli, agents_cli, apikeys_cli, reset_cli, outbox_cli, audit_cli):
+    for group in (users_cli, agents_cli, apikeys_cli, reset_cli, outbox_cli, audit_cli, housekeeping_cli):
         app.cli.add_command(group)

@@ -13,6 +13,7 @@ from service.outbox.queue import outbox_status, retry_failed
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.platform.metrics import serve_worker_metrics
+from service.retention.sweep import table_sizes
 from service.worker.dispatcher import current_dispatcher
 
 outbox_cli = AppGroup("outbox", help="The queue of outgoing mail and webhooks.")
@@ -47,6 +48,8 @@ def outbox_status_command() -> None:
     if status.oldest_pending_at:
         waited = int((utcnow() - status.oldest_pending_at).total_seconds())
         click.echo(f"oldest waiting: {waited} s")
+    for table, rows in table_sizes(db.session).items():
+        click.echo(f"table {table}\t{rows} rows")
     for message in status.failed:
         click.echo(f"failed #{message.id} to {message.recipient} after {message.attempts} attempts: {message.last_error}")
 

@@ -68,6 +68,10 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_ENABLED": True,
     "METRICS_TOKEN": "",
     "WORKER_METRICS_PORT": 0,
+    "RETAIN_RESET_REQUESTS_DAYS": 30,
+    "RETAIN_OUTBOX_DAYS": 30,
+    "RETAIN_AUDIT_DAYS": 365,
+    "HOUSEKEEPING_INTERVAL_SECONDS": 3600,
     "CONTACT_EMAIL": "service@canadianinsulin.com",
     "CONTACT_PHONE": "1-844-560-7790",
     "CONTACT_FAX": "1-866-951-0118",
@@ -165,6 +169,16 @@ def _check(settings: dict[str, Any]) -> None:
         raise ConfigError(f"LOG_FORMAT must be json or text, not {settings['LOG_FORMAT']!r}.")
     if settings["TRUSTED_PROXIES"] < 0:
         raise ConfigError("TRUSTED_PROXIES must be 0 or more.")
+    for name in ("RETAIN_RESET_REQUESTS_DAYS", "RETAIN_OUTBOX_DAYS", "RETAIN_AUDIT_DAYS"):
+        if settings[name] < 1:
+            raise ConfigError(f"{name} must be at least 1 (days).")
+    if settings["RETAIN_AUDIT_DAYS"] < max(settings["RETAIN_RESET_REQUESTS_DAYS"], settings["RETAIN_OUTBOX_DAYS"]):
+        raise ConfigError(
+            "RETAIN_AUDIT_DAYS must be at least RETAIN_RESET_REQUESTS_DAYS and RETAIN_OUTBOX_DAYS: "
+            "the audit trail is the record of what the other rows did."
+        )
+    if settings["HOUSEKEEPING_INTERVAL_SECONDS"] < 0:
+        raise ConfigError("HOUSEKEEPING_INTERVAL_SECONDS must be 0 (off) or more.")
     if settings["LOGIN_MAX_FAILURES"] < 1:
         raise ConfigError("LOGIN_MAX_FAILURES must be at least 1.")
     base = urlsplit(settings["PUBLIC_BASE_URL"] or "http://localhost:5000")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from service.platform.database import DbSession, take_queued_work
 from service.platform.extensions import db
 from service.resets.policy import ResetPolicy, reset_policy
 from service.resets.requests import due_request_ids, record_request_failure, take_and_resolve
+from service.worker.housekeeping import retention_policy, run_housekeeping
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ POLL_SECONDS = 2.0
 ERROR_PAUSE_SECONDS = 5.0
 REQUEST_BATCH = 20
 MESSAGE_BATCH = 10
+# Housekeeping inside the dispatcher stays small: the rest waits for the next interval.
+HOUSEKEEPING_BATCHES_PER_PASS = 10
 
 
 def _clock(now: datetime | None) -> Callable[[], datetime]:
@@ -119,6 +123,8 @@ class Dispatcher:
     def __init__(self, app: Flask, poll_seconds: float = POLL_SECONDS) -> None:
         self.app = app
         self.poll_seconds = poll_seconds
+        self.housekeeping_interval = float(app.config["HOUSEKEEPING_INTERVAL_SECONDS"])
+        self._next_housekeeping = time.monotonic() + self.housekeeping_interval
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,9 +143,17 @@ class Dispatcher:
                     if self.stopping.is_set():
                         break
                 report = deliver_due(db.session, should_stop=self.stopping.is_set)
+                self._housekeep_if_due()
                 return resolved + report.handled
             finally:
                 db.session.remove()
+
+    def _housekeep_if_due(self) -> None:
+        """Now and then (HOUSEKEEPING_INTERVAL_SECONDS), delete a few batches of old rows."""
+        if not self.housekeeping_interval or time.monotonic() < self._next_housekeeping:
+            return
+        self._next_housekeeping = time.monotonic() + self.housekeeping_interval
+        run_housekeeping(db.session, retention_policy(), now=utcnow(), max_batches=HOUSEKEEPING_BATCHES_PER_PASS)
 
     def run_forever(self) -> None:
         """Pass after pass until `stop`; a database outage pauses the loop, never ends it."""
