@@ -7,7 +7,7 @@ from datetime import datetime
 
 from service.events import audit
 from service.models import OutboxKind, OutboxMessage, OutboxStatus
-from service.outbox.mail import transmit
+from service.outbox.mail import Courier
 from service.outbox.queue import MAX_ATTEMPTS, backoff
 from service.outbox.webhooks import post_webhook
 from service.platform.counters import count
@@ -20,15 +20,15 @@ SENT_BODY = "(delivered; the body is not kept)"
 ERROR_MAX_LENGTH = 1000
 
 
-def send(message: OutboxMessage) -> None:
+def send(message: OutboxMessage, courier: Courier) -> None:
     """Hand one message to SMTP (or the log) or POST one webhook; raises whatever went wrong."""
     if message.kind == OutboxKind.WEBHOOK:
         post_webhook(message.recipient, message.text_body)
     else:
-        transmit(message.recipient, message.subject, message.text_body, message.html_body)
+        courier.send(message.recipient, message.subject, message.text_body, message.html_body)
 
 
-def deliver(session: DbSession, message: OutboxMessage, *, now: datetime) -> str:
+def deliver(session: DbSession, message: OutboxMessage, *, courier: Courier, now: datetime) -> str:
     """Send one message this worker has claimed and record the outcome; the caller commits.
 
     Returns "sent", "retried" or "failed". Whatever sending raises (a refusing server, a
@@ -36,7 +36,7 @@ def deliver(session: DbSession, message: OutboxMessage, *, now: datetime) -> str
     retried with backoff, or marked failed after its last attempt.
     """
     try:
-        send(message)
+        send(message, courier)
     # The isolation boundary of one work item: any error here is this message's, and must
     # neither stop the worker nor be retried forever without counting.
     except Exception as error:  # noqa: BLE001

@@ -67,17 +67,68 @@ def smtp_configured() -> bool:
     return bool(settings()["MAIL_SERVER"])
 
 
-def transmit(recipient: str, subject: str, text_body: str, html_body: str | None) -> None:
-    """Deliver one email now; raises smtplib/OS errors for the outbox to retry."""
-    if not smtp_configured():
-        log.info("mail (no MAIL_SERVER, written to the log) to=%s subject=%s\n%s", recipient, subject, text_body)
-        return
-    message = flask_mail.Message(
+def build_message(recipient: str, subject: str, text_body: str, html_body: str | None) -> flask_mail.Message:
+    """The MIME message for one email, from the shop's sender."""
+    return flask_mail.Message(
         subject=subject,
         recipients=[recipient],
         body=text_body,
         html=html_body,
         sender=settings()["MAIL_DEFAULT_SENDER"],
     )
-    with TimedConnection(current_app.extensions["mail"]) as connection:
-        connection.send(message)
+
+
+class Courier:
+    """Sends emails over one SMTP connection kept open for a pass over the outbox.
+
+    Opening a connection (TCP, EHLO, STARTTLS, AUTH) costs more than sending a message, so a
+    worker sends a whole batch over one. After any error the connection is dropped and the
+    next message opens a fresh one; a server that hung up between messages is retried once.
+    """
+
+    def __init__(self) -> None:
+        self._connection: TimedConnection | None = None
+
+    def send(self, recipient: str, subject: str, text_body: str, html_body: str | None) -> None:
+        """Deliver one email now; raises what went wrong for the outbox to retry."""
+        if not smtp_configured():
+            log.info("mail (no MAIL_SERVER, written to the log) subject=%s\n%s", subject, text_body)
+            return
+        message = build_message(recipient, subject, text_body, html_body)
+        reused = self._connection is not None
+        try:
+            self._open().send(message)
+        except smtplib.SMTPServerDisconnected:
+            self.close()
+            if not reused:
+                raise
+            # The server closed an idle connection: one fresh attempt before counting a failure.
+            self._open().send(message)
+        except Exception:
+            self.close()
+            raise
+
+    def _open(self) -> TimedConnection:
+        if self._connection is None:
+            connection = TimedConnection(current_app.extensions["mail"])
+            connection.__enter__()
+            self._connection = connection
+        return self._connection
+
+    def close(self) -> None:
+        """Say goodbye to the server, if a connection is open."""
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.host is not None:
+            try:
+                connection.host.quit()
+            except (smtplib.SMTPException, OSError):
+                connection.host.close()
+
+
+def transmit(recipient: str, subject: str, text_body: str, html_body: str | None) -> None:
+    """Deliver one email over a connection of its own; raises what went wrong."""
+    courier = Courier()
+    try:
+        courier.send(recipient, subject, text_body, html_body)
+    finally:
+        courier.close()

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.models import OutboxMessage
 from service.outbox.delivery import deliver
+from service.outbox.mail import Courier
 from service.outbox.queue import any_due, claim_due, release, renew_claim
 from service.platform.clock import utcnow
 from service.platform.database import DbSession, take_queued_work
@@ -101,19 +102,23 @@ def deliver_due(
         return report
     claimed = claim_due(session, now=claimed_at, limit=limit)
     session.commit()
-    for position, message_id in enumerate(claimed):
-        if should_stop():
-            release(session, claimed[position:])
+    courier = Courier()
+    try:
+        for position, message_id in enumerate(claimed):
+            if should_stop():
+                release(session, claimed[position:])
+                session.commit()
+                break
+            renewed = renew_claim(session, message_id, claimed_at, now=utcnow())
             session.commit()
-            break
-        renewed = renew_claim(session, message_id, claimed_at, now=utcnow())
-        session.commit()
-        message = session.get(OutboxMessage, message_id) if renewed else None
-        if message is None:
-            continue
-        outcome = deliver(session, message, now=utcnow())
-        session.commit()
-        setattr(report, outcome, getattr(report, outcome) + 1)
+            message = session.get(OutboxMessage, message_id) if renewed else None
+            if message is None:
+                continue
+            outcome = deliver(session, message, courier=courier, now=utcnow())
+            session.commit()
+            setattr(report, outcome, getattr(report, outcome) + 1)
+    finally:
+        courier.close()
     return report
 
 
