@@ -13,10 +13,10 @@ from datetime import datetime
 from flask import Flask, Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.models import OutboxMessage
+from service.models import OutboxMessage, OutboxStatus
 from service.outbox.delivery import deliver
 from service.outbox.mail import Courier
-from service.outbox.queue import any_due, claim_due, release, renew_claim
+from service.outbox.queue import CLAIM_LEASE, any_due, claim_due, release, renew_claim
 from service.platform.clock import utcnow
 from service.platform.database import DbSession, take_queued_work
 from service.platform.extensions import db
@@ -109,10 +109,15 @@ def deliver_due(
                 release(session, claimed[position:])
                 session.commit()
                 break
-            renewed = renew_claim(session, message_id, claimed_at, now=utcnow())
-            session.commit()
-            message = session.get(OutboxMessage, message_id) if renewed else None
-            if message is None:
+            # Within half a lease of the claim no other worker can have taken the message over
+            # (even with clocks a little apart); later, the claim is checked and renewed first.
+            if utcnow() - claimed_at > CLAIM_LEASE / 2:
+                renewed = renew_claim(session, message_id, claimed_at, now=utcnow())
+                session.commit()
+                if not renewed:
+                    continue
+            message = session.get(OutboxMessage, message_id)
+            if message is None or message.status != OutboxStatus.SENDING:
                 continue
             outcome = deliver(session, message, courier=courier, now=utcnow())
             session.commit()

@@ -353,3 +353,28 @@ def test_a_server_that_hung_up_between_messages_is_reconnected_once(app: Flask, 
         courier.send("second@example.com", "Two", "text", None)
         courier.close()
     assert [m["To"] for m in smtp.messages] == ["first@example.com", "second@example.com"]
+
+
+def test_a_long_pass_checks_its_claim_before_each_late_send(app: Flask, smtp: SmtpSink) -> None:
+    first_id, second_id = queue(app, "jane@example.com", count=2)
+    start = utcnow()
+    with time_machine.travel(start, tick=False) as traveller, app.app_context():
+        calls = 0
+
+        def slow_first_message_then_a_takeover() -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                # The first send took longer than the lease: another worker has claimed the rest.
+                traveller.shift(CLAIM_LEASE + timedelta(seconds=1))
+                with app.app_context():
+                    assert claim_due(db.session, now=utcnow(), limit=10) == [second_id]
+                    db.session.commit()
+                    db.session.remove()
+            return False
+
+        report = deliver_due(db.session, should_stop=slow_first_message_then_a_takeover)
+    assert report.sent == 1
+    assert len(smtp.to("jane@example.com")) == 1
+    assert message(app, first_id).status == "sent"
+    assert message(app, second_id).status == "sending"  # the other worker's now
