@@ -84,7 +84,7 @@ with app.test_request_context():
     now = utcnow()
     account = types.SimpleNamespace(username="bench", email="bench@example.com", language=None, id=None)
     try:
-        email = render_email("reset_link", "Reset your password", account=account,
+        email = render_email("reset_link", "Reset your password", now=now, account=account,
                              link="http://127.0.0.1/reset-password/" + "x" * 60, expires_at=now,
                              lifetime_minutes=60)
         how = "rendered from mail/reset_link"
