@@ -260,7 +260,7 @@ def running_outbox_workers(
                 )
         if wait_ready:
             deadline = time.monotonic() + START_TIMEOUT
-            for process, log_path in zip(processes, logs):
+            for process, log_path in zip(processes, logs, strict=True):
                 while log_count(log_path, "Outbox worker running") == 0:
                     if process.poll() is not None:
                         raise HarnessError(f"outbox worker exited {process.returncode}:\n{log_tail(log_path)}")
@@ -268,7 +268,7 @@ def running_outbox_workers(
                         raise HarnessError(f"outbox worker did not start:\n{log_tail(log_path)}")
                     time.sleep(0.05)
         yield processes
-        for process, log_path in zip(processes, logs):
+        for process, log_path in zip(processes, logs, strict=True):
             if process.poll() is not None:
                 raise HarnessError(f"outbox worker died during the run:\n{log_tail(log_path)}")
     finally:

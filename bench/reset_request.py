@@ -308,7 +308,7 @@ class PairClient:
 
 
 def paired_stats(a_ns: list[int], b_ns: list[int]) -> dict[str, float]:
-    diffs_ms = [(a - b) / 1e6 for a, b in zip(a_ns, b_ns)]
+    diffs_ms = [(a - b) / 1e6 for a, b in zip(a_ns, b_ns, strict=True)]
     slower = sum(d > 0 for d in diffs_ms)
     faster = sum(d < 0 for d in diffs_ms)
     return {

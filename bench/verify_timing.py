@@ -131,7 +131,7 @@ def quartiles_ms(values_ns: list[int]) -> tuple[float, float, float]:
 
 
 def report(existing_ns: list[int], missing_ns: list[int], workers: int, server_closed: int, account: str) -> None:
-    diffs_ms = [(e - m) / 1e6 for e, m in zip(existing_ns, missing_ns)]
+    diffs_ms = [(e - m) / 1e6 for e, m in zip(existing_ns, missing_ns, strict=True)]
     gap = statistics.median(diffs_ms)
     wilcoxon_p = stats.wilcoxon(diffs_ms).pvalue
     slower = sum(d > 0 for d in diffs_ms)

@@ -158,9 +158,9 @@ def _check(settings: dict[str, Any]) -> None:
             raise ConfigError(f"WEBHOOK_URLS: {url!r} is not an http(s) URL.")
     if not re.fullmatch(r"#[0-9a-fA-F]{3}([0-9a-fA-F]{3})?", settings["PRIMARY_COLOUR"]):
         raise ConfigError(f"PRIMARY_COLOUR must be a hex colour such as #0b5394, not {settings['PRIMARY_COLOUR']!r}.")
-    if settings["LOGO_URL"] and urlsplit(settings["LOGO_URL"]).scheme not in ("https", "http"):
-        if not settings["LOGO_URL"].startswith("/"):
-            raise ConfigError("LOGO_URL must be an http(s) URL or a path on this site, such as /static/logo.png.")
+    logo = settings["LOGO_URL"]
+    if logo and urlsplit(logo).scheme not in ("https", "http") and not logo.startswith("/"):
+        raise ConfigError("LOGO_URL must be an http(s) URL or a path on this site, such as /static/logo.png.")
     if settings["LOG_FORMAT"] not in ("", "json", "text"):
         raise ConfigError(f"LOG_FORMAT must be json or text, not {settings['LOG_FORMAT']!r}.")
     if settings["TRUSTED_PROXIES"] < 0:
