@@ -53,8 +53,14 @@ translations-extract: install
 migrate: install
 	$(FLASK) db upgrade
 
+# `make run PORT=5001` serves on another port; emailed links follow it unless PUBLIC_BASE_URL
+# is set (in the environment or .env), which always wins.
+PORT ?= 5000
 run: migrate
-	$(FLASK) run --host 127.0.0.1 --port 5000
+	@if [ -z "$$PUBLIC_BASE_URL" ] && ! grep -qs '^ *PUBLIC_BASE_URL=' .env; then \
+		export PUBLIC_BASE_URL=http://localhost:$(PORT); \
+	fi; \
+	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 test: install-dev browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
