@@ -17,6 +17,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 max_requests = 10000
 max_requests_jitter = 1000
+# gunicorn's control socket (for `gunicornc`) is not used here; left on, it tries to make
+# $HOME/.gunicorn as the image's home-less user and logs an ERROR at every start.
+control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 access_log_format = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -21,9 +22,15 @@ outbox_cli = AppGroup("outbox", help="The queue of outgoing mail and webhooks.")
 
 @outbox_cli.command("run")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
-def outbox_run(once: bool) -> None:
+@click.option(
+    "--heartbeat",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Touch this file after every pass over the queues, for a health check to read its age.",
+)
+def outbox_run(once: bool, heartbeat: Path | None) -> None:
     """Resolve reset requests and deliver queued mail; stops cleanly on SIGTERM or Ctrl-C."""
     dispatcher = current_dispatcher()
+    dispatcher.heartbeat = heartbeat
     if once:
         handled = dispatcher.run_once()
         click.echo(f"Handled {handled} item(s).")

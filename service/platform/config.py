@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 PASSWORD_MIN_LENGTH_FLOOR = 8
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -191,11 +193,12 @@ def _derive(settings: dict[str, Any], instance_path: Path) -> None:
     env = settings["APP_ENV"]
     if not settings["SECRET_KEY"]:
         if env == "development":
-            warnings.warn(
+            # A log line, not a warning: settings are read before logging is set up, so Python's
+            # last-resort handler prints it as one plain line on stderr, where warnings.warn
+            # printed a file name and a source line with it at every command.
+            log.warning(
                 "SECRET_KEY is not set: using a random key for this run, so reset links and "
-                "sessions end when the process restarts.",
-                RuntimeWarning,
-                stacklevel=3,
+                "sessions end when the process restarts."
             )
         settings["SECRET_KEY"] = secrets.token_urlsafe(48)
     settings["PUBLIC_BASE_URL"] = (settings["PUBLIC_BASE_URL"] or "http://localhost:5000").rstrip("/")

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from flask import Flask, Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
@@ -139,6 +140,8 @@ class Dispatcher:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._thread_pid: int | None = None
+        # Touched after every pass that reached the database: a health check reads its age.
+        self.heartbeat: Path | None = None
 
     def run_once(self) -> int:
         """One pass: resolve pending reset requests, then deliver due mail. Returns work done."""
@@ -174,6 +177,8 @@ class Dispatcher:
                 log.exception("dispatcher pass failed; trying again in %.0f s", ERROR_PAUSE_SECONDS)
                 self.stopping.wait(ERROR_PAUSE_SECONDS)
                 continue
+            if self.heartbeat is not None:
+                self.heartbeat.touch()
             if not busy:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()

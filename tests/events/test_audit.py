@@ -99,7 +99,7 @@ class Trail:
 def assert_events(actual: list[Event], expected: list[Event]) -> None:
     """Same events in the same order; the expected details need only be a subset."""
     assert [event[:4] for event in actual] == [event[:4] for event in expected], actual
-    for got, wanted in zip(actual, expected, strict=False):
+    for got, wanted in zip(actual, expected, strict=True):
         assert wanted[4].items() <= got[4].items(), (got, wanted)
 
 

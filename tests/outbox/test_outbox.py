@@ -249,7 +249,7 @@ def test_simultaneous_claimers_never_share_a_message(app: Flask) -> None:
                     db.session.commit()
                     claims[index].extend(taken)
                 db.session.remove()
-        except BaseException as error:  # reported by the test thread
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(4)]

@@ -3,6 +3,10 @@ and the trusted hosts that keep forged Host headers out."""
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +126,30 @@ def test_production_refuses_to_start_through_create_app(monkeypatch: pytest.Monk
         create_app({"APP_ENV": "production", "PUBLIC_BASE_URL": "https://account.example.com"})
 
 
-def test_development_without_a_secret_key_warns_and_uses_a_random_one(tmp_path: Path) -> None:
-    with pytest.warns(RuntimeWarning, match="SECRET_KEY"):
+def test_development_without_a_secret_key_says_so_and_uses_a_random_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="service.platform.config"):
         first = load_config(environ={}, instance_path=tmp_path)
-    with pytest.warns(RuntimeWarning, match="SECRET_KEY"):
         second = load_config(environ={}, instance_path=tmp_path)
+    said = [record.getMessage() for record in caplog.records if "SECRET_KEY" in record.getMessage()]
+    assert len(said) == 2 and "random key" in said[0]
     assert len(first["SECRET_KEY"]) >= 32
     assert first["SECRET_KEY"] != second["SECRET_KEY"]
+
+
+def test_a_cli_command_in_development_says_the_key_is_random_in_one_plain_line(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("TEST_", "DATABASE_", "FLASK_", "SECRET_"))}
+    env.update(APP_ENV="development", DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}", PYTHONWARNINGS="default")
+    project = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "routes"],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(project)}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len([line for line in lines if "SECRET_KEY" in line]) == 1, done.stderr
+    assert not [line for line in lines if "Warning" in line or line.startswith(" ")], done.stderr
 
 
 @pytest.mark.parametrize("length", ["7", "0", "-1"])

@@ -40,7 +40,7 @@ def run_together(count: int, work: Callable[[int], T], timeout: float = 30) -> l
         try:
             barrier.wait(timeout)
             results[index] = work(index)
-        except BaseException as error:  # handed to the test thread below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
