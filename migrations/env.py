@@ -11,8 +11,10 @@ config = context.config
 
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
-# Keep the loggers the app configured when migrations run inside it.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# Keep the loggers the app configured when migrations run inside it; the embedded default's
+# upgrade at start (service.platform.database.upgrade_schema) runs quietly, with the app's own.
+if not current_app.extensions.get("resetdesk.quiet_migrations"):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 

@@ -4,6 +4,7 @@ and the mark a transaction leaves when it queued work for the dispatcher."""
 from __future__ import annotations
 
 import fcntl
+import logging
 from pathlib import Path
 from typing import Any, cast
 
@@ -60,6 +61,15 @@ def prepare_database(app: Flask) -> None:
 def upgrade_schema(app: Flask) -> None:
     """Apply pending migrations, one process at a time (gunicorn starts several at once)."""
     lock_path = Path(app.instance_path) / "migrate.lock"
-    with open(lock_path, "w") as lock, app.app_context():
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        flask_migrate.upgrade(directory=app.extensions["migrate"].directory)
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    # Every command and every start runs this; a schema already current is nothing to report.
+    app.extensions["resetdesk.quiet_migrations"] = True
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        with open(lock_path, "w") as lock, app.app_context():
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            flask_migrate.upgrade(directory=app.extensions["migrate"].directory)
+    finally:
+        alembic_log.setLevel(level)
+        app.extensions["resetdesk.quiet_migrations"] = False

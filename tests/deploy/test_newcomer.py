@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,23 @@ def test_make_run_on_another_port_keeps_mailed_links_on_it(env: dict[str, str], 
     assert "--port 5055" in recipe
     values = dict(line.split("=", 1) for line in seen.splitlines() if line.startswith("PUBLIC_BASE_URL="))
     assert values.get("PUBLIC_BASE_URL") == (expected or env["PUBLIC_BASE_URL"])
+
+
+@pytest.mark.slow
+def test_a_command_in_development_says_one_line_about_the_key_and_nothing_about_the_schema(tmp_path: Path) -> None:
+    for part in ("wsgi.py", "service", "migrations", "templates", "static", "translations"):
+        source = PROJECT / part
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / part)
+    environ = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith(("APP_", "SECRET_", "DATABASE_", "MAIL_", "RATELIMIT_", "PUBLIC_"))
+    }
+    flask = str(Path(sys.executable).parent / "flask")
+    for _ in range(2):  # the first command creates the embedded schema, the second finds it current
+        done = subprocess.run([flask, "--app", "wsgi", "agents", "list"], cwd=tmp_path, env=environ,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            "SECRET_KEY is not set: using a random key for this run, so reset links and sessions end when the "
+            "process restarts."
+        ], done.stderr
