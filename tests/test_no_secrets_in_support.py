@@ -335,6 +335,7 @@ def test_no_support_response_ever_carries_a_secret(
     doors.console_action("owen", "temporary-password")
     doors.api.post("/api/v1/password-resets", json={"username": "oscar"})
     run_dispatcher(app)
+    doors.api.get("/api/v1/support/reset-requests", query_string={"username": "oscar"}, headers=doors.agent_key)
     checkpoint()
     doors.console.post("/support/logout", data={})
     doors.console.post("/support/logout", data={"csrf_token": doors.csrf("/support")})

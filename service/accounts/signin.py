@@ -15,6 +15,7 @@ from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
 from service.platform.database import DbSession
+from service.platform.sealing import username_hash
 from service.platform.text import normalise_username
 
 
@@ -56,7 +57,8 @@ def sign_in(session: DbSession, username: str, password: str, *, ip: str | None,
         if throttle.is_locked(throttle_key):
             audit.record_event(
                 session, "sign_in.throttled", actor=audit.SELF, ip=ip, now=now, account=account,
-                details={"username": username},
+                # Nothing typed is kept: the account link, or a keyed hash for no account.
+                details={} if account is not None else {"username_hash": username_hash(username)},
             )
         return FAILED
     if temporary is not None and not _use_temporary_password(session, account, temporary, ip=ip, now=now):

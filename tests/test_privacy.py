@@ -1,0 +1,130 @@
+"""What is kept about a customer: nothing typed into the reset box in clear, and an agent's way
+to check whether a name was asked for."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import inspect, select, text
+
+from service import create_app
+from service.accounts.records import create_account
+from service.models import Account, ResetRequest
+from service.platform.clock import utcnow
+from service.platform.extensions import db
+from service.platform.sealing import TYPED_USERNAME, open_sealed
+from service.resets.policy import reset_policy
+from service.resets.requests import request_reset
+from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import test_settings as settings_for
+
+RESETS = "/api/v1/password-resets"
+ASKED = "/api/v1/support/reset-requests"
+# What people type into the reset box when they mistake it for the sign-in form.
+TYPED = "Hunter2-Password!xq"
+
+
+@pytest.fixture
+def app_settings(smtp: SmtpSink) -> dict[str, Any]:
+    return smtp_settings(smtp)
+
+
+def database_dump(app: Flask) -> str:
+    """Every value of every column of every table, as one text."""
+    values: list[str] = []
+    with app.app_context():
+        for table in inspect(db.engine).get_table_names():
+            for row in db.session.execute(text(f'SELECT * FROM "{table}"')):
+                values.extend(str(value) for value in row)
+    return "\n".join(values)
+
+
+def test_a_name_for_no_account_is_kept_nowhere_in_clear(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make_account()
+    caplog.set_level(logging.DEBUG)
+    assert client.post(RESETS, json={"username": TYPED}).status_code == 202
+    pending = database_dump(app)
+    run_dispatcher(app)
+    resolved = database_dump(app)
+    for spelling in (TYPED, TYPED.casefold(), "Hunter2"):
+        assert spelling not in pending, "kept in clear while pending"
+        assert spelling not in resolved, "kept in clear once resolved"
+        assert spelling.casefold() not in caplog.text.casefold()
+    # The request is resolved; its row keeps nothing of the name any more.
+    with app.app_context():
+        assert db.session.scalars(select(ResetRequest.username_sealed)).all() == [""]
+
+
+def test_a_name_for_an_account_leaves_only_the_account_link(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account("jane")
+    assert client.post(RESETS, json={"username": " JANE "}).status_code == 202
+    run_dispatcher(app)
+    assert " JANE " not in database_dump(app) and "JANE" not in database_dump(app)
+    assert len(smtp.messages) == 1
+
+
+def test_an_agent_can_check_whether_a_name_was_asked_for(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account],
+    make_key: Callable[[str], dict[str, str]], smtp: SmtpSink,
+) -> None:
+    make_account("jane")
+    agent = make_key("agent")
+    for name in ("jdoe", "Jane"):
+        client.post(RESETS, json={"username": name})
+    run_dispatcher(app)
+
+    ghost = client.get(ASKED, query_string={"username": " JDOE "}, headers=agent)
+    assert ghost.status_code == 200
+    assert ghost.json is not None and ghost.json["asked"] is True
+    assert [one["outcome"] for one in ghost.json["requests"]] == ["no_account"]
+
+    jane = client.get(ASKED, query_string={"username": "jane"}, headers=agent).json
+    assert jane is not None and [one["outcome"] for one in jane["requests"]] == ["issued"]
+
+    never = client.get(ASKED, query_string={"username": "nobody"}, headers=agent).json
+    assert never == {"asked": False, "days": 30, "requests": []}
+
+
+def test_the_name_check_is_for_agents_and_needs_a_name(
+    client: FlaskClient, make_key: Callable[[str], dict[str, str]]
+) -> None:
+    assert client.get(ASKED, query_string={"username": "jdoe"}, headers=make_key("client")).status_code == 403
+    assert client.get(ASKED, headers=make_key("agent")).status_code == 400
+    bad_days = client.get(ASKED, query_string={"username": "x", "days": "0"}, headers=make_key("agent"))
+    assert bad_days.status_code == 400
+
+
+def test_a_request_sealed_before_a_key_rotation_is_still_answered(database_url: str, smtp: SmtpSink) -> None:
+    old = create_app(settings_for(database_url, SECRET_KEY="old-key-" + "o" * 40, **smtp_settings(smtp)))
+    with old.app_context():
+        db.create_all()
+        request_reset(db.session, "jane", policy=reset_policy(), ip=None, now=utcnow())
+        db.session.commit()
+        sealed = db.session.scalars(select(ResetRequest.username_sealed)).one()
+        db.session.remove()
+    rotated = create_app(settings_for(
+        database_url, SECRET_KEY="new-key-" + "n" * 40, SECRET_KEY_FALLBACKS=["old-key-" + "o" * 40],
+        **smtp_settings(smtp),
+    ))
+    with rotated.app_context():
+        assert open_sealed(TYPED_USERNAME, sealed) == "jane"
+        create_account(db.session, username="jane", email="jane@example.com", actor="cli", now=utcnow())
+        db.session.commit()
+        db.session.remove()
+    run_dispatcher(rotated)
+    assert [m["To"] for m in smtp.messages] == ["jane@example.com"]
+    with rotated.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    with old.app_context():
+        db.engine.dispose()
