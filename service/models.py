@@ -220,6 +220,7 @@ class OutboxMessage(Base):
     """An email or webhook waiting to be delivered, delivered, or given up on after its last retry.
 
     For a webhook, `recipient` is the URL, `subject` the event type and `text_body` the JSON.
+    Bodies are sealed while queued (`outbox.queue.seal_body`) and dropped once sent or failed.
     """
 
     __tablename__ = "outbox"

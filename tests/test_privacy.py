@@ -4,7 +4,9 @@ to check whether a name was asked for."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,12 +16,16 @@ from sqlalchemy import inspect, select, text
 
 from service import create_app
 from service.accounts.records import create_account
-from service.models import Account, ResetRequest
+from service.models import Account, OutboxMessage, ResetRequest
+from service.outbox.delivery import FAILED_BODY, SENT_BODY
+from service.outbox.mail import RenderedEmail
+from service.outbox.queue import MAX_ATTEMPTS, open_body, queue_email
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.platform.sealing import TYPED_USERNAME, open_sealed
 from service.resets.policy import reset_policy
 from service.resets.requests import request_reset
+from service.worker.dispatcher import deliver_due
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 from tests.conftest import test_settings as settings_for
 
@@ -27,11 +33,32 @@ RESETS = "/api/v1/password-resets"
 ASKED = "/api/v1/support/reset-requests"
 # What people type into the reset box when they mistake it for the sign-in form.
 TYPED = "Hunter2-Password!xq"
+OLD_KEY, NEW_KEY = "old-key-" + "o" * 40, "new-key-" + "n" * 40
 
 
 @pytest.fixture
 def app_settings(smtp: SmtpSink) -> dict[str, Any]:
     return smtp_settings(smtp)
+
+
+@pytest.fixture
+def make_app(database_url: str, smtp: SmtpSink) -> Iterator[Callable[..., Flask]]:
+    """Apps on the test database with their own settings (another SECRET_KEY, say), sending to
+    the SMTP sink; their connections are closed at the end."""
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app(settings_for(database_url, **smtp_settings(smtp), **overrides))
+        with app.app_context():
+            db.create_all()
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 def database_dump(app: Flask) -> str:
@@ -41,6 +68,7 @@ def database_dump(app: Flask) -> str:
         for table in inspect(db.engine).get_table_names():
             for row in db.session.execute(text(f'SELECT * FROM "{table}"')):
                 values.extend(str(value) for value in row)
+        db.session.remove()
     return "\n".join(values)
 
 
@@ -104,18 +132,16 @@ def test_the_name_check_is_for_agents_and_needs_a_name(
     assert bad_days.status_code == 400
 
 
-def test_a_request_sealed_before_a_key_rotation_is_still_answered(database_url: str, smtp: SmtpSink) -> None:
-    old = create_app(settings_for(database_url, SECRET_KEY="old-key-" + "o" * 40, **smtp_settings(smtp)))
+def test_a_request_sealed_before_a_key_rotation_is_still_answered(
+    make_app: Callable[..., Flask], smtp: SmtpSink
+) -> None:
+    old = make_app(SECRET_KEY=OLD_KEY)
     with old.app_context():
-        db.create_all()
         request_reset(db.session, "jane", policy=reset_policy(), ip=None, now=utcnow())
         db.session.commit()
         sealed = db.session.scalars(select(ResetRequest.username_sealed)).one()
         db.session.remove()
-    rotated = create_app(settings_for(
-        database_url, SECRET_KEY="new-key-" + "n" * 40, SECRET_KEY_FALLBACKS=["old-key-" + "o" * 40],
-        **smtp_settings(smtp),
-    ))
+    rotated = make_app(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[OLD_KEY])
     with rotated.app_context():
         assert open_sealed(TYPED_USERNAME, sealed) == "jane"
         create_account(db.session, username="jane", email="jane@example.com", actor="cli", now=utcnow())
@@ -123,8 +149,79 @@ def test_a_request_sealed_before_a_key_rotation_is_still_answered(database_url: 
         db.session.remove()
     run_dispatcher(rotated)
     assert [m["To"] for m in smtp.messages] == ["jane@example.com"]
-    with rotated.app_context():
+
+
+# --- queued mail sealed at rest -----------------------------------------------------------------
+
+
+def secret_in_body(body: str, method: str) -> str:
+    """The link token or temporary password a reset mail's text carries."""
+    pattern = r"/reset-password/(\S+)" if method == "link" else r"^ {4}(\S+)\r?$"
+    match = re.search(pattern, body, re.MULTILINE)
+    assert match, body
+    return match.group(1)
+
+
+@pytest.mark.parametrize("method", ["link", "temporary_password"])
+def test_queued_reset_mail_holds_no_readable_secret_and_a_failed_one_no_body(
+    make_app: Callable[..., Flask], smtp: SmtpSink, method: str
+) -> None:
+    app = make_app(RESET_METHOD=method)
+    with app.app_context():
+        create_account(db.session, username="jane", email="jane@example.com", actor="cli", now=utcnow())
+        db.session.commit()
+    smtp.stop()  # SMTP is down: the mail stays queued
+    assert app.test_client().post(RESETS, json={"username": "jane"}).status_code == 202
+    run_dispatcher(app)
+    with app.app_context():
+        queued = db.session.scalars(select(OutboxMessage)).one()
+        assert queued.status == "pending" and queued.attempts == 1
+        secret = secret_in_body(open_body(queued.text_body), method)
         db.session.remove()
-        db.engine.dispose()
+    assert len(secret) >= 8 and secret not in database_dump(app)
+
+    now = utcnow()
+    with app.app_context():
+        for _attempt in range(MAX_ATTEMPTS):
+            now = db.session.get(OutboxMessage, queued.id).next_attempt_at + timedelta(seconds=1)
+            deliver_due(db.session, now=now, limit=10)
+            db.session.remove()
+        failed = db.session.get(OutboxMessage, queued.id)
+        assert failed.status == "failed"
+        assert (failed.text_body, failed.html_body) == (FAILED_BODY, None)
+        db.session.remove()
+    assert secret not in database_dump(app)
+
+
+def test_mail_queued_under_the_old_key_is_delivered_after_rotation(
+    make_app: Callable[..., Flask], smtp: SmtpSink
+) -> None:
+    old = make_app(SECRET_KEY=OLD_KEY)
     with old.app_context():
-        db.engine.dispose()
+        queue_email(
+            db.session, "ann@example.com", RenderedEmail("Hello", "Plain words.", "<p>Plain words.</p>"),
+            account_id=None, now=utcnow(),
+        )
+        db.session.commit()
+        db.session.remove()
+    rotated = make_app(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[OLD_KEY])
+    run_dispatcher(rotated)
+    [received] = smtp.to("ann@example.com")
+    assert SmtpSink.text_of(received).strip() == "Plain words."
+    with rotated.app_context():
+        assert db.session.scalars(select(OutboxMessage.text_body)).one() == SENT_BODY
+        db.session.remove()
+
+    # Without the old key among the fallbacks the body cannot be opened: the message fails
+    # alone, it is never sent in the clear nor as gibberish.
+    with old.app_context():
+        queue_email(db.session, "bob@example.com", RenderedEmail("Hi", "Words.", "<p>Words.</p>"), account_id=None, now=utcnow())
+        db.session.commit()
+        db.session.remove()
+    forgotten = make_app(SECRET_KEY=NEW_KEY)
+    run_dispatcher(forgotten)
+    assert smtp.to("bob@example.com") == []
+    with forgotten.app_context():
+        waiting = db.session.scalars(select(OutboxMessage).where(OutboxMessage.recipient == "bob@example.com")).one()
+        assert waiting.attempts == 1 and "SealBroken" in (waiting.last_error or "")
+        db.session.remove()

@@ -23,6 +23,7 @@ from service.models import (
     PasswordReset,
     ResetRequest,
 )
+from service.outbox.queue import open_body
 from service.platform.clock import utcnow
 from service.platform.errors import NoEmailOnFile, TokenInvalid, TokenUsed, WeakPassword
 from service.platform.extensions import db
@@ -458,7 +459,7 @@ def issue_link_directly(app: Flask, account_id: int, method: str = "link") -> tu
         )
         reset_id = issued.reset.id
         db.session.commit()
-        body = db.session.scalars(select(OutboxMessage.text_body).order_by(OutboxMessage.id.desc())).first()
+        body = open_body(db.session.scalars(select(OutboxMessage.text_body).order_by(OutboxMessage.id.desc())).first())
     match = re.search(r"/reset-password/(\S+)", body)
     return (match.group(1) if match else None), reset_id
 
