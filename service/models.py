@@ -21,6 +21,8 @@ class AccountStatus(StrEnum):
 
     ACTIVE = "active"
     DISABLED = "disabled"
+    # Closed by the customer: nothing personal left, the row kept for the audit trail.
+    CLOSED = "closed"
 
 
 class ApiRole(StrEnum):

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from service.events import audit
-from service.models import OutboxKind, OutboxMessage, OutboxStatus
+from service.models import Account, AccountStatus, OutboxKind, OutboxMessage, OutboxStatus
 from service.outbox.mail import transmit
 from service.outbox.queue import MAX_ATTEMPTS, backoff, drop_body, open_body
 from service.outbox.webhooks import post_webhook
@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 OUTBOX_ACTOR = "outbox"
 SENT_BODY = "(delivered; the body is not kept)"
 FAILED_BODY = "(failed; the body is not kept)"
+ERASED_RECIPIENT = "(erased)"
 ERROR_MAX_LENGTH = 1000
 
 
@@ -52,12 +53,23 @@ def deliver(session: DbSession, message: OutboxMessage, *, now: datetime) -> str
     # to a customer): once delivered, the outbox keeps only the envelope.
     drop_body(message, SENT_BODY)
     if message.kind == OutboxKind.EMAIL:
+        _forget_address_of_closed_account(session, message)
         audit.record_event(
             session, "mail.sent", actor=OUTBOX_ACTOR, ip=None, now=now, account_id=message.account_id,
             details={"subject": message.subject},
         )
     count("mail", message.kind, "sent")
     return "sent"
+
+
+def _forget_address_of_closed_account(session: DbSession, message: OutboxMessage) -> None:
+    # The closing notice is the one mail a closed account still gets; once it is out, its
+    # envelope keeps no address, like every other mail of the account.
+    if message.account_id is None:
+        return
+    account = session.get(Account, message.account_id)
+    if account is not None and account.status == AccountStatus.CLOSED:
+        message.recipient = ERASED_RECIPIENT
 
 
 def record_failure(session: DbSession, message: OutboxMessage, error: BaseException, *, now: datetime) -> str:
