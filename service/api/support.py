@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 
+from service.accounts.export import export_account as export_account_record
 from service.api.auth import current_key_actor, require_role
 from service.api.blueprint import api
 from service.api.body import json_object, string_fields
@@ -124,3 +125,10 @@ def reset_requests_for_name() -> dict[str, Any]:
         "days": days,
         "requests": [{"at": asked.at.isoformat(), "outcome": asked.outcome} for asked in found],
     }
+
+
+@api.get("/support/accounts/<username>/export")
+@require_role("admin")
+def export_account(username: str) -> dict[str, Any]:
+    """Everything kept about the account, for a customer's access request (admin only)."""
+    return export_account_record(db.session, actions.require_account(db.session, username))
