@@ -21,6 +21,8 @@ class AccountStatus(StrEnum):
 
     ACTIVE = "active"
     DISABLED = "disabled"
+    # Closed by the customer: nothing personal left, the row kept for the audit trail.
+    CLOSED = "closed"
 
 
 class ApiRole(StrEnum):
@@ -175,17 +177,18 @@ class AuditEvent(Base):
 
 
 class ResetRequest(Base):
-    """A self-service "reset my password" request, as typed, before anyone looks the name up.
+    """A self-service "reset my password" request, before anyone looks the name up.
 
     The request path writes exactly this row for every username, existing or not, so that
     neither its answer nor its time can tell them apart; the dispatcher resolves it later.
+    The typed name is kept only sealed (people type passwords and emails into that box).
     """
 
     __tablename__ = "reset_requests"
     __table_args__ = (Index("ix_reset_requests_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(150))
+    username_sealed: Mapped[str] = mapped_column(Text)
     ip: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(8))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -226,6 +229,7 @@ class OutboxMessage(Base):
     """An email or webhook waiting to be delivered, delivered, or given up on after its last retry.
 
     For a webhook, `recipient` is the URL, `subject` the event type and `text_body` the JSON.
+    Bodies are sealed while queued (`outbox.queue.seal_body`) and dropped once sent or failed.
     """
 
     __tablename__ = "outbox"

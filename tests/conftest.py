@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from service import create_app
 from service.access.apikeys import create_api_key
@@ -217,3 +217,14 @@ def run_dispatcher(app: Flask) -> int:
     while (handled := dispatcher.run_once()) > 0:
         total += handled
     return total
+
+
+def database_dump(app: Flask) -> str:
+    """Every value of every column of every table, as one text."""
+    values: list[str] = []
+    with app.app_context():
+        for table in inspect(db.engine).get_table_names():
+            for row in db.session.execute(text(f'SELECT * FROM "{table}"')):
+                values.extend(str(value) for value in row)
+        db.session.remove()
+    return "\n".join(values)

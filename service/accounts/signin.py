@@ -17,6 +17,7 @@ from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
 from service.platform.database import DbSession, rows_changed
 from service.platform.errors import AccountFrozen
+from service.platform.sealing import username_hash
 from service.platform.text import normalise_username
 
 
@@ -59,7 +60,8 @@ def sign_in(session: DbSession, username: str, password: str, *, ip: str | None,
         if throttle.is_locked(throttle_key):
             audit.record_event(
                 session, "sign_in.throttled", actor=audit.SELF, ip=ip, now=now, account=account,
-                details={"username": username},
+                # Nothing typed is kept: the account link, or a keyed hash for no account.
+                details={} if account is not None else {"username_hash": username_hash(username)},
             )
         return FAILED
     if account.is_frozen:

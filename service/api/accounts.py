@@ -7,16 +7,18 @@ from typing import Any
 from flask import Response
 from flask_babel import gettext as _
 
+from service.accounts.closing import close_account as close_account_record
 from service.accounts.records import create_account as create_account_record
+from service.accounts.records import find_account
 from service.accounts.signin import change_password as change_account_password
 from service.accounts.signin import sign_in
 from service.api.auth import current_key_actor, require_role
 from service.api.blueprint import api
 from service.api.body import json_object, string_fields
-from service.models import Account
+from service.models import Account, AccountStatus
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
-from service.platform.errors import InvalidCredentials
+from service.platform.errors import AccountNotFound, InvalidCredentials
 from service.platform.extensions import db
 from service.platform.i18n import supported_language
 
@@ -94,4 +96,16 @@ def change_password(username: str) -> Response:
     db.session.commit()
     if signed_in.account is None:
         raise wrong_credentials()
+    return Response(status=204)
+
+
+@api.delete("/accounts/<username>")
+@require_role("client")
+def close_account(username: str) -> Response:
+    """Close the account at its customer's request (the website has verified them)."""
+    account = find_account(db.session, username)
+    if account is None or account.status == AccountStatus.CLOSED:
+        raise AccountNotFound(_("No account named %(username)s.", username=repr(username)))
+    close_account_record(db.session, account, actor=current_key_actor(), ip=client_ip(), now=utcnow())
+    db.session.commit()
     return Response(status=204)

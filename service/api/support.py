@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Response, current_app, request
 
+from service.accounts.export import export_account as export_account_record
 from service.api.auth import current_key_actor, require_role
 from service.api.blueprint import api
 from service.api.body import json_object, string_fields
@@ -15,6 +17,7 @@ from service.platform.clock import utcnow
 from service.platform.errors import FieldError, ValidationFailed
 from service.platform.extensions import db
 from service.resets.policy import reset_policy
+from service.resets.requests import requests_for_name
 from service.support import actions
 
 
@@ -94,3 +97,38 @@ def events(username: str) -> dict[str, Any]:
         "per_page": found.per_page,
         "has_more": found.has_more,
     }
+
+
+ASKED_FOR_DEFAULT_DAYS = 30
+ASKED_FOR_MAX_DAYS = 366
+
+
+@api.get("/support/reset-requests")
+@require_role("agent")
+def reset_requests_for_name() -> dict[str, Any]:
+    """Whether (and when) a name the caller gives was typed into the reset box lately.
+
+    Names that match no account are kept only as a keyed hash, so this is the one way to ask.
+    """
+    typed = request.args.get("username", "")
+    if not typed.strip():
+        raise ValidationFailed("username is required.", errors=[FieldError("username", "Enter a username.")])
+    try:
+        days = int(request.args.get("days", ASKED_FOR_DEFAULT_DAYS))
+    except ValueError:
+        raise ValidationFailed("days must be a whole number.") from None
+    if not 1 <= days <= ASKED_FOR_MAX_DAYS:
+        raise ValidationFailed(f"days must be between 1 and {ASKED_FOR_MAX_DAYS}.")
+    found = requests_for_name(db.session, typed, since=utcnow() - timedelta(days=days))
+    return {
+        "asked": bool(found),
+        "days": days,
+        "requests": [{"at": asked.at.isoformat(), "outcome": asked.outcome} for asked in found],
+    }
+
+
+@api.get("/support/accounts/<username>/export")
+@require_role("admin")
+def export_account(username: str) -> dict[str, Any]:
+    """Everything kept about the account, for a customer's access request (admin only)."""
+    return export_account_record(db.session, actions.require_account(db.session, username))

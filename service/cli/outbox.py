@@ -63,7 +63,7 @@ def outbox_status_command() -> None:
 
 @outbox_cli.command("retry-failed")
 def outbox_retry_failed() -> None:
-    """Put every failed message back in the queue with a fresh set of attempts."""
+    """Put every failed webhook back in the queue with a fresh set of attempts (failed mail keeps no body)."""
     requeued = retry_failed(db.session, now=utcnow())
     db.session.commit()
     click.echo(f"Requeued {requeued} message(s).")

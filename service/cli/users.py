@@ -1,13 +1,15 @@
-"""`users create` and `users import`: customer accounts from the shell."""
+"""`users create`, `users import` and `users export`: customer accounts from the shell."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 from flask.cli import AppGroup
 
+from service.accounts.export import export_account
 from service.accounts.legacy import import_accounts
 from service.accounts.records import create_account
 from service.cli.common import fail, read_password_from_stdin
@@ -15,6 +17,7 @@ from service.events import audit
 from service.platform.clock import utcnow
 from service.platform.errors import ServiceError
 from service.platform.extensions import db
+from service.support.actions import require_account
 
 users_cli = AppGroup("users", help="Customer accounts.")
 
@@ -57,3 +60,14 @@ def users_import(csv_file: Path) -> None:
         click.echo(f"  line {line}: {reason}")
     if report.refused:
         sys.exit(1)
+
+
+@users_cli.command("export")
+@click.argument("username")
+def users_export(username: str) -> None:
+    """Print everything kept about an account as JSON (the same as the admin API's export)."""
+    try:
+        account = require_account(db.session, username)
+    except ServiceError as error:
+        fail(error)
+    click.echo(json.dumps(export_account(db.session, account), indent=2, ensure_ascii=False))

@@ -14,6 +14,7 @@ from typing import Any
 
 from service.models import AuditEvent, OutboxKind, OutboxMessage
 from service.platform.database import DbSession, note_queued_work
+from service.platform.sealing import QUEUED_MAIL, seal
 
 
 def event_payload(audit_event: AuditEvent, now: datetime) -> dict[str, Any]:
@@ -37,7 +38,8 @@ def event_payload(audit_event: AuditEvent, now: datetime) -> dict[str, Any]:
 def queue_webhooks(session: DbSession, audit_event: AuditEvent, *, urls: Iterable[str], now: datetime) -> None:
     """Queue the event for each URL in the caller's transaction.
 
-    Events with no account (a reset asked for a missing username) are not sent.
+    Events with no account (a reset asked for a missing username) are not sent. The body is
+    sealed while queued, like an email's: it names a customer and what happened to them.
     """
     account = audit_event.account
     if account is None:
@@ -46,7 +48,7 @@ def queue_webhooks(session: DbSession, audit_event: AuditEvent, *, urls: Iterabl
     for url in urls:
         session.add(
             OutboxMessage(
-                kind=OutboxKind.WEBHOOK, recipient=url, subject=audit_event.type, text_body=body,
+                kind=OutboxKind.WEBHOOK, recipient=url, subject=audit_event.type, text_body=seal(QUEUED_MAIL, body),
                 account=account, created_at=now, next_attempt_at=now,
             )
         )

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
-from service.models import OutboxMessage, OutboxStatus
+from service.models import OutboxKind, OutboxMessage, OutboxStatus
 from service.platform.database import DbSession, note_queued_work, rows_changed
+from service.platform.sealing import QUEUED_MAIL, open_sealed, seal
 
 if TYPE_CHECKING:
     from service.outbox.mail import RenderedEmail
@@ -26,12 +27,16 @@ CLAIM_LEASE = timedelta(minutes=5)
 def queue_email(
     session: DbSession, recipient: str, email: RenderedEmail, *, account_id: int | None, now: datetime
 ) -> OutboxMessage:
-    """Add an email to the session; the caller's commit queues it with the change it reports."""
+    """Add an email to the session; the caller's commit queues it with the change it reports.
+
+    The bodies are stored sealed: a reset mail holds a link or a temporary password, and a copy
+    of the database taken while SMTP is down must not give them away.
+    """
     message = OutboxMessage(
         recipient=recipient,
         subject=email.subject,
-        text_body=email.text_body,
-        html_body=email.html_body,
+        text_body=seal_body(email.text_body),
+        html_body=seal_body(email.html_body) if email.html_body is not None else None,
         account_id=account_id,
         created_at=now,
         next_attempt_at=now,
@@ -39,6 +44,22 @@ def queue_email(
     session.add(message)
     note_queued_work(session)
     return message
+
+
+def seal_body(body: str) -> str:
+    """A message body as the outbox stores it while queued (emails and webhooks alike)."""
+    return seal(QUEUED_MAIL, body)
+
+
+def open_body(stored: str) -> str:
+    """The body `seal_body` stored, under SECRET_KEY or a fallback; SealBroken otherwise."""
+    return open_sealed(QUEUED_MAIL, stored)
+
+
+def drop_body(message: OutboxMessage, placeholder: str) -> None:
+    """Keep only the envelope of a message that needs its body no more (sent, or failed)."""
+    message.text_body = placeholder
+    message.html_body = None
 
 
 def backoff(attempts: int) -> timedelta:
@@ -151,10 +172,13 @@ def outbox_status(session: DbSession, *, failed_limit: int = 20) -> OutboxCounts
 
 
 def retry_failed(session: DbSession, *, now: datetime) -> int:
-    """Give every failed message a fresh set of attempts; the caller commits. Returns how many."""
+    """Give every failed webhook a fresh set of attempts; the caller commits. Returns how many.
+
+    Failed emails kept no body to send again (a failed reset mail is no use: a new reset is).
+    """
     result = session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.status == OutboxStatus.FAILED)
+        .where(OutboxMessage.status == OutboxStatus.FAILED, OutboxMessage.kind == OutboxKind.WEBHOOK)
         .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now)
     )
     return rows_changed(result)

@@ -1,18 +1,20 @@
-"""Self-service reset requests: recorded as typed on the request path, resolved later by the
+"""Self-service reset requests: recorded sealed on the request path, resolved later by the
 dispatcher, each request a work item of its own that may fail and be retried alone."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import insert, or_, select, update
 
 from service.accounts.records import find_account
 from service.events import audit
-from service.models import RequestStatus, ResetRequest
+from service.models import AuditEvent, RequestStatus, ResetRequest
 from service.outbox.queue import backoff
 from service.platform.counters import count
 from service.platform.database import DbSession, note_queued_work, rows_changed
+from service.platform.sealing import TYPED_USERNAME, SealBroken, open_sealed, seal, username_hash, username_hashes
 from service.platform.text import USERNAME_MAX_LENGTH
 from service.resets.issuing import issue_reset, rehearse_reset
 from service.resets.policy import ResetPolicy
@@ -26,18 +28,19 @@ ERROR_MAX_LENGTH = 1000
 def request_reset(
     session: DbSession, username: str, *, policy: ResetPolicy, ip: str | None, now: datetime, language: str | None = None
 ) -> None:
-    """Record a self-service request as typed; the caller commits.
+    """Record a self-service request, the typed name sealed; the caller commits.
 
-    This is all the request path does, for every username alike: no lookup, no branch. The
-    dispatcher resolves the request later (`resolve_request`), so neither the answer nor
-    its time can tell an existing account from a missing one.
+    This is all the request path does, for every username alike: no lookup, no branch, one
+    sealing. The dispatcher resolves the request later (`resolve_request`), so neither the
+    answer nor its time can tell an existing account from a missing one; and the name is never
+    written in clear, since people type passwords and emails into that box.
     """
     # One prepared INSERT: the request path needs no object back, and skipping the ORM's unit
     # of work and per-call statement building makes it several times cheaper.
     session.execute(
         RECORD_RESET_REQUEST,
         {
-            "username": username[:USERNAME_MAX_LENGTH], "ip": ip, "language": language, "requested_at": now,
+            "username_sealed": seal(TYPED_USERNAME, username[:USERNAME_MAX_LENGTH]), "ip": ip, "language": language, "requested_at": now,
             "status": RequestStatus.PENDING, "attempts": 0,
         },
     )
@@ -49,11 +52,27 @@ def resolve_reset_request(session: DbSession, request: ResetRequest, *, policy: 
     """Act on one self-service request; flushes, the caller commits. Returns what happened.
 
     Only an active account with an email gets mail; every request leaves an audit event,
-    so a request for a missing, disabled or email-less account is recorded, not dropped.
+    so a request for a missing, disabled or email-less account is recorded, not dropped. The
+    event keeps nothing typed: the account link, or for a missing account a keyed hash an
+    agent can check a name against (`was_requested`).
     """
-    account = find_account(session, request.username)
-    if account is None:
+    try:
+        typed = open_sealed(TYPED_USERNAME, request.username_sealed)
+    except SealBroken:
+        # Sealed under a key since retired: nobody can say what was asked for any more.
+        typed = None
+    # Once resolved the name is of no use: the row keeps nothing of it (a rollback restores it
+    # for the retry).
+    request.username_sealed = ""
+    account = find_account(session, typed) if typed is not None else None
+    details: dict[str, str] = {"method": policy.method}
+    # Hashed for every name, so a missing one costs the dispatcher no less than another.
+    hashed = username_hash(typed) if typed is not None else None
+    if hashed is None:
+        outcome = "unreadable"
+    elif account is None:
         outcome = "no_account"
+        details["username_hash"] = hashed
     elif not account.is_active:
         outcome = "disabled"
     elif account.is_frozen:
@@ -64,7 +83,7 @@ def resolve_reset_request(session: DbSession, request: ResetRequest, *, policy: 
         outcome = "issued"
     audit.record_event(
         session, "reset.requested", actor=audit.SELF, ip=request.ip, now=now, account=account,
-        details={"username": request.username, "method": policy.method, "outcome": outcome},
+        details={**details, "outcome": outcome},
     )
     if account is not None and outcome == "issued":
         issue_reset(
@@ -72,8 +91,41 @@ def resolve_reset_request(session: DbSession, request: ResetRequest, *, policy: 
             language=request.language,
         )
     else:
-        rehearse_reset(request.username, policy.method, request.language, policy=policy, now=now)
+        rehearse_reset(typed or "", policy.method, request.language, policy=policy, now=now)
     return outcome
+
+
+@dataclass(frozen=True)
+class AskedFor:
+    """One resolved self-service request for a name: when, and what came of it."""
+
+    at: datetime
+    outcome: str
+
+
+def requests_for_name(session: DbSession, typed: str, *, since: datetime) -> list[AskedFor]:
+    """Resolved self-service requests since `since` for the name an agent types, newest first.
+
+    Requests for an account are found by the account; those for no account by the keyed
+    hash their event keeps (under SECRET_KEY or any fallback), so the name itself is needed.
+    """
+    account = find_account(session, typed)
+    hashes = set(username_hashes(typed))
+    recent = (
+        select(AuditEvent)
+        .where(AuditEvent.type == "reset.requested", AuditEvent.at >= since)
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    )
+    found: list[AskedFor] = []
+    if account is not None:
+        for event in session.scalars(recent.where(AuditEvent.account_id == account.id)):
+            found.append(AskedFor(at=event.at, outcome=str(event.details.get("outcome", ""))))
+    # Events for no account keep their hash in a JSON column no index reaches: read the
+    # window's and compare here, which also works the same on every database.
+    for event in session.scalars(recent.where(AuditEvent.account_id.is_(None)).execution_options(yield_per=500)):
+        if event.details.get("username_hash") in hashes:
+            found.append(AskedFor(at=event.at, outcome=str(event.details.get("outcome", ""))))
+    return sorted(found, key=lambda asked: asked.at, reverse=True)
 
 
 def due_request_ids(session: DbSession, *, now: datetime, limit: int) -> list[int]:
@@ -122,5 +174,6 @@ def record_request_failure(session: DbSession, request_id: int, error: BaseExcep
     if request.attempts >= REQUEST_MAX_ATTEMPTS:
         request.status = RequestStatus.FAILED
         request.processed_at = now
+        request.username_sealed = ""
     else:
         request.next_attempt_at = now + max(backoff(request.attempts), timedelta(seconds=1))

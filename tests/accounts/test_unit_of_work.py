@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from service.models import Account, AgentResetQuota, AuditEvent, Base, OutboxMessage, PasswordReset
+from service.outbox.queue import open_body
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.resets.issuing import issue_reset
@@ -62,7 +63,7 @@ def issue(app: Flask, account_id: int, method: str) -> tuple[int, str]:
         db.session.commit()
         body = db.session.scalars(select(OutboxMessage.text_body).order_by(OutboxMessage.id.desc())).first()
         pattern = LINK_TOKEN if method == "link" else TEMPORARY_PASSWORD_LINE
-        match = pattern.search(body or "")
+        match = pattern.search(open_body(body) if body else "")
         assert match, body
         return issued.reset.id, match.group(1)
 

@@ -17,9 +17,9 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from service.models import AuditEvent, OutboxMessage
-from service.outbox.delivery import deliver
+from service.outbox.delivery import FAILED_BODY, deliver
 from service.outbox.mail import Courier, RenderedEmail
-from service.outbox.queue import CLAIM_LEASE, MAX_ATTEMPTS, claim_due, queue_email, renew_claim
+from service.outbox.queue import CLAIM_LEASE, MAX_ATTEMPTS, claim_due, open_body, queue_email, renew_claim
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.worker.dispatcher import deliver_due
@@ -98,7 +98,7 @@ def test_backoff_grows_with_each_failed_attempt(app: Flask, smtp: SmtpSink) -> N
     assert waits[2] > waits[0] and waits[3] > waits[1]
 
 
-def test_after_max_attempts_the_message_fails_is_listed_and_can_be_requeued(
+def test_after_max_attempts_the_email_fails_is_listed_and_keeps_no_body_to_requeue(
     app: Flask, runner: FlaskCliRunner, smtp: SmtpSink
 ) -> None:
     [message_id] = queue(app)
@@ -126,17 +126,15 @@ def test_after_max_attempts_the_message_fails_is_listed_and_can_be_requeued(
     assert "failed\t1" in status.output
     assert f"failed #{message_id} to jane@example.com after {MAX_ATTEMPTS} attempts" in status.output
 
+    assert (failed.text_body, failed.html_body) == (FAILED_BODY, None)
+
     retried = runner.invoke(args=["outbox", "retry-failed"])
     assert retried.exit_code == 0, retried.output
-    assert "Requeued 1 message(s)." in retried.output
-    requeued = message(app, message_id)
-    assert (requeued.status, requeued.attempts) == ("pending", 0)
-
+    assert "Requeued 0 message(s)." in retried.output
     smtp.start()
     run_dispatcher(app)
-    assert len(smtp.to("jane@example.com")) == 1
-    assert message(app, message_id).status == "sent"
-    assert "failed\t0" in runner.invoke(args=["outbox", "status"]).output
+    assert smtp.to("jane@example.com") == []
+    assert message(app, message_id).status == "failed"
 
 
 # --- a silent server --------------------------------------------------------------------------
@@ -286,7 +284,7 @@ def test_outbox_run_once_delivers_what_is_due(app: Flask, runner: FlaskCliRunner
     assert SmtpSink.text_of(received).strip() == "Plain words."
 
 
-def test_a_delivered_email_keeps_no_body_but_a_failed_one_keeps_it_for_retry(app: Flask, smtp: SmtpSink) -> None:
+def test_a_delivered_email_keeps_no_body_and_a_waiting_one_keeps_it_sealed_for_retry(app: Flask, smtp: SmtpSink) -> None:
     [sent_id] = queue(app, "jane@example.com")
     run_dispatcher(app)
     delivered = message(app, sent_id)
@@ -298,7 +296,9 @@ def test_a_delivered_email_keeps_no_body_but_a_failed_one_keeps_it_for_retry(app
     run_dispatcher(app)
     waiting = message(app, waiting_id)
     assert waiting.status == "pending"
-    assert "Plain words" in waiting.text_body  # still needed for the next attempt
+    assert "Plain words" not in waiting.text_body  # sealed while it waits for the next attempt
+    with app.app_context():
+        assert open_body(waiting.text_body) == "Plain words."
 
 
 def test_a_worker_whose_claim_was_taken_over_after_the_lease_does_not_send(

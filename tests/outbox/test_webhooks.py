@@ -24,6 +24,7 @@ from sqlalchemy import event, select
 
 from service import create_app
 from service.models import Account, OutboxMessage
+from service.outbox.queue import open_body
 from service.platform.clock import utcnow
 from service.platform.config import ConfigError, load_config
 from service.platform.extensions import db
@@ -123,7 +124,8 @@ def test_a_password_change_queues_a_webhook_before_any_dispatch(
     assert len(rows) == 1
     row = rows[0]
     assert (row.recipient, row.subject, row.status, row.attempts) == (receiver.url, "password.changed", "pending", 0)
-    payload = json.loads(row.text_body)
+    with app.app_context():
+        payload = json.loads(open_body(row.text_body))
     assert payload["type"] == "password.changed"
     assert payload["data"]["username"] == "jane"
     assert receiver.requests == []  # nothing is posted on the request's path

@@ -141,7 +141,7 @@ def test_development_without_a_secret_key_says_so_and_uses_a_random_one(
 def test_a_cli_command_in_development_says_the_key_is_random_in_one_plain_line(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("TEST_", "DATABASE_", "FLASK_", "SECRET_"))}
     env.update(APP_ENV="development", DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}", PYTHONWARNINGS="default")
-    project = Path(__file__).resolve().parent.parent
+    project = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "routes"],
         cwd=tmp_path, env={**env, "PYTHONPATH": str(project)}, capture_output=True, text=True, timeout=60,

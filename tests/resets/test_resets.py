@@ -23,9 +23,11 @@ from service.models import (
     PasswordReset,
     ResetRequest,
 )
+from service.outbox.queue import open_body
 from service.platform.clock import utcnow
 from service.platform.errors import NoEmailOnFile, TokenInvalid, TokenUsed, WeakPassword
 from service.platform.extensions import db
+from service.platform.sealing import TYPED_USERNAME, open_sealed
 from service.resets.issuing import TEMPORARY_PASSWORD_ALPHABET, TEMPORARY_PASSWORD_LENGTH, issue_reset
 from service.resets.links import check_link, confirm_reset, make_link_token, new_secret
 from service.resets.policy import reset_policy
@@ -392,8 +394,12 @@ def test_missing_disabled_and_email_less_accounts_get_the_same_answer_and_no_mai
     run_dispatcher(app)
     assert [m["To"] for m in smtp.messages] == ["jane@example.com"]
 
-    outcomes = {e.details["username"]: e.details["outcome"] for e in audit_events(app, "reset.requested")}
-    assert outcomes == {"jane": "issued", "ghost": "no_account", "dora": "disabled", "nomail": "no_email"}
+    events = audit_events(app, "reset.requested")
+    assert sorted(e.details["outcome"] for e in events) == ["disabled", "issued", "no_account", "no_email"]
+    # Nothing typed is kept: the account link, or a keyed hash for the missing name.
+    assert all("username" not in e.details for e in events)
+    missing = [e for e in events if e.details["outcome"] == "no_account"]
+    assert missing[0].account_id is None and len(missing[0].details["username_hash"]) == 64
 
 
 @pytest.mark.parametrize("username", ["jane", "ghost"])
@@ -409,19 +415,23 @@ def test_the_request_path_writes_only_one_reset_request_row(
     }
     with app.app_context():
         request = db.session.scalars(select(ResetRequest)).one()
-        assert (request.username, request.status) == (username, "pending")
+        assert request.status == "pending"
+        assert open_sealed(TYPED_USERNAME, request.username_sealed) == username
+        assert username not in request.username_sealed
 
 
 # --- the rules called directly ----------------------------------------------------------------
 
 
-def test_request_reset_records_the_name_as_typed_and_cut_to_the_column(app: Flask) -> None:
+def test_request_reset_seals_the_name_as_typed_and_cut_to_the_column(app: Flask) -> None:
     with app.app_context():
         request_reset(db.session, " Jane ", policy=reset_policy(), ip="192.0.2.1", now=utcnow())
         request_reset(db.session, "x" * 500, policy=reset_policy(), ip=None, now=utcnow())
         db.session.commit()
-        names = list(db.session.scalars(select(ResetRequest.username).order_by(ResetRequest.id)))
+        sealed = list(db.session.scalars(select(ResetRequest.username_sealed).order_by(ResetRequest.id)))
+        names = [open_sealed(TYPED_USERNAME, one) for one in sealed]
     assert names == [" Jane ", "x" * 150]
+    assert not any("Jane" in one or "xxx" in one for one in sealed)
 
 
 def test_process_reset_requests_resolves_each_request_once(
@@ -449,7 +459,7 @@ def issue_link_directly(app: Flask, account_id: int, method: str = "link") -> tu
         )
         reset_id = issued.reset.id
         db.session.commit()
-        body = db.session.scalars(select(OutboxMessage.text_body).order_by(OutboxMessage.id.desc())).first()
+        body = open_body(db.session.scalars(select(OutboxMessage.text_body).order_by(OutboxMessage.id.desc())).first())
     match = re.search(r"/reset-password/(\S+)", body)
     return (match.group(1) if match else None), reset_id
 

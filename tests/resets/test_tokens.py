@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from service import create_app
 from service.models import Account, OutboxMessage, PasswordReset
+from service.outbox.queue import open_body
 from service.platform.clock import utcnow
 from service.platform.errors import TokenExpired, TokenInvalid
 from service.platform.extensions import db
@@ -234,7 +235,7 @@ def issued_link(app: Flask, make_account: Callable[..., Account]) -> tuple[str, 
         )
         reset_id = issued.reset.id
         db.session.commit()
-        body = db.session.scalars(select(OutboxMessage.text_body)).one()
+        body = open_body(db.session.scalars(select(OutboxMessage.text_body)).one())
     match = re.search(r"/reset-password/(\S+)", body)
     assert match, body
     return match.group(1), reset_id

@@ -26,7 +26,7 @@ def add_rows(app: Flask, age: timedelta, count: int, *, finished: bool = True) -
         for _ in range(count):
             db.session.add(
                 ResetRequest(
-                    username="someone", requested_at=at, attempts=0,
+                    username_sealed="", requested_at=at, attempts=0,
                     status=RequestStatus.PROCESSED if finished else RequestStatus.PENDING,
                 )
             )

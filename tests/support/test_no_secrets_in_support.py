@@ -335,6 +335,13 @@ def test_no_support_response_ever_carries_a_secret(
     doors.console_action("owen", "temporary-password")
     doors.api.post("/api/v1/password-resets", json={"username": "oscar"})
     run_dispatcher(app)
+    doors.api.get("/api/v1/support/reset-requests", query_string={"username": "oscar"}, headers=doors.agent_key)
+    # The export shows everything kept about an account: it too must hold no secret.
+    with app.app_context():
+        _key, admin = create_api_key(db.session, "privacy-officer", "admin", now=utcnow())
+        db.session.commit()
+    for name in ("jane", "otto", "owen"):
+        doors.api.get(f"/api/v1/support/accounts/{name}/export", headers={"Authorization": f"Bearer {admin}"})
     checkpoint()
     doors.console.post("/support/logout", data={})
     doors.console.post("/support/logout", data={"csrf_token": doors.csrf("/support")})

@@ -1,0 +1,89 @@
+"""Closing an account: it stops at once, its personal data goes, its audit trail stays under a pseudonym."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import delete, select, update
+
+from service.accounts.changes import revoke_pending_resets
+from service.events import audit
+from service.models import Account, AccountStatus, AuditEvent, OutboxKind, OutboxMessage, OutboxStatus
+from service.outbox.delivery import ERASED_RECIPIENT
+from service.outbox.mail import render_email
+from service.outbox.queue import queue_email
+from service.platform.database import DbSession
+from service.platform.i18n import current_language
+
+PSEUDONYM_PREFIX = "closed-"
+# Personal data an account may hold: erased on closing (columns other work may add included).
+ERASED_COLUMNS = ("email", "email_key", "password_hash", "full_name", "phone")
+# Typed identifiers an event's details may carry, replaced by the pseudonym or dropped.
+IDENTIFYING_DETAILS = ("username", "email", "old_email", "new_email", "sent_to")
+
+
+def new_pseudonym() -> str:
+    """The name a closed account's row keeps: random, so it tells nothing about the customer."""
+    return PSEUDONYM_PREFIX + secrets.token_hex(5)
+
+
+def close_account(session: DbSession, account: Account, *, actor: str, ip: str | None, now: datetime) -> str:
+    """Close an account; flushes, the caller commits. Returns the pseudonym it now goes by.
+
+    Sign-in and resets stop at once (the status, and the username no longer names it); pending
+    resets are revoked and its queued mail dropped; email, name, phone and password hash are
+    erased. Its audit events stay, linked to the same row under the pseudonym, so counts and
+    agents' actions remain auditable. The old username is free to be taken again at once.
+    """
+    address, language = account.email, account.language
+    revoke_pending_resets(session, account, now)
+    session.execute(
+        delete(OutboxMessage)
+        .where(
+            OutboxMessage.account_id == account.id,
+            OutboxMessage.kind == OutboxKind.EMAIL,
+            OutboxMessage.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    # Envelopes of mail already sent or failed keep no address either.
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.account_id == account.id, OutboxMessage.kind == OutboxKind.EMAIL)
+        .values(recipient=ERASED_RECIPIENT)
+        .execution_options(synchronize_session=False)
+    )
+    # Recorded before the rename: the website's webhook names the account it knew.
+    audit.record_event(session, "account.closed", actor=actor, ip=ip, now=now, account=account)
+    pseudonym = new_pseudonym()
+    account.username = pseudonym
+    account.username_key = pseudonym
+    account.status = AccountStatus.CLOSED
+    account.must_change_password = False
+    account.language = None
+    for column in ERASED_COLUMNS:
+        if hasattr(account, column):
+            setattr(account, column, None)
+    session.flush()
+    _pseudonymise_events(session, account.id, pseudonym)
+    if address:
+        notice = render_email(
+            "account_closed", _l("Your account was closed"), language=language or current_language(), now=now,
+        )
+        queue_email(session, address, notice, account_id=account.id, now=now)
+    return pseudonym
+
+
+def _pseudonymise_events(session: DbSession, account_id: int, pseudonym: str) -> None:
+    events = session.scalars(select(AuditEvent).where(AuditEvent.account_id == account_id))
+    for event in events:
+        details = dict(event.details or {})
+        touched = False
+        for key in IDENTIFYING_DETAILS:
+            if key in details:
+                details[key] = pseudonym if key == "username" else None
+                touched = True
+        if touched:
+            event.details = details
