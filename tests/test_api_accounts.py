@@ -20,6 +20,7 @@ from service.models import Account
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD
+from tests.test_usernames import MALFORMED_BUT_PLAUSIBLE
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 
@@ -168,6 +169,23 @@ def test_validation_errors_name_each_field(
     problem = assert_problem(post(client, ACCOUNTS, body, client_key), 400, "validation_failed")
     assert [error["field"] for error in problem["errors"]] == fields
     assert all(isinstance(error["message"], str) and error["message"] for error in problem["errors"])
+
+
+@pytest.mark.parametrize("email", MALFORMED_BUT_PLAUSIBLE)
+def test_malformed_addresses_are_a_400_and_create_nothing(
+    app: Flask, client: FlaskClient, client_key: dict[str, str], email: str
+) -> None:
+    problem = assert_problem(post(client, ACCOUNTS, {"username": "jane", "email": email}, client_key), 400, "validation_failed")
+    assert [error["field"] for error in problem["errors"]] == ["email"]
+    with app.app_context():
+        assert db.session.scalar(select(Account)) is None
+
+
+@pytest.mark.parametrize("email", MALFORMED_BUT_PLAUSIBLE)
+def test_malformed_agent_addresses_are_a_400(client: FlaskClient, make_key: Callable[[str], dict[str, str]], email: str) -> None:
+    response = client.post("/api/v1/admin/agents", json={"username": "alice", "email": email}, headers=make_key("admin"))
+    problem = assert_problem(response, 400, "validation_failed")
+    assert [error["field"] for error in problem["errors"]] == ["email"]
 
 
 # --- POST /auth/verify ------------------------------------------------------------------------
