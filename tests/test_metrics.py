@@ -28,7 +28,7 @@ from service.outbox.mail import RenderedEmail
 from service.outbox.queue import queue_email
 from service.platform.clock import utcnow
 from service.platform.extensions import db
-from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import OTHER_STRONG_PASSWORD, PRODUCTION_SERVICES, SmtpSink, run_dispatcher, smtp_settings
 from tests.conftest import test_settings as settings_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -270,7 +270,7 @@ def test_under_gunicorn_one_scrape_adds_up_every_workers_counts(tmp_path: Path) 
 def test_in_production_metrics_need_the_metrics_token(database_url: str) -> None:
     """The outbox gauges move when a reset is issued: read freely, they would tell an existing
     username from a missing one. In production only METRICS_TOKEN may read them."""
-    base = {"APP_ENV": "production", "PASSWORD_HASH_CHEAP": False, "PUBLIC_BASE_URL": "http://localhost"}
+    base = {"APP_ENV": "production", "PASSWORD_HASH_CHEAP": False, "PUBLIC_BASE_URL": "http://localhost", **PRODUCTION_SERVICES}
     closed_app = create_app(settings_for(database_url, **base))
     guarded_app = create_app(settings_for(database_url, **base, METRICS_TOKEN="scrape-me-0123456789"))
     try:

@@ -21,6 +21,7 @@ from service.models import Account, AuditEvent, OutboxMessage, PasswordReset
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.support.agents import create_agent
+from tests.conftest import PRODUCTION_SERVICES
 from tests.conftest import test_settings as settings_for
 from tests.formtools import CSRF_VALUE as CSRF
 
@@ -204,7 +205,7 @@ def test_the_agent_cookie_is_httponly_strict_and_scoped_to_support(
 
 @pytest.fixture
 def production_app(database_url: str) -> Iterator[Flask]:
-    app = create_app(settings_for(database_url, APP_ENV="production", PASSWORD_HASH_CHEAP=False))
+    app = create_app(settings_for(database_url, APP_ENV="production", PASSWORD_HASH_CHEAP=False, **PRODUCTION_SERVICES))
     with app.app_context():
         db.create_all()
     yield app
