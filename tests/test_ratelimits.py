@@ -3,6 +3,7 @@ shared by the API and the page, answered as problem+json or a friendly page."""
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from typing import Any
@@ -176,3 +177,19 @@ def test_padding_a_username_past_its_stored_length_does_not_escape_its_limit(app
     assert ask(client, padded + "-second", ip="192.0.2.22").status_code == 202
     assert_rate_limited(ask(client, padded + "-third", ip="192.0.2.23"))
     assert_rate_limited(ask(client, "jane", ip="192.0.2.24"))
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "form"])
+def test_a_body_over_64_kib_is_413_without_a_rate_limit_failure(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, as_json: bool
+) -> None:
+    padding = "x" * (65 * 1024)
+    with caplog.at_level(logging.DEBUG):
+        if as_json:
+            response = client.post(RESETS, json={"username": "jane", "padding": padding})
+        else:
+            response = client.post("/reset-password", data={"username": "jane", "padding": padding})
+    assert response.status_code == 413
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("rate limit" in message.lower() or "storage" in message.lower() for message in messages), messages
+    assert not any(record.exc_info for record in caplog.records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import request
+from werkzeug.exceptions import HTTPException
 
 from service.platform.text import USERNAME_MAX_LENGTH, normalise_username
 
@@ -17,11 +18,16 @@ def submitted_username() -> str:
 
     Missing and malformed names count under one shared key, so they are limited too.
     """
-    if request.is_json:
-        body = request.get_json(silent=True)
-        raw = body.get("username") if isinstance(body, dict) else None
-    else:
-        raw = request.form.get("username")
+    try:
+        if request.is_json:
+            body = request.get_json(silent=True)
+            raw = body.get("username") if isinstance(body, dict) else None
+        else:
+            raw = request.form.get("username")
+    except (HTTPException, RecursionError):
+        # A body too large (413), cut short or nested too deep: the view answers that error itself; raising here,
+        # inside Flask-Limiter, would only be logged as a storage failure and loosen the limits.
+        return "username:"
     if not isinstance(raw, str):
         return "username:"
     # Cut before normalising, exactly as the request is stored and later looked up: cutting
