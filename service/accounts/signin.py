@@ -47,18 +47,17 @@ def sign_in(session: DbSession, username: str, password: str, *, ip: str | None,
     """
     throttle = sign_in_throttle()
     throttle_key = account_throttle_key(normalise_username(username))
-    throttle.check(throttle_key)
-    account = find_account(session, username)
-    matched, new_hash = verify_password(password, account.password_hash if account else None)
-    temporary = None if matched else _matching_temporary_password(session, account, password, now)
-    if account is None or not account.is_active or not (matched or temporary):
-        throttle.record_failure(throttle_key)
-        if throttle.is_locked(throttle_key):
-            audit.record_event(
-                session, "sign_in.throttled", actor=audit.SELF, ip=ip, now=now, account=account,
-                details={"username": username},
-            )
-        return FAILED
+    with throttle.attempt(throttle_key) as attempt:
+        account = find_account(session, username)
+        matched, new_hash = verify_password(password, account.password_hash if account else None)
+        temporary = None if matched else _matching_temporary_password(session, account, password, now)
+        if account is None or not account.is_active or not (matched or temporary):
+            if attempt.failed():
+                audit.record_event(
+                    session, "sign_in.throttled", actor=audit.SELF, ip=ip, now=now, account=account,
+                    details={"username": username},
+                )
+            return FAILED
     if temporary is not None and not _use_temporary_password(session, account, temporary, ip=ip, now=now):
         return FAILED
     if matched and new_hash:
