@@ -20,6 +20,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from service.platform.clients import rate_limit_key_for_ip
 from service.platform.counters import count
 from service.platform.errors import RateLimited
 
@@ -165,7 +166,8 @@ def agent_throttle_key(username_key: str, ip: str | None) -> str:
     agent's generation, so `agents unlock` lifts every address's count at once.
     """
     generation = sign_in_throttle().generation(f"agent:{username_key}")
-    return f"sign-in:agent:{username_key}:{generation}:{ip or 'unknown'}"
+    # By /64 for IPv6, as every per-address limit: one customer's network is one address.
+    return f"sign-in:agent:{username_key}:{generation}:{rate_limit_key_for_ip(ip or 'unknown')}"
 
 
 def unlock_agent(username_key: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from flask import request
 from werkzeug.exceptions import HTTPException
 
@@ -11,6 +13,28 @@ from service.platform.text import USERNAME_MAX_LENGTH, normalise_username
 def client_ip() -> str:
     """The client's address as ProxyFix resolved it; never read from a header directly."""
     return request.remote_addr or "unknown"
+
+
+# One IPv6 customer is handed a whole /64 (RFC 6177): counted per address, they would have 2**64.
+IPV6_PREFIX = 64
+
+
+def rate_limit_key_for_ip(address: str) -> str:
+    """What per-address limits count by: an IPv4 address as it is, an IPv6 one by its /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
+
+
+def client_rate_limit_key() -> str:
+    """The per-address rate-limit key of this request's client (the audit trail keeps the full address)."""
+    return rate_limit_key_for_ip(client_ip())
 
 
 def submitted_username() -> str:
