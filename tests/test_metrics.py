@@ -287,3 +287,38 @@ def test_in_production_metrics_need_the_metrics_token(database_url: str) -> None
         for app in (closed_app, guarded_app):
             with app.app_context():
                 db.engine.dispose()
+
+
+# --- the outbox workers' own port ---------------------------------------------------------------
+
+
+def test_worker_metrics_bind_loopback_by_default_and_honour_the_token(database_url: str) -> None:
+    from service.platform.config import DEFAULTS
+    from service.platform.metrics import serve_worker_metrics
+
+    assert DEFAULTS["WORKER_METRICS_HOST"] == "127.0.0.1"
+    app = create_app(settings_for(database_url, METRICS_TOKEN="scrape-me-0123456789"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = serve_worker_metrics(app, port)
+    assert server is not None
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        url = f"http://127.0.0.1:{port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 404
+        refused.value.close()
+        with pytest.raises(urllib.error.HTTPError) as wrong:
+            urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "Bearer wrong"}), timeout=5)
+        assert wrong.value.code == 404
+        wrong.value.close()
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer scrape-me-0123456789"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert "resetdesk_outbox_deliveries" in answer.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()

@@ -74,6 +74,8 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_ENABLED": True,
     "METRICS_TOKEN": "",
     "WORKER_METRICS_PORT": 0,
+    # Loopback unless an operator opens it on purpose (a scraper on another host).
+    "WORKER_METRICS_HOST": "127.0.0.1",
     "CONTACT_EMAIL": "service@canadianinsulin.com",
     "CONTACT_PHONE": "1-844-560-7790",
     "CONTACT_FAX": "1-866-951-0118",
