@@ -83,6 +83,8 @@ class Account(Base):
     must_change_password: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[datetime | None]
+    # Set while the password is a used temporary one: unchanged past this, it stops working.
+    password_expires_at: Mapped[datetime | None]
 
     @property
     def is_active(self) -> bool:

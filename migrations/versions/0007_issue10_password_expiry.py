@@ -1,0 +1,24 @@
+"""accounts.password_expires_at: a temporary password that became the password stops working
+
+Revision ID: 0007_issue10_password_expiry
+Revises: 0006_sessions_quotas
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = "0007_issue10_password_expiry"
+down_revision = "0006_sessions_quotas"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("password_expires_at", sa.DateTime(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("password_expires_at")
