@@ -7,6 +7,8 @@ Revises: 0006_sessions_quotas
 from alembic import op
 import sqlalchemy as sa
 
+from service.models import UTCDateTime
+
 
 revision = "0007_issue10_password_expiry"
 down_revision = "0006_sessions_quotas"
@@ -16,7 +18,7 @@ depends_on = None
 
 def upgrade():
     with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("password_expires_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("password_expires_at", UTCDateTime(), nullable=True))
 
 
 def downgrade():
