@@ -22,10 +22,8 @@ max_requests_jitter = 1000
 control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
-access_log_format = (
-    '{"remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":%(B)s,'
-    '"duration_ms":%(M)s,"request_id":"%({x-request-id}o)s","agent":"%(a)s"}'
-)
+# JSON access lines with the path's reset tokens replaced and no query string (see the class).
+logger_class = "service.platform.accesslog.JsonAccessLogger"
 
 # Metrics from every worker add up in one scrape when they share a directory.
 _own_metrics_dir = None

@@ -26,6 +26,7 @@ from service.platform.extensions import csrf, db, limiter, mail, migrate
 from service.platform.headers import register_security_headers
 from service.platform.health import health
 from service.platform.i18n import register_i18n
+from service.platform.inputs import register_input_checks
 from service.platform.logs import configure_logging
 from service.platform.metrics import register_metrics
 from service.platform.requestids import register_request_ids
@@ -64,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, environ: Mapping[str,
     register_i18n(app, PROJECT_ROOT / "translations")
     configure_logging(app)
     register_request_ids(app)
+    register_input_checks(app)
     register_app_metrics(app)
     register_blueprints(app)
     register_template_filters(app)

@@ -88,6 +88,8 @@ class Account(Base):
     # Frozen: no sign-in and no reset mail until an agent unfreezes it ("this wasn't me", fraud).
     frozen_at: Mapped[datetime | None]
     frozen_reason: Mapped[str | None] = mapped_column(String(200))
+    # Set while the password is a used temporary one: unchanged past this, it stops working.
+    password_expires_at: Mapped[datetime | None]
 
     @property
     def is_active(self) -> bool:

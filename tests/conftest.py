@@ -63,6 +63,15 @@ def test_settings(database_url: str, **overrides: Any) -> dict[str, Any]:
     }
 
 
+# What production insists on beyond the secrets: an SMTP server and a shared rate-limit store.
+# Nothing listens on port 9 of loopback, so a test that reaches them sees them down at once.
+PRODUCTION_SERVICES: dict[str, Any] = {
+    "MAIL_SERVER": "127.0.0.1",
+    "MAIL_PORT": 9,
+    "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:9/0",
+}
+
+
 def reset_postgresql(url: str) -> None:
     """Start from an empty schema, as if the database were new."""
     import sqlalchemy

@@ -27,6 +27,7 @@ def replace_password_hash(
     now: datetime,
     via: str,
     must_change: bool = False,
+    expires_at: datetime | None = None,
 ) -> None:
     """Everything a password change does, by any route; the caller commits.
 
@@ -36,6 +37,8 @@ def replace_password_hash(
     account.password_hash = password_hash
     account.password_changed_at = now
     account.must_change_password = must_change
+    # Only a temporary password expires; any other change makes the password the owner's for good.
+    account.password_expires_at = expires_at
     revoke_pending_resets(session, account, now)
     audit.record_event(
         session, "password.changed", actor=actor, ip=ip, now=now, account=account, details={"via": via}

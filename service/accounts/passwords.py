@@ -17,6 +17,8 @@ from service.platform.errors import FieldError, WeakPassword
 from service.platform.i18n import current_language
 
 PASSWORD_MAX_LENGTH = 256
+# bcrypt reads at most this many bytes of a password; older libraries silently ignored the rest.
+BCRYPT_MAX_BYTES = 72
 
 # Schemes a shop's older systems used; verified once, then rehashed to argon2id.
 LEGACY_SCHEMES = [
@@ -83,6 +85,9 @@ def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str |
     if not stored_hash or context.identify(stored_hash, required=False) is None:
         context.dummy_verify()
         return False, None
+    scheme = context.identify(stored_hash)
+    if scheme != "argon2":
+        return _verify_legacy(context, scheme, password, stored_hash)
     try:
         matched, new_hash = context.verify_and_update(normalise_password(password), stored_hash)
     except ValueError:
@@ -90,12 +95,34 @@ def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str |
         # matches nothing; passlib raises ValueError for it rather than answering False.
         context.dummy_verify()
         return False, None
-    if not matched and context.identify(stored_hash) != "argon2":
-        # A legacy hash (from an import, until its first sign-in) is cheaper to check than
-        # argon2id; spend an argon2id's worth too, so a wrong password for such an account
-        # costs at least what one for a missing username does.
-        context.dummy_verify()
     return matched, new_hash
+
+
+def legacy_candidates(password: str, scheme: str) -> list[str | bytes]:
+    """What an older system may have hashed for this password: the password as typed (its
+    hash was made from the bytes people typed, not a normal form), then its NFKC form; for
+    bcrypt, cut to bcrypt's 72 bytes, as every old system did (bcrypt 5 refuses longer)."""
+    forms = list(dict.fromkeys([password, normalise_password(password)]))
+    if scheme != "bcrypt":
+        return list(forms)
+    return list(dict.fromkeys(form.encode()[:BCRYPT_MAX_BYTES] for form in forms))
+
+
+def _verify_legacy(context: CryptContext, scheme: str, password: str, stored_hash: str) -> tuple[bool, str | None]:
+    """Check an imported hash against each form its system may have hashed; on a match the
+    password is rehashed to argon2id the way new passwords are (from its NFKC form)."""
+    try:
+        matched = any(context.verify(candidate, stored_hash) for candidate in legacy_candidates(password, scheme))
+    except ValueError:
+        context.dummy_verify()
+        return False, None
+    if matched:
+        return True, hash_password(password)
+    # A legacy hash (from an import, until its first sign-in) is cheaper to check than
+    # argon2id; spend an argon2id's worth too, so a wrong password for such an account
+    # costs at least what one for a missing username does.
+    context.dummy_verify()
+    return False, None
 
 
 @cache
@@ -113,8 +140,10 @@ def password_problems(
     min_score: int,
 ) -> list[str]:
     """What is wrong with a new password, in plain words; empty when it is acceptable."""
+    # Length is what the person typed: code points of the NFC form (composed accents count
+    # once), not of NFKC, which turns one character such as U+FDFA into eighteen.
+    length = len(unicodedata.normalize("NFC", password))
     password = normalise_password(password)
-    length = len(password)
     if length < min_length:
         return [_("Use at least %(minimum)d characters; this one has %(length)d.", minimum=min_length, length=length)]
     if length > PASSWORD_MAX_LENGTH:

@@ -51,19 +51,21 @@ def sign_in(session: DbSession, username: str, password: str, *, ip: str | None,
     """
     throttle = sign_in_throttle()
     throttle_key = account_throttle_key(normalise_username(username))
-    throttle.check(throttle_key)
-    account = find_account(session, username)
-    matched, new_hash = verify_password(password, account.password_hash if account else None)
-    temporary = None if matched else _matching_temporary_password(session, account, password, now)
-    if account is None or not account.is_active or not (matched or temporary):
-        throttle.record_failure(throttle_key)
-        if throttle.is_locked(throttle_key):
-            audit.record_event(
-                session, "sign_in.throttled", actor=audit.SELF, ip=ip, now=now, account=account,
-                # Nothing typed is kept: the account link, or a keyed hash for no account.
-                details={} if account is not None else {"username_hash": username_hash(username)},
-            )
-        return FAILED
+    with throttle.attempt(throttle_key) as attempt:
+        account = find_account(session, username)
+        matched, new_hash = verify_password(password, account.password_hash if account else None)
+        temporary = None if matched else _matching_temporary_password(session, account, password, now)
+        if matched and account is not None and _password_expired(account, now):
+            # A temporary password, used but never changed, past its lifetime: ask again.
+            matched, new_hash = False, None
+        if account is None or not account.is_active or not (matched or temporary):
+            if attempt.failed():
+                audit.record_event(
+                    session, "sign_in.throttled", actor=audit.SELF, ip=ip, now=now, account=account,
+                    # Nothing typed is kept: the account link, or a keyed hash for no account.
+                    details={} if account is not None else {"username_hash": username_hash(username)},
+                )
+            return FAILED
     if account.is_frozen:
         # The right password for a frozen account: say so (a wrong one fails like any other).
         raise AccountFrozen(_("This account is frozen. Call customer service to have it unfrozen."))
@@ -72,6 +74,11 @@ def sign_in(session: DbSession, username: str, password: str, *, ip: str | None,
     if matched and new_hash:
         account.password_hash = new_hash
     return SignIn(account=account, must_change_password=account.must_change_password)
+
+
+def _password_expired(account: Account, now: datetime) -> bool:
+    """Whether the account's password is a used temporary one past its lifetime."""
+    return account.password_expires_at is not None and now >= account.password_expires_at
 
 
 def _matching_temporary_password(
@@ -111,7 +118,7 @@ def _use_temporary_password(
         return False
     replace_password_hash(
         session, account, reset.secret_hash, actor=audit.SELF, ip=ip, now=now,
-        via="temporary_password", must_change=True,
+        via="temporary_password", must_change=True, expires_at=reset.expires_at,
     )
     return True
 

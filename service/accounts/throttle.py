@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -18,11 +20,23 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from service.platform.clients import rate_limit_key_for_ip
 from service.platform.counters import count
 from service.platform.errors import RateLimited
 
 WINDOW_MINUTES = 15
 RETRY_SHARED_STORAGE_AFTER = 30.0
+# Far longer than the window, so a generation never lapses back to one whose failures still count.
+GENERATION_SECONDS = 30 * 24 * 3600
+
+# An attempt in progress holds its slot this long at most (a crashed process's slot lapses).
+IN_FLIGHT_SECONDS = 300
+
+T = TypeVar("T")
+
+
+def _in_flight(key: str) -> str:
+    return f"in-flight:{key}"
 
 log = logging.getLogger(__name__)
 
@@ -47,42 +61,92 @@ class SignInThrottle:
             return self._shared_limiter
         return self._local_limiter
 
-    def _run(self, method: str, key: str) -> Any:
+    def _run(self, call: Callable[[MovingWindowRateLimiter], T]) -> T:
         limiter = self._limiter()
         try:
-            return getattr(limiter, method)(self.item, key)
+            return call(limiter)
         except StorageError as error:
             if limiter is self._local_limiter:
                 raise
             log.warning("throttle storage failed (%s); counting in memory for now", error)
             self._shared_down_since = time.monotonic()
-            return getattr(self._local_limiter, method)(self.item, key)
+            return call(self._local_limiter)
 
     def is_locked(self, key: str) -> bool:
         """True while the key has used up its failures in the window."""
-        return not self._run("test", key)
+        return not self._run(lambda limiter: limiter.test(self.item, key))
 
     def seconds_until_unlocked(self, key: str) -> int:
         """How long until the oldest failure leaves the window."""
-        reset_at, _remaining = self._run("get_window_stats", key)
+        reset_at, _remaining = self._run(lambda limiter: limiter.get_window_stats(self.item, key))
         return max(1, int(reset_at - time.time()) + 1)
 
+    def _refuse(self, key: str) -> RateLimited:
+        count("throttled")
+        return RateLimited(
+            _("Too many wrong passwords for this username. Try again later, or call customer service."),
+            retry_after=self.seconds_until_unlocked(key),
+        )
+
     def check(self, key: str) -> None:
-        """Raise RateLimited while the key is locked."""
+        """Raise RateLimited while the key is locked (a look only; `attempt` is what counts)."""
         if self.is_locked(key):
-            count("throttled")
-            raise RateLimited(
-                _("Too many wrong passwords for this username. Try again later, or call customer service."),
-                retry_after=self.seconds_until_unlocked(key),
-            )
+            raise self._refuse(key)
+
+    @contextmanager
+    def attempt(self, key: str) -> Iterator[Attempt]:
+        """Hold one of the key's allowed attempts while its password is checked, or raise RateLimited.
+
+        Deciding and counting are one step: an attempt takes a slot in an atomic counter of
+        attempts in progress, and goes ahead only while failures plus attempts in progress stay
+        within the limit. So simultaneous guesses cannot all pass one look taken before any of
+        them was counted. The slot is given back when the attempt ends; `Attempt.failed` first
+        counts a wrong password, so a right one costs nothing.
+        """
+        if not self._run(lambda limiter: self._reserve(limiter, key)):
+            raise self._refuse(key)
+        try:
+            yield Attempt(self, key)
+        finally:
+            self._run(lambda limiter: limiter.storage.incr(_in_flight(key), IN_FLIGHT_SECONDS, -1))
+
+    def _reserve(self, limiter: MovingWindowRateLimiter, key: str) -> bool:
+        # incr is atomic in every storage: each attempt sees every other one still in progress.
+        # A count lost to expiry can go below zero; never let that widen the allowance.
+        in_progress = max(1, limiter.storage.incr(_in_flight(key), IN_FLIGHT_SECONDS))
+        _reset_at, remaining = limiter.get_window_stats(self.item, key)
+        if in_progress <= remaining:
+            return True
+        limiter.storage.incr(_in_flight(key), IN_FLIGHT_SECONDS, -1)
+        return False
 
     def record_failure(self, key: str) -> None:
         """Count one wrong password."""
-        self._run("hit", key)
+        self._run(lambda limiter: limiter.hit(self.item, key))
 
     def unlock(self, key: str) -> None:
         """Forget the failures, as an agent's unlock does."""
-        self._run("clear", key)
+        self._run(lambda limiter: limiter.clear(self.item, key))
+
+    def generation(self, name: str) -> int:
+        """A counter that `new_generation` moves on; keys that embed it are all dropped at once."""
+        return int(self._run(lambda limiter: limiter.storage.get(f"throttle-generation:{name}")))
+
+    def new_generation(self, name: str) -> None:
+        """Move a generation on, so every key made with the old one is forgotten together."""
+        self._run(lambda limiter: limiter.storage.incr(f"throttle-generation:{name}", GENERATION_SECONDS))
+
+
+class Attempt:
+    """One sign-in attempt holding its slot; `failed` counts its wrong password."""
+
+    def __init__(self, throttle: SignInThrottle, key: str) -> None:
+        self._throttle, self._key = throttle, key
+
+    def failed(self) -> bool:
+        """Count the wrong password; True when it is the one that locks the key."""
+        self._throttle.record_failure(self._key)
+        return self._throttle.is_locked(self._key)
 
 
 def sign_in_throttle() -> SignInThrottle:
@@ -96,6 +160,17 @@ def account_throttle_key(username_key: str) -> str:
     return f"sign-in:account:{username_key}"
 
 
-def agent_throttle_key(username_key: str) -> str:
-    """The throttle key of a support agent's username."""
-    return f"sign-in:agent:{username_key}"
+def agent_throttle_key(username_key: str, ip: str | None) -> str:
+    """The throttle key of a support agent's username from one client address.
+
+    Per address, so strangers guessing cannot lock an agent out from everywhere; with the
+    agent's generation, so `agents unlock` lifts every address's count at once.
+    """
+    generation = sign_in_throttle().generation(f"agent:{username_key}")
+    # By /64 for IPv6, as every per-address limit: one customer's network is one address.
+    return f"sign-in:agent:{username_key}:{generation}:{rate_limit_key_for_ip(ip or 'unknown')}"
+
+
+def unlock_agent(username_key: str) -> None:
+    """Lift an agent's sign-in throttle from every address."""
+    sign_in_throttle().new_generation(f"agent:{username_key}")

@@ -28,7 +28,11 @@ def json_object() -> dict[str, Any]:
     """The request's JSON object, or a 415/400 problem explaining what is wrong with it."""
     if not request.is_json:
         raise UnsupportedMediaType("Set Content-Type: application/json and send a JSON object.")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        # Nesting deeper than the parser's recursion limit (`[[[[...`) is not a body we accept.
+        body = None
     if body is None:
         raise MalformedJson("The body could not be parsed as JSON.")
     if not isinstance(body, dict):

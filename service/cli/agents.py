@@ -1,4 +1,4 @@
-"""`agents create|list|disable`: the support agents who use the console."""
+"""`agents create|list|disable|set-password|unlock`: the support agents who use the console."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from service.cli.common import fail, read_password_from_stdin
 from service.platform.clock import utcnow
 from service.platform.errors import ServiceError
 from service.platform.extensions import db
-from service.support.agents import create_agent, disable_agent, list_agents
+from service.support.agents import create_agent, disable_agent, list_agents, set_agent_password, unlock_agent_sign_in
 
 agents_cli = AppGroup("agents", help="Support agents who use the console.")
 
@@ -45,3 +45,30 @@ def agents_disable(username: str) -> None:
         raise click.ClickException(f"No active agent named {username!r}.")
     db.session.commit()
     click.echo(f"Disabled agent {username}.")
+
+
+@agents_cli.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
+def agents_set_password(username: str, password_stdin: bool) -> None:
+    """Set an agent's password (a forgotten one, or one created without)."""
+    password = read_password_from_stdin()
+    try:
+        agent = set_agent_password(db.session, username, password, now=utcnow())
+    except ServiceError as error:
+        fail(error)
+    if agent is None:
+        raise click.ClickException(f"No agent named {username!r}.")
+    db.session.commit()
+    click.echo(f"Set the password of agent {agent.username}.")
+
+
+@agents_cli.command("unlock")
+@click.argument("username")
+def agents_unlock(username: str) -> None:
+    """Lift an agent's console sign-in throttle, from every address."""
+    agent = unlock_agent_sign_in(db.session, username, now=utcnow())
+    if agent is None:
+        raise click.ClickException(f"No agent named {username!r}.")
+    db.session.commit()
+    click.echo(f"Unlocked agent {agent.username}.")

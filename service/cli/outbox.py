@@ -39,8 +39,9 @@ def outbox_run(once: bool, heartbeat: Path | None) -> None:
         signal.signal(signal_number, lambda *_: dispatcher.stop())
     metrics_port = current_app.config["WORKER_METRICS_PORT"]
     if metrics_port:
-        serve_worker_metrics(current_app._get_current_object(), metrics_port)  # type: ignore[attr-defined]
-        click.echo(f"Metrics on :{metrics_port}/metrics.")
+        host = current_app.config["WORKER_METRICS_HOST"]
+        serve_worker_metrics(current_app._get_current_object(), metrics_port, host)  # type: ignore[attr-defined]
+        click.echo(f"Metrics on {host}:{metrics_port}/metrics.")
     click.echo("Outbox worker running; SIGTERM or Ctrl-C stops it after the message in flight.")
     dispatcher.run_forever()
     click.echo("Outbox worker stopped.")

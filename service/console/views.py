@@ -35,6 +35,9 @@ console.after_request(refresh_agent_session)
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# Page numbers longer than this are no page anyone reached (and int() refuses 4,300+ digits).
+PAGE_DIGITS = 6
+
 # The buttons on an account page: what each asks and what it does.
 ACTIONS = {
     "reset-link": _l("Send a reset link"),
@@ -110,7 +113,7 @@ def search() -> str | tuple[str, int]:
     if query:
         found = actions.search_accounts(
             db.session, query, actor=actor(), ip=client_ip(), now=utcnow(),
-            page=int(page) if page.isascii() and page.isdigit() else 1,
+            page=int(page) if page.isascii() and page.isdigit() and len(page) <= PAGE_DIGITS else 1,
         )
     db.session.commit()
     return render_template("support/search.html", query=query, found=found, sign_out_form=SignOutForm())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from flask import request
+from werkzeug.exceptions import HTTPException
 
 from service.platform.text import USERNAME_MAX_LENGTH, normalise_username
 
@@ -12,16 +15,43 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
+# One IPv6 customer is handed a whole /64 (RFC 6177): counted per address, they would have 2**64.
+IPV6_PREFIX = 64
+
+
+def rate_limit_key_for_ip(address: str) -> str:
+    """What per-address limits count by: an IPv4 address as it is, an IPv6 one by its /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
+
+
+def client_rate_limit_key() -> str:
+    """The per-address rate-limit key of this request's client (the audit trail keeps the full address)."""
+    return rate_limit_key_for_ip(client_ip())
+
+
 def submitted_username() -> str:
     """The normalised username in a JSON body or form, so one name is limited however spelt.
 
     Missing and malformed names count under one shared key, so they are limited too.
     """
-    if request.is_json:
-        body = request.get_json(silent=True)
-        raw = body.get("username") if isinstance(body, dict) else None
-    else:
-        raw = request.form.get("username")
+    try:
+        if request.is_json:
+            body = request.get_json(silent=True)
+            raw = body.get("username") if isinstance(body, dict) else None
+        else:
+            raw = request.form.get("username")
+    except (HTTPException, RecursionError):
+        # A body too large (413), cut short or nested too deep: the view answers that error itself; raising here,
+        # inside Flask-Limiter, would only be logged as a storage failure and loosen the limits.
+        return "username:"
     if not isinstance(raw, str):
         return "username:"
     # Cut before normalising, exactly as the request is stored and later looked up: cutting

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
 import re
@@ -12,8 +14,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
+from limits import parse_many
 
 ENVIRONMENTS = ("development", "production", "testing")
+# The rate-limit settings that hold a limit string (Flask-Limiter's notation, "10/minute;100/hour").
+LIMIT_SETTINGS = ("RATELIMIT_RESET_PER_IP", "RATELIMIT_RESET_PER_USERNAME", "RATELIMIT_TOKEN_PER_IP", "RATELIMIT_PAGES_PER_IP")
+WEBHOOK_SECRET_PREFIX = "whsec_"
 RESET_METHODS = ("link", "temporary_password")
 DISPATCH_MODES = ("inline", "external")
 
@@ -72,6 +78,8 @@ DEFAULTS: dict[str, Any] = {
     "RETAIN_OUTBOX_DAYS": 30,
     "RETAIN_AUDIT_DAYS": 365,
     "HOUSEKEEPING_INTERVAL_SECONDS": 3600,
+    # Loopback unless an operator opens it on purpose (a scraper on another host).
+    "WORKER_METRICS_HOST": "127.0.0.1",
     "CONTACT_EMAIL": "service@canadianinsulin.com",
     "CONTACT_PHONE": "1-844-560-7790",
     "CONTACT_FAX": "1-866-951-0118",
@@ -146,6 +154,17 @@ def _check(settings: dict[str, Any]) -> None:
             )
         if settings["PASSWORD_HASH_CHEAP"]:
             raise ConfigError("PASSWORD_HASH_CHEAP is for tests only: unset it in production.")
+        if not settings["MAIL_SERVER"]:
+            # Without a server, mail is written to the log: reset links and temporary passwords with it.
+            raise ConfigError(
+                "MAIL_SERVER is not set: set it (and MAIL_PORT, MAIL_USERNAME, MAIL_PASSWORD as your "
+                "SMTP server needs) so mail is sent instead of written to the log."
+            )
+        if settings["RATELIMIT_STORAGE_URI"].strip().lower().startswith("memory://"):
+            raise ConfigError(
+                "RATELIMIT_STORAGE_URI is memory://, which each process counts alone: set it to a shared "
+                "store such as redis://redis-host:6379/0."
+            )
     if settings["PASSWORD_MIN_LENGTH"] < PASSWORD_MIN_LENGTH_FLOOR:
         raise ConfigError(
             f"PASSWORD_MIN_LENGTH must be at least {PASSWORD_MIN_LENGTH_FLOOR}, "
@@ -157,6 +176,10 @@ def _check(settings: dict[str, Any]) -> None:
         raise ConfigError(f"RESET_METHOD must be link or temporary_password, not {settings['RESET_METHOD']!r}.")
     if settings["OUTBOX_DISPATCH"] not in DISPATCH_MODES:
         raise ConfigError(f"OUTBOX_DISPATCH must be inline or external, not {settings['OUTBOX_DISPATCH']!r}.")
+    for name in LIMIT_SETTINGS:
+        _check_limit(name, settings[name])
+    if settings["WEBHOOK_SECRET"]:
+        _check_webhook_secret(settings["WEBHOOK_SECRET"])
     if settings["WEBHOOK_URLS"] and not settings["WEBHOOK_SECRET"]:
         raise ConfigError("WEBHOOK_URLS is set but WEBHOOK_SECRET is not: set a shared secret to sign webhooks with.")
     for url in settings["WEBHOOK_URLS"]:
@@ -186,6 +209,33 @@ def _check(settings: dict[str, Any]) -> None:
     base = urlsplit(settings["PUBLIC_BASE_URL"] or "http://localhost:5000")
     if base.scheme not in ("http", "https") or not base.hostname:
         raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) origin, not {settings['PUBLIC_BASE_URL']!r}.")
+
+
+def _check_limit(name: str, value: Any) -> None:
+    """Refuse a limit string Flask-Limiter could not parse: it would turn that limit off."""
+    try:
+        limits = parse_many(value) if isinstance(value, str) and value.strip() else []
+    except ValueError:
+        limits = []
+    if not limits:
+        raise ConfigError(f"{name} must be a rate limit such as 10/minute or 10/minute;100/hour, not {value!r}.")
+
+
+def _check_webhook_secret(secret: str) -> None:
+    """Refuse a secret that is not a Standard Webhooks one: `whsec_` and the base64 of a key."""
+    key = b""
+    if secret.startswith(WEBHOOK_SECRET_PREFIX):
+        try:
+            key = base64.b64decode(secret[len(WEBHOOK_SECRET_PREFIX):], validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+    if len(key) < 24:
+        raise ConfigError(
+            "WEBHOOK_SECRET is not a Standard Webhooks secret: set it to whsec_ and the base64 of a random key "
+            "of at least 24 bytes, for "
+            "example the output of `python -c 'import base64, secrets; "
+            "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())'`."
+        )
 
 
 def _derive(settings: dict[str, Any], instance_path: Path) -> None:

@@ -7,12 +7,12 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 
-from service.platform.clients import client_ip
+from service.platform.clients import client_rate_limit_key
 from service.platform.modelbase import Base
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 mail = Mail()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=client_ip)
+limiter = Limiter(key_func=client_rate_limit_key)
 babel = Babel()

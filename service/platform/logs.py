@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from flask import Flask
 
+from service.platform.accesslog import redact_development_server_log
 from service.platform.requestids import current_request_id
 
 
@@ -41,6 +42,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 def configure_logging(app: Flask) -> None:
     """Send the service's logs to standard error in the configured format (not under tests,
     where pytest captures them)."""
+    redact_development_server_log()
     if app.config["TESTING"]:
         return
     handler = logging.StreamHandler()

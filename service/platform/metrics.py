@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from flask import Flask, Response, abort, g, request
 from prometheus_client import (
@@ -17,7 +21,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -51,20 +55,51 @@ class ServiceMetrics:
         return [self.requests, self.latency, self.resets, self.mail, self.throttled]
 
 
-def metrics_reader_allowed(app_env: str, token: str) -> bool:
+def reader_allowed(app_env: str, token: str, authorization: str) -> bool:
     """Open on a laptop and under tests; in production, a `Bearer METRICS_TOKEN` is required
-    (and without a token set, nobody may read them over HTTP)."""
+    (and without a token set, nobody may read them over HTTP). Set, the token is always required."""
     if app_env != "production" and not token:
         return True
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, presented = authorization.partition(" ")
     return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip(), token)
 
 
-def serve_worker_metrics(app: Flask, port: int) -> None:
-    """Serve this process's metrics on their own port: an outbox worker has no web routes."""
+def metrics_reader_allowed(app_env: str, token: str) -> bool:
+    """Whether this request may read /metrics (see `reader_allowed`)."""
+    return reader_allowed(app_env, token, request.headers.get("Authorization", ""))
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def guarded_metrics_app(registry: CollectorRegistry, *, app_env: str, token: str) -> WsgiApp:
+    """A WSGI app serving the registry to readers `reader_allowed` lets in, 404 to anyone else."""
+    metrics_app = make_wsgi_app(registry)
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not reader_allowed(app_env, token, environ.get("HTTP_AUTHORIZATION", "")):
+            start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+            return [b"Not Found\n"]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    return guarded
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes every few seconds: not worth a line
+        pass
+
+
+def serve_worker_metrics(app: Flask, port: int, host: str = "127.0.0.1") -> WSGIServer | None:
+    """Serve this process's metrics on their own port (an outbox worker has no web routes), on
+    loopback unless told otherwise, and to METRICS_TOKEN holders as /metrics is."""
     registry = app.extensions.get("resetdesk.metrics_registry")
-    if registry is not None and port:
-        start_http_server(port, registry=registry)
+    if registry is None or not port:
+        return None
+    guarded = guarded_metrics_app(registry, app_env=app.config["APP_ENV"], token=app.config["METRICS_TOKEN"])
+    server = make_server(host, port, guarded, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
+    return server
 
 
 def register_metrics(app: Flask) -> None:

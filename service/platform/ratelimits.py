@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from flask import current_app
 
-from service.platform.clients import client_ip, submitted_username
+from service.platform.clients import client_rate_limit_key, submitted_username
 from service.platform.extensions import limiter
 
 
@@ -19,10 +19,10 @@ def _setting(name: str) -> Callable[[], str]:
 
 
 reset_request_per_ip = limiter.shared_limit(
-    _setting("RATELIMIT_RESET_PER_IP"), scope="reset-request-ip", key_func=client_ip
+    _setting("RATELIMIT_RESET_PER_IP"), scope="reset-request-ip", key_func=client_rate_limit_key
 )
 reset_request_per_username = limiter.shared_limit(
     _setting("RATELIMIT_RESET_PER_USERNAME"), scope="reset-request-username", key_func=submitted_username
 )
-token_per_ip = limiter.shared_limit(_setting("RATELIMIT_TOKEN_PER_IP"), scope="token-ip", key_func=client_ip)
-page_per_ip = limiter.shared_limit(_setting("RATELIMIT_PAGES_PER_IP"), scope="page-ip", key_func=client_ip)
+token_per_ip = limiter.shared_limit(_setting("RATELIMIT_TOKEN_PER_IP"), scope="token-ip", key_func=client_rate_limit_key)
+page_per_ip = limiter.shared_limit(_setting("RATELIMIT_PAGES_PER_IP"), scope="page-ip", key_func=client_rate_limit_key)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from service.accounts.passwords import check_new_password, hash_password, verify_password
-from service.accounts.throttle import agent_throttle_key, sign_in_throttle
+from service.accounts.throttle import agent_throttle_key, sign_in_throttle, unlock_agent
 from service.accounts.usernames import email_problem, username_problem
 from service.events import audit
 from service.models import AccountStatus, Agent
@@ -73,6 +73,32 @@ def disable_agent(session: DbSession, username: str, *, now: datetime) -> bool:
     return True
 
 
+def set_agent_password(session: DbSession, username: str, password: str, *, now: datetime) -> Agent | None:
+    """Give an agent a new password (a forgotten one, or one created without); ends their open
+    console sessions. Returns None when no agent has that name; the caller commits."""
+    agent = find_agent(session, username)
+    if agent is None:
+        return None
+    check_new_password(password, username=agent.username, email=agent.email)
+    agent.password_hash = hash_password(password)
+    end_agent_sessions(session, agent, now=now)
+    audit.record_event(
+        session, "agent.password_set", actor=audit.CLI, ip=None, now=now, details={"agent": agent.username}
+    )
+    return agent
+
+
+def unlock_agent_sign_in(session: DbSession, username: str, *, now: datetime) -> Agent | None:
+    """Lift an agent's console sign-in throttle from every address; audited. None when no agent
+    has that name; the caller commits."""
+    agent = find_agent(session, username)
+    if agent is None:
+        return None
+    unlock_agent(agent.username_key)
+    audit.record_event(session, "agent.unlocked", actor=audit.CLI, ip=None, now=now, details={"agent": agent.username})
+    return agent
+
+
 def sign_in_agent(session: DbSession, username: str, password: str, *, ip: str | None, now: datetime) -> Agent | None:
     """Check an agent's password, throttled like customers' and at the same cost.
 
@@ -80,18 +106,18 @@ def sign_in_agent(session: DbSession, username: str, password: str, *, ip: str |
     either way. Raises RateLimited while throttled.
     """
     throttle = sign_in_throttle()
-    throttle_key = agent_throttle_key(normalise_username(username))
-    throttle.check(throttle_key)
-    agent = find_agent(session, username)
-    matched, new_hash = verify_password(password, agent.password_hash if agent else None)
-    if agent is None or agent.status != AccountStatus.ACTIVE or not matched:
-        throttle.record_failure(throttle_key)
-        # Someone guessing agents' passwords (or locking them out) leaves a trace.
-        audit.record_event(
-            session, "agent.sign_in_failed", actor=audit.agent_actor(username.strip()[:150]), ip=ip, now=now,
-            details={"known_agent": agent is not None},
-        )
-        return None
+    throttle_key = agent_throttle_key(normalise_username(username), ip)
+    with throttle.attempt(throttle_key) as attempt:
+        agent = find_agent(session, username)
+        matched, new_hash = verify_password(password, agent.password_hash if agent else None)
+        if agent is None or agent.status != AccountStatus.ACTIVE or not matched:
+            attempt.failed()
+            # Someone guessing agents' passwords (or locking them out) leaves a trace.
+            audit.record_event(
+                session, "agent.sign_in_failed", actor=audit.agent_actor(username.strip()[:150]), ip=ip, now=now,
+                details={"known_agent": agent is not None},
+            )
+            return None
     if new_hash:
         agent.password_hash = new_hash
     agent.last_sign_in_at = now

@@ -19,6 +19,7 @@ from service.access.apikeys import revoke_api_key
 from service.models import Account
 from service.platform.clock import utcnow
 from service.platform.extensions import db
+from tests.accounts.test_usernames import MALFORMED_BUT_PLAUSIBLE
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
@@ -168,6 +169,23 @@ def test_validation_errors_name_each_field(
     problem = assert_problem(post(client, ACCOUNTS, body, client_key), 400, "validation_failed")
     assert [error["field"] for error in problem["errors"]] == fields
     assert all(isinstance(error["message"], str) and error["message"] for error in problem["errors"])
+
+
+@pytest.mark.parametrize("email", MALFORMED_BUT_PLAUSIBLE)
+def test_malformed_addresses_are_a_400_and_create_nothing(
+    app: Flask, client: FlaskClient, client_key: dict[str, str], email: str
+) -> None:
+    problem = assert_problem(post(client, ACCOUNTS, {"username": "jane", "email": email}, client_key), 400, "validation_failed")
+    assert [error["field"] for error in problem["errors"]] == ["email"]
+    with app.app_context():
+        assert db.session.scalar(select(Account)) is None
+
+
+@pytest.mark.parametrize("email", MALFORMED_BUT_PLAUSIBLE)
+def test_malformed_agent_addresses_are_a_400(client: FlaskClient, make_key: Callable[[str], dict[str, str]], email: str) -> None:
+    response = client.post("/api/v1/admin/agents", json={"username": "alice", "email": email}, headers=make_key("admin"))
+    problem = assert_problem(response, 400, "validation_failed")
+    assert [error["field"] for error in problem["errors"]] == ["email"]
 
 
 # --- POST /auth/verify ------------------------------------------------------------------------
@@ -481,11 +499,11 @@ def test_unstorable_characters_in_a_field_are_a_400_naming_it(
     assert [error["field"] for error in body["errors"]] == ["username"]
 
 
-def test_a_nul_in_the_path_username_is_invalid_credentials(client: FlaskClient, client_key: dict[str, str]) -> None:
+def test_a_nul_in_the_path_username_is_400(client: FlaskClient, client_key: dict[str, str]) -> None:
     response = post(
         client, change_url("ja%00ne"), {"current_password": STRONG_PASSWORD, "new_password": OTHER_STRONG_PASSWORD}, client_key
     )
-    assert_problem(response, 401, "invalid_credentials")
+    assert_problem(response, 400, "invalid_input")
 
 
 @pytest.mark.parametrize("url", API_URLS)

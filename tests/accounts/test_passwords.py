@@ -112,20 +112,20 @@ def test_a_lower_minimum_score_accepts_what_the_default_refuses() -> None:
     assert problems("1234567890123456", min_score=0) == []
 
 
-def test_length_is_counted_after_nfkc_for_the_minimum() -> None:
-    # "e" + combining acute is two code points but one character after NFKC.
+def test_length_counts_composed_characters_once() -> None:
+    # "e" + combining acute is two code points but one character in NFC.
     password = "e\u0301" * 14
     assert len(password) == 28
     result = problems(password)
     assert result and "at least 15 characters; this one has 14" in result[0]
 
 
-def test_length_is_counted_after_nfkc_for_the_maximum() -> None:
-    # "㎏" is one code point, two characters ("kg") after NFKC.
-    password = "\u338f" * 130
-    assert len(password) == 130
-    result = problems(password)
-    assert result and f"at most {PASSWORD_MAX_LENGTH} characters; this one has 260" in result[0]
+def test_length_is_what_was_typed_not_what_nfkc_expands_it_to() -> None:
+    # U+FDFA is one character that NFKC expands into eighteen.
+    result = problems("\ufdfa")
+    assert result and "at least 15 characters; this one has 1" in result[0]
+    # "㎏" is one character typed, two ("kg") after NFKC: 130 of them are 130, not 260.
+    assert not any("at most" in problem for problem in problems("\u338f" * 130))
 
 
 def test_fullwidth_letters_count_as_their_ascii_forms() -> None:
@@ -229,6 +229,40 @@ def test_a_legacy_hash_verifies_and_comes_back_as_argon2id(crypt_app: Flask, sch
 def test_a_legacy_hash_refuses_a_wrong_password(crypt_app: Flask, scheme: str) -> None:
     legacy = LEGACY_HASHERS[scheme].hash(STRONG_PASSWORD)
     assert verify_password("purple elephants juggle quietly", legacy) == (False, None)
+
+
+@pytest.mark.parametrize("scheme", ["bcrypt", "pbkdf2_sha256", "md5_crypt"])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "correct\u00a0horse battery staple",  # a non-breaking space
+        "ｃｏｒｒｅｃｔ horse battery staple",  # fullwidth letters
+        "cafe\u0301 horse battery staple",  # a decomposed accent
+    ],
+    ids=["nbsp", "fullwidth", "decomposed"],
+)
+def test_a_legacy_hash_matches_the_password_as_its_old_system_hashed_it(crypt_app: Flask, scheme: str, typed: str) -> None:
+    legacy = LEGACY_HASHERS[scheme].hash(typed)  # old systems hashed the bytes as typed
+    matched, new_hash = verify_password(typed, legacy)
+    assert matched is True
+    assert new_hash is not None and verify_password(typed, new_hash)[0] is True
+
+
+def test_a_legacy_hash_also_matches_the_nfkc_form(crypt_app: Flask) -> None:
+    legacy = LEGACY_HASHERS["pbkdf2_sha256"].hash(STRONG_PASSWORD)
+    assert verify_password("ｃｏｒｒｅｃｔ horse battery staple", legacy)[0] is True
+
+
+def test_a_bcrypt_hash_of_a_long_password_matches_as_old_systems_truncated(crypt_app: Flask) -> None:
+    import bcrypt
+
+    typed = "a long passphrase that goes well past the seventy-two bytes bcrypt ever reads, as some do"
+    assert len(typed.encode()) > 72
+    legacy = bcrypt.hashpw(typed.encode()[:72], bcrypt.gensalt(rounds=4)).decode()
+    matched, new_hash = verify_password(typed, legacy)
+    assert matched is True
+    assert new_hash is not None and verify_password(typed, new_hash) == (True, None)
+    assert verify_password(typed[:60] + "something else entirely", legacy)[0] is False
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ existing and missing usernames alike, until it is unlocked; counts are shared th
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,13 +16,16 @@ from werkzeug.test import TestResponse
 
 from service import create_app
 from service.access.apikeys import create_api_key
+from service.accounts import signin
 from service.accounts.records import create_account
 from service.accounts.throttle import WINDOW_MINUTES, SignInThrottle, account_throttle_key, sign_in_throttle
 from service.models import Account
 from service.platform.clock import utcnow
+from service.platform.errors import RateLimited
 from service.platform.extensions import db
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, TEST_REDIS_URL, requires_redis
 from tests.conftest import test_settings as settings_for
+from tests.resets.test_concurrency import run_together
 
 MAX_FAILURES = 3
 WRONG = OTHER_STRONG_PASSWORD
@@ -261,3 +265,55 @@ def test_missing_usernames_are_counted_in_redis_too(database_url: str, redis_use
         assert redis_keys(redis_username)
     finally:
         dispose(first, second)
+
+
+# --- simultaneous guesses -----------------------------------------------------------------------
+
+GUESSES = 40
+
+
+def guess_together(app: Flask, username: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """40 wrong guesses for one username at once; how many had their password checked."""
+    real_verify = signin.verify_password
+
+    def slow_verify(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+        time.sleep(0.05)  # a real hash takes this long: the window a race needs
+        return real_verify(password, password_hash)
+
+    monkeypatch.setattr(signin, "verify_password", slow_verify)
+    checked = []
+
+    def guess(_index: int) -> bool:
+        with app.app_context():
+            try:
+                signin.sign_in(db.session, username, WRONG, ip="192.0.2.1", now=utcnow())
+            except RateLimited:
+                return False
+            finally:
+                db.session.rollback()
+                db.session.remove()
+            checked.append(1)
+            return True
+
+    return sum(run_together(GUESSES, guess))
+
+
+def test_simultaneous_guesses_check_at_most_max_failures_in_memory(
+    app: Flask, make_account: Callable[..., Account], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_account("jane")
+    assert guess_together(app, "jane", monkeypatch) == MAX_FAILURES
+
+
+@pytest.mark.redis
+@requires_redis
+def test_simultaneous_guesses_check_at_most_max_failures_in_redis(
+    database_url: str, redis_username: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = redis_app(database_url)
+    try:
+        with app.app_context():
+            db.create_all()
+        assert guess_together(app, redis_username, monkeypatch) == MAX_FAILURES
+    finally:
+        dispose(app)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from service.models import Account, Agent, ApiKey, AuditEvent
 from service.platform.extensions import db
+from tests.accounts.test_usernames import MALFORMED_BUT_PLAUSIBLE
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD
 
 
@@ -100,6 +101,16 @@ def test_users_create_refuses_a_bad_email(app: Flask, runner: FlaskCliRunner) ->
     assert result.exit_code != 0
     assert "email" in result.output.lower()
     assert count(app, Account) == 0
+
+
+@pytest.mark.parametrize("email", MALFORMED_BUT_PLAUSIBLE)
+def test_users_and_agents_create_refuse_malformed_addresses(app: Flask, runner: FlaskCliRunner, email: str) -> None:
+    for group in ("users", "agents"):
+        result = runner.invoke(args=[group, "create", "jane", email])
+        assert result.exit_code != 0, (group, result.output)
+        assert "email" in result.output.lower()
+    assert count(app, Account) == 0
+    assert count(app, Agent) == 0
 
 
 # --- users import -----------------------------------------------------------------------------

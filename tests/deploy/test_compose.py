@@ -21,6 +21,7 @@ from service import create_app
 from service.platform.config import DEFAULTS, load_config
 from service.platform.extensions import db
 from service.worker.dispatcher import Dispatcher
+from tests.conftest import PRODUCTION_SERVICES
 from tests.conftest import test_settings as settings_for
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -240,7 +241,10 @@ def test_the_images_web_check_passes_against_a_production_app(dockerfile: list[t
     command = yaml.safe_load(check[check.index("CMD ") + 4:])
     public = "https://account.example.com"
     app = create_app(
-        settings_for(f"sqlite:///{tmp_path / 'c.db'}", APP_ENV="production", PUBLIC_BASE_URL=public, PASSWORD_HASH_CHEAP=False)
+        settings_for(
+            f"sqlite:///{tmp_path / 'c.db'}", APP_ENV="production", PUBLIC_BASE_URL=public, PASSWORD_HASH_CHEAP=False,
+            **PRODUCTION_SERVICES,
+        )
     )
     server = make_server("127.0.0.1", 0, app)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -66,3 +67,9 @@ def test_a_reset_over_real_http_through_gunicorn_with_inline_dispatch(
     assert notices[1]["Subject"] == "Your password was changed"
     status, body = call("POST", confirm, {"token": token, "new_password": "one more strong passphrase"})
     assert (status, body["code"]) == (410, "token_used")
+
+    # The access log (JSON lines) names the route: the live token never reached it.
+    log = gunicorn["log"].read_text()
+    assert token not in log
+    access = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"method"' in line]
+    assert any(entry["method"] == "GET" and entry["path"] == "/api/v1/password-resets/<token>" for entry in access)

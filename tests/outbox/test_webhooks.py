@@ -21,6 +21,8 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from service import create_app
 from service.models import Account, OutboxMessage
@@ -213,6 +215,11 @@ def test_the_dispatcher_delivers_a_signed_password_changed_webhook(
     assert not signature_is_valid(headers, body.replace(b"jane", b"john"))
     assert not signature_is_valid(headers, body, secret="whsec_" + base64.b64encode(b"another key").decode())
     assert not signature_is_valid({**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) + 1)}, body)
+
+    # The reference library, as receivers use it, accepts it and refuses a tampered body.
+    assert Webhook(SECRET).verify(body, headers)["type"] == "password.changed"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(body.replace(b"jane", b"john"), headers)
 
     payload = json.loads(body)
     assert payload["id"] == headers["webhook-id"]

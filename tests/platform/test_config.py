@@ -3,6 +3,7 @@ and the trusted hosts that keep forged Host headers out."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import subprocess
@@ -14,12 +15,14 @@ import pytest
 
 from service import create_app
 from service.platform.config import ConfigError, load_config
+from tests.conftest import PRODUCTION_SERVICES
 from tests.conftest import test_settings as settings_for
 
 PRODUCTION = {
     "APP_ENV": "production",
     "SECRET_KEY": "a-long-random-production-secret-for-tests",
     "PUBLIC_BASE_URL": "https://account.example.com",
+    **{name: str(value) for name, value in PRODUCTION_SERVICES.items()},
 }
 
 
@@ -120,10 +123,50 @@ def test_production_refuses_a_blank_required_setting(tmp_path: Path, missing: st
         load_config(environ={**PRODUCTION, missing: "   "}, instance_path=tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"MAIL_SERVER": ""}, "MAIL_SERVER"),
+        ({"RATELIMIT_STORAGE_URI": "memory://"}, "RATELIMIT_STORAGE_URI"),
+        ({"WEBHOOK_SECRET": "whsec_not*base64!"}, "WEBHOOK_SECRET"),
+        ({"WEBHOOK_SECRET": "a plain shared secret of some length"}, "WEBHOOK_SECRET"),
+    ],
+    ids=["no-mail-server", "memory-limits", "bad-base64-secret", "secret-without-prefix"],
+)
+def test_production_refuses_what_would_leak_or_loosen(tmp_path: Path, change: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named) as raised:
+        load_config(environ={**PRODUCTION, **change}, instance_path=tmp_path)
+    assert "set" in str(raised.value)
+
+
+@pytest.mark.parametrize("env", ["development", "testing", "production"])
+@pytest.mark.parametrize("name", ["RATELIMIT_RESET_PER_IP", "RATELIMIT_RESET_PER_USERNAME", "RATELIMIT_TOKEN_PER_IP", "RATELIMIT_PAGES_PER_IP"])
+@pytest.mark.parametrize("limit", ["10/fortnight", "ten per minute", "10/minute,x", ""])
+def test_a_malformed_rate_limit_stops_the_start_in_every_profile(tmp_path: Path, env: str, name: str, limit: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_config(environ={**PRODUCTION, "APP_ENV": env, name: limit}, instance_path=tmp_path)
+
+
+@pytest.mark.parametrize("env", ["development", "testing"])
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_%%%%", "whsec_" + "QUJD", "plain-secret"])
+def test_a_malformed_webhook_secret_stops_the_start_in_every_profile(tmp_path: Path, env: str, secret: str) -> None:
+    with pytest.raises(ConfigError, match="WEBHOOK_SECRET"):
+        load_config(environ={**PRODUCTION, "APP_ENV": env, "WEBHOOK_SECRET": secret}, instance_path=tmp_path)
+
+
+def test_good_limits_and_a_standard_webhooks_secret_are_accepted(tmp_path: Path) -> None:
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    settings = load_config(
+        environ={**PRODUCTION, "RATELIMIT_RESET_PER_IP": "5 per minute; 50/hour", "WEBHOOK_SECRET": secret},
+        instance_path=tmp_path,
+    )
+    assert settings["WEBHOOK_SECRET"] == secret
+
+
 def test_production_refuses_to_start_through_create_app(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SECRET_KEY", raising=False)
     with pytest.raises(ConfigError, match="SECRET_KEY"):
-        create_app({"APP_ENV": "production", "PUBLIC_BASE_URL": "https://account.example.com"})
+        create_app({"APP_ENV": "production", "PUBLIC_BASE_URL": "https://account.example.com", **PRODUCTION_SERVICES})
 
 
 def test_development_without_a_secret_key_says_so_and_uses_a_random_one(
@@ -211,7 +254,7 @@ def test_development_also_trusts_loopback_hosts(tmp_path: Path) -> None:
 @pytest.fixture
 def production_app(tmp_path: Path) -> Any:
     """A production app (real hashes, no test mode) whose public origin is account.example.com."""
-    app = create_app({**PRODUCTION, "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}"})
+    app = create_app({**PRODUCTION, "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}", "OUTBOX_DISPATCH": "external"})
     yield app
     with app.app_context():
         from service.platform.extensions import db

@@ -28,7 +28,7 @@ from service.outbox.mail import RenderedEmail
 from service.outbox.queue import queue_email
 from service.platform.clock import utcnow
 from service.platform.extensions import db
-from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import OTHER_STRONG_PASSWORD, PRODUCTION_SERVICES, SmtpSink, run_dispatcher, smtp_settings
 from tests.conftest import test_settings as settings_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -270,7 +270,7 @@ def test_under_gunicorn_one_scrape_adds_up_every_workers_counts(tmp_path: Path) 
 def test_in_production_metrics_need_the_metrics_token(database_url: str) -> None:
     """The outbox gauges move when a reset is issued: read freely, they would tell an existing
     username from a missing one. In production only METRICS_TOKEN may read them."""
-    base = {"APP_ENV": "production", "PASSWORD_HASH_CHEAP": False, "PUBLIC_BASE_URL": "http://localhost"}
+    base = {"APP_ENV": "production", "PASSWORD_HASH_CHEAP": False, "PUBLIC_BASE_URL": "http://localhost", **PRODUCTION_SERVICES}
     closed_app = create_app(settings_for(database_url, **base))
     guarded_app = create_app(settings_for(database_url, **base, METRICS_TOKEN="scrape-me-0123456789"))
     try:
@@ -287,3 +287,38 @@ def test_in_production_metrics_need_the_metrics_token(database_url: str) -> None
         for app in (closed_app, guarded_app):
             with app.app_context():
                 db.engine.dispose()
+
+
+# --- the outbox workers' own port ---------------------------------------------------------------
+
+
+def test_worker_metrics_bind_loopback_by_default_and_honour_the_token(database_url: str) -> None:
+    from service.platform.config import DEFAULTS
+    from service.platform.metrics import serve_worker_metrics
+
+    assert DEFAULTS["WORKER_METRICS_HOST"] == "127.0.0.1"
+    app = create_app(settings_for(database_url, METRICS_TOKEN="scrape-me-0123456789"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = serve_worker_metrics(app, port)
+    assert server is not None
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        url = f"http://127.0.0.1:{port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 404
+        refused.value.close()
+        with pytest.raises(urllib.error.HTTPError) as wrong:
+            urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "Bearer wrong"}), timeout=5)
+        assert wrong.value.code == 404
+        wrong.value.close()
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer scrape-me-0123456789"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert "resetdesk_outbox_deliveries" in answer.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()

@@ -3,6 +3,7 @@ shared by the API and the page, answered as problem+json or a friendly page."""
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from typing import Any
@@ -15,6 +16,7 @@ from werkzeug.test import TestResponse
 
 from service import create_app
 from service.models import ResetRequest
+from service.platform.clients import rate_limit_key_for_ip
 from service.platform.extensions import db
 from tests import conftest
 
@@ -176,3 +178,47 @@ def test_padding_a_username_past_its_stored_length_does_not_escape_its_limit(app
     assert ask(client, padded + "-second", ip="192.0.2.22").status_code == 202
     assert_rate_limited(ask(client, padded + "-third", ip="192.0.2.23"))
     assert_rate_limited(ask(client, "jane", ip="192.0.2.24"))
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "form"])
+def test_a_body_over_64_kib_is_413_without_a_rate_limit_failure(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, as_json: bool
+) -> None:
+    padding = "x" * (65 * 1024)
+    with caplog.at_level(logging.DEBUG):
+        if as_json:
+            response = client.post(RESETS, json={"username": "jane", "padding": padding})
+        else:
+            response = client.post("/reset-password", data={"username": "jane", "padding": padding})
+    assert response.status_code == 413
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("rate limit" in message.lower() or "storage" in message.lower() for message in messages), messages
+    assert not any(record.exc_info for record in caplog.records)
+
+
+# --- IPv6 -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_ipv6_clients_are_keyed_by_their_64(address: str, key: str) -> None:
+    assert rate_limit_key_for_ip(address) == key
+
+
+def test_addresses_of_one_ipv6_64_share_the_per_ip_limit(app: Flask, client: FlaskClient) -> None:
+    for n in range(5):
+        assert ask(client, f"user{n}", ip=f"2001:db8:1:2::{n + 1:x}").status_code == 202
+    assert_rate_limited(ask(client, "user5", ip="2001:db8:1:2:dead:beef::1"))
+    assert ask(client, "user5", ip="2001:db8:1:3::1").status_code == 202  # the next /64 is another customer
+    with app.app_context():
+        addresses = set(db.session.scalars(select(ResetRequest.ip)))
+    # The record keeps each full address; only the limit counts by /64.
+    assert {"2001:db8:1:2::1", "2001:db8:1:3::1"} <= addresses

@@ -22,7 +22,10 @@ from service.models import AuditEvent
 from service.platform.config import load_config
 from service.platform.extensions import db
 from service.platform.logs import JsonFormatter, RequestIdFilter
+from tests.conftest import PRODUCTION_SERVICES
 from tests.conftest import test_settings as settings_for
+
+PRODUCTION_ENVIRON = {name: str(value) for name, value in PRODUCTION_SERVICES.items()}
 
 HEADER = "X-Request-ID"
 FRESH_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -174,12 +177,12 @@ def test_the_request_id_filter_gives_records_the_current_request_id(app: Flask) 
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({"APP_ENV": "production", "SECRET_KEY": "k" * 40, "PUBLIC_BASE_URL": "https://account.example.com"}, "json"),
+        ({"APP_ENV": "production", "SECRET_KEY": "k" * 40, "PUBLIC_BASE_URL": "https://account.example.com", **PRODUCTION_ENVIRON}, "json"),
         ({"APP_ENV": "development", "SECRET_KEY": "k" * 40}, "text"),
         ({"APP_ENV": "testing"}, "text"),
         ({"APP_ENV": "development", "SECRET_KEY": "k" * 40, "LOG_FORMAT": "json"}, "json"),
         (
-            {"APP_ENV": "production", "SECRET_KEY": "k" * 40, "PUBLIC_BASE_URL": "https://a.example.com", "LOG_FORMAT": "text"},
+            {"APP_ENV": "production", "SECRET_KEY": "k" * 40, "PUBLIC_BASE_URL": "https://a.example.com", "LOG_FORMAT": "text", **PRODUCTION_ENVIRON},
             "text",
         ),
     ],
@@ -205,6 +208,7 @@ def test_a_production_app_logs_json_lines_with_the_request_id(
         settings_for(
             f"sqlite:///{tmp_path / 'p.db'}",
             APP_ENV="production", PASSWORD_HASH_CHEAP=False, SECRET_KEY="k" * 40, PUBLIC_BASE_URL="http://localhost",
+            **PRODUCTION_SERVICES,
         )
     )
 

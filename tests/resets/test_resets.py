@@ -357,6 +357,43 @@ def test_an_expired_temporary_password_does_not_sign_in(
 
 
 @temporary_password_method
+def test_a_used_temporary_password_stops_working_after_its_lifetime_unless_changed(
+    app: Flask,
+    client: FlaskClient,
+    client_key: dict[str, str],
+    make_account: Callable[..., Account],
+    smtp: SmtpSink,
+) -> None:
+    make_account()
+    temporary = emailed_temporary_password(app, client, smtp)
+    assert verify(client, client_key, "jane", temporary).status_code == 200  # used: now the password
+    later = utcnow() + timedelta(seconds=app.config["TEMPORARY_PASSWORD_MAX_AGE"] + 60)
+    with time_machine.travel(later, tick=False):
+        assert problem_code(verify(client, client_key, "jane", temporary)) == "invalid_credentials"
+
+
+@temporary_password_method
+def test_a_changed_temporary_password_no_longer_expires(
+    app: Flask,
+    client: FlaskClient,
+    client_key: dict[str, str],
+    make_account: Callable[..., Account],
+    smtp: SmtpSink,
+) -> None:
+    make_account()
+    temporary = emailed_temporary_password(app, client, smtp)
+    changed = client.post(
+        "/api/v1/accounts/jane/password",
+        json={"current_password": temporary, "new_password": OTHER_STRONG_PASSWORD},
+        headers=client_key,
+    )
+    assert changed.status_code == 204
+    later = utcnow() + timedelta(seconds=app.config["TEMPORARY_PASSWORD_MAX_AGE"] + 60)
+    with time_machine.travel(later, tick=False):
+        assert verify(client, client_key, "jane", OTHER_STRONG_PASSWORD).status_code == 200
+
+
+@temporary_password_method
 def test_a_temporary_password_is_stored_only_as_an_argon2_hash(
     app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
 ) -> None:

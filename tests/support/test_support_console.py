@@ -21,6 +21,7 @@ from service.models import Account, AuditEvent, OutboxMessage, PasswordReset
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.support.agents import create_agent
+from tests.conftest import PRODUCTION_SERVICES
 from tests.conftest import test_settings as settings_for
 from tests.formtools import CSRF_VALUE as CSRF
 
@@ -204,7 +205,7 @@ def test_the_agent_cookie_is_httponly_strict_and_scoped_to_support(
 
 @pytest.fixture
 def production_app(database_url: str) -> Iterator[Flask]:
-    app = create_app(settings_for(database_url, APP_ENV="production", PASSWORD_HASH_CHEAP=False))
+    app = create_app(settings_for(database_url, APP_ENV="production", PASSWORD_HASH_CHEAP=False, **PRODUCTION_SERVICES))
     with app.app_context():
         db.create_all()
     yield app
@@ -475,3 +476,54 @@ def test_a_failed_agent_sign_in_leaves_an_audit_event(app: Flask, client: FlaskC
             select(AuditEvent).where(AuditEvent.type == "agent.sign_in_failed").order_by(AuditEvent.id)
         ).all()
     assert [(e.actor, e.details["known_agent"]) for e in failed] == [("agent:alice", True), ("agent:mallory", False)]
+
+
+# --- the agent throttle: per agent and address; unlock and set-password -----------------------
+
+
+def sign_in_from(client: FlaskClient, ip: str, username: str = "alice", password: str = AGENT_PASSWORD) -> TestResponse:
+    environ = {"REMOTE_ADDR": ip}
+    page = client.get("/support/login", environ_base=environ)
+    token = CSRF.search(page.get_data(as_text=True)).group(1)
+    return client.post(
+        "/support/login", data={"csrf_token": token, "username": username, "password": password}, environ_base=environ
+    )
+
+
+def test_strangers_cannot_lock_an_agent_out_from_elsewhere(app: Flask, make_agent: Callable[..., None]) -> None:
+    make_agent("alice")
+    stranger, agent = app.test_client(), app.test_client()
+    for _ in range(MAX_FAILURES):
+        assert sign_in_from(stranger, "203.0.113.9", password="not the agent password").status_code == 401
+    assert sign_in_from(stranger, "203.0.113.9").status_code == 429
+    assert sign_in_from(agent, "192.0.2.20").status_code == 302
+
+
+def test_agents_unlock_lifts_the_throttle_from_every_address(
+    app: Flask, runner: FlaskCliRunner, make_agent: Callable[..., None]
+) -> None:
+    make_agent("alice")
+    for ip in ("203.0.113.9", "203.0.113.10"):
+        browser = app.test_client()
+        for _ in range(MAX_FAILURES):
+            sign_in_from(browser, ip, password="not the agent password")
+        assert sign_in_from(browser, ip).status_code == 429
+    result = runner.invoke(args=["agents", "unlock", "ALICE"])
+    assert result.exit_code == 0, result.output
+    for ip in ("203.0.113.9", "203.0.113.10"):
+        assert sign_in_from(app.test_client(), ip).status_code == 302
+    assert runner.invoke(args=["agents", "unlock", "nobody"]).exit_code != 0
+
+
+def test_agents_set_password_lets_an_agent_created_without_one_sign_in(
+    app: Flask, runner: FlaskCliRunner, make_agent: Callable[..., None]
+) -> None:
+    make_agent("alice", password=None)
+    assert sign_in(app.test_client()).status_code == 401
+    weak = runner.invoke(args=["agents", "set-password", "alice", "--password-stdin"], input="short\n")
+    assert weak.exit_code != 0
+    result = runner.invoke(args=["agents", "set-password", "alice", "--password-stdin"], input=AGENT_PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    assert sign_in(app.test_client()).status_code == 302
+    missing = runner.invoke(args=["agents", "set-password", "nobody", "--password-stdin"], input=AGENT_PASSWORD + "\n")
+    assert missing.exit_code != 0

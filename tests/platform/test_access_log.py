@@ -1,0 +1,89 @@
+"""Access logs hold no reset token and stay valid JSON: gunicorn's logger class and the
+development server's request lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from gunicorn.config import Config
+
+from service.platform.accesslog import JsonAccessLogger, RedactRequestLine, redact_path
+
+TOKEN = "IjEyMyI.ZXhhbXBsZQ.c2lnbmF0dXJlLXNlY3JldA"
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        (f"/reset-password/{TOKEN}", "/reset-password/<token>"),
+        (f"/api/v1/password-resets/{TOKEN}", "/api/v1/password-resets/<token>"),
+        (f"/api/v1/password-resets/{TOKEN}/more", "/api/v1/password-resets/<token>"),
+        ("/reset-password/new", "/reset-password/new"),
+        ("/reset-password/done", "/reset-password/done"),
+        ("/reset-password/code", "/reset-password/code"),
+        ("/api/v1/password-resets/confirm", "/api/v1/password-resets/confirm"),
+        ("/reset-password", "/reset-password"),
+        ("/support?q=jane@example.com", "/support"),
+    ],
+)
+def test_paths_are_logged_without_tokens_or_queries(path: str, logged: str) -> None:
+    assert redact_path(path) == logged
+
+
+def access_line(path: str, agent: str, caplog: pytest.LogCaptureFixture) -> dict[str, Any]:
+    config = Config()
+    config.set("accesslog", "-")
+    logger = JsonAccessLogger(config)
+    logger.access_log.propagate = True  # let caplog see it
+    environ = {
+        "REMOTE_ADDR": "192.0.2.1", "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "",
+        "RAW_URI": path, "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_USER_AGENT": agent,
+    }
+    response = SimpleNamespace(status="200 OK", sent=12, headers=[("X-Request-ID", "req-1")])
+    with caplog.at_level(logging.INFO, logger="gunicorn.access"):
+        logger.access(response, SimpleNamespace(headers=[]), environ, timedelta(milliseconds=7))
+    lines = [record.getMessage() for record in caplog.records if record.name == "gunicorn.access"]
+    assert len(lines) == 1
+    assert TOKEN not in lines[0]
+    return json.loads(lines[0])
+
+
+def test_gunicorn_logs_method_and_route_as_json(caplog: pytest.LogCaptureFixture) -> None:
+    entry = access_line(f"/reset-password/{TOKEN}", "Mozilla/5.0", caplog)
+    assert entry["method"] == "GET"
+    assert entry["path"] == "/reset-password/<token>"
+    assert (entry["status"], entry["bytes"], entry["duration_ms"], entry["request_id"]) == (200, 12, 7, "req-1")
+
+
+def test_quotes_and_backslashes_in_the_user_agent_keep_the_line_json(caplog: pytest.LogCaptureFixture) -> None:
+    agent = 'evil" \\ "x":1 %(r)s'
+    assert access_line(f"/api/v1/password-resets/{TOKEN}", agent, caplog)["agent"] == agent
+
+
+def test_the_development_server_request_line_has_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    from werkzeug.serving import WSGIRequestHandler
+
+    logger = logging.getLogger("werkzeug")
+    redactor = RedactRequestLine()
+    logger.addFilter(redactor)
+    try:
+        handler = WSGIRequestHandler.__new__(WSGIRequestHandler)
+        handler.requestline = f"GET /reset-password/{TOKEN}?x=1 HTTP/1.1"
+        handler.client_address = ("127.0.0.1", 5000)
+        handler.log_date_time_string = lambda: "now"  # type: ignore[method-assign]
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            handler.log_request(200, 12)
+    finally:
+        logger.removeFilter(redactor)
+    message = " ".join(record.getMessage() for record in caplog.records if record.name == "werkzeug")
+    assert "GET /reset-password/<token> HTTP/1.1" in message
+    assert TOKEN not in message
+
+
+def test_an_app_installs_the_development_server_filter(app: Any) -> None:
+    assert any(isinstance(f, RedactRequestLine) for f in logging.getLogger("werkzeug").filters)

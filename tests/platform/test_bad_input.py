@@ -1,0 +1,66 @@
+"""Input built to break the parser or the database gets a 4xx, never a 500: deep JSON nesting,
+huge page numbers, NUL in paths and query strings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.support.test_support_console import agent_client, make_agent  # noqa: F401  (fixtures)
+
+DEEP = "[" * 2048 + "]" * 2048
+
+# Every JSON endpoint, with the role its key needs (None: no key).
+JSON_ENDPOINTS = [
+    ("POST", "/api/v1/password-resets", None),
+    ("POST", "/api/v1/password-resets/confirm", None),
+    ("POST", "/api/v1/auth/verify", "client"),
+    ("POST", "/api/v1/accounts", "client"),
+    ("POST", "/api/v1/accounts/jane/password", "client"),
+    ("POST", "/api/v1/admin/api-keys", "admin"),
+    ("POST", "/api/v1/admin/agents", "admin"),
+    ("POST", "/api/v1/support/accounts/jane/password-resets", "agent"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "role"), JSON_ENDPOINTS)
+def test_deeply_nested_json_is_400_malformed_json(
+    client: FlaskClient, make_key: Callable[[str], dict[str, str]], method: str, path: str, role: str | None
+) -> None:
+    headers = {"Content-Type": "application/json", **(make_key(role) if role else {})}
+    response = client.open(path, method=method, data=DEEP, headers=headers)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["code"] == "malformed_json"
+
+
+def test_a_huge_console_page_number_is_no_500(agent_client: FlaskClient) -> None:  # noqa: F811
+    response = agent_client.get("/support", query_string={"q": "jane", "page": "9" * 5000})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "role"),
+    [
+        ("DELETE", "/api/v1/admin/api-keys/%00", "admin"),
+        ("GET", "/api/v1/support/accounts/ja%00ne", "agent"),
+        ("GET", "/api/v1/support/accounts/ja%00ne/events", "agent"),
+        ("POST", "/api/v1/support/accounts/ja%00ne/unlock", "agent"),
+        ("GET", "/api/v1/support/accounts?q=ja%00ne", "agent"),
+        ("GET", "/api/v1/password-resets/abc%00def", None),
+        ("GET", "/reset-password/abc%00def", None),
+        ("GET", "/language/f%00r", None),
+    ],
+)
+def test_nul_in_a_path_or_query_is_400(
+    client: FlaskClient, make_key: Callable[[str], dict[str, str]], method: str, path: str, role: str | None
+) -> None:
+    response = client.open(path, method=method, headers=make_key(role) if role else {})
+    assert response.status_code == 400, response.get_data(as_text=True)
+
+
+def test_nul_in_a_console_query_is_400(agent_client: FlaskClient, app: Flask) -> None:  # noqa: F811
+    assert agent_client.get("/support", query_string={"q": "ja\x00ne"}).status_code == 400
+    assert agent_client.get("/support/accounts/ja%00ne").status_code == 400
