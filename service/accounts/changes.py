@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import update
+from sqlalchemy import or_, update
 
 from service.accounts.passwords import check_new_password, hash_password
 from service.events import audit
@@ -49,15 +49,26 @@ def replace_password_hash(
         queue_email(session, account.email, notice, account_id=account.id, now=now)
 
 
-def revoke_pending_resets(session: DbSession, account: Account, now: datetime) -> None:
-    """End every reset link and temporary password of the account not yet used; the caller commits."""
+def revoke_pending_resets(
+    session: DbSession, account: Account, now: datetime, *, keep_self_service: str | None = None
+) -> None:
+    """End every reset link and temporary password of the account not yet used; the caller commits.
+
+    `keep_self_service` (a method) spares the pending self-service resets of that method: a
+    customer who asks again and then opens the first mail to arrive must not find it dead.
+    """
+    conditions = [
+        PasswordReset.account_id == account.id,
+        PasswordReset.used_at.is_(None),
+        PasswordReset.revoked_at.is_(None),
+    ]
+    if keep_self_service is not None:
+        conditions.append(
+            or_(PasswordReset.requested_by != audit.SELF, PasswordReset.method != keep_self_service)
+        )
     session.execute(
         update(PasswordReset)
-        .where(
-            PasswordReset.account_id == account.id,
-            PasswordReset.used_at.is_(None),
-            PasswordReset.revoked_at.is_(None),
-        )
+        .where(*conditions)
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )

@@ -72,7 +72,7 @@ class SignInThrottle:
         if self.is_locked(key):
             count("throttled")
             raise RateLimited(
-                _("Too many wrong passwords for this username. Try again later, or call customer service."),
+                _("Too many wrong passwords for this username."),
                 retry_after=self.seconds_until_unlocked(key),
             )
 

@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "RESET_METHOD": "link",
     "RESET_TOKEN_MAX_AGE": 3600,
     "TEMPORARY_PASSWORD_MAX_AGE": 86400,
+    "RESET_MAILS_PER_HOUR": 3,
+    "RESET_CODE_ATTEMPTS": 5,
     "PASSWORD_MIN_LENGTH": 15,
     "PASSWORD_MIN_SCORE": 3,
     "PASSWORD_HASH_CHEAP": False,
@@ -165,6 +167,9 @@ def _check(settings: dict[str, Any]) -> None:
         raise ConfigError(f"LOG_FORMAT must be json or text, not {settings['LOG_FORMAT']!r}.")
     if settings["TRUSTED_PROXIES"] < 0:
         raise ConfigError("TRUSTED_PROXIES must be 0 or more.")
+    for name in ("RESET_MAILS_PER_HOUR", "RESET_CODE_ATTEMPTS"):
+        if settings[name] < 1:
+            raise ConfigError(f"{name} must be at least 1, not {settings[name]}.")
     if settings["LOGIN_MAX_FAILURES"] < 1:
         raise ConfigError("LOGIN_MAX_FAILURES must be at least 1.")
     base = urlsplit(settings["PUBLIC_BASE_URL"] or "http://localhost:5000")

@@ -17,6 +17,7 @@ from service.outbox.mail import RenderedEmail, render_email
 from service.outbox.queue import queue_email
 from service.platform.database import DbSession
 from service.platform.errors import AccountFrozen, NoEmailOnFile
+from service.platform.signing import keyed_hash
 from service.resets.links import hash_secret, make_link_token, new_secret
 from service.resets.policy import ResetPolicy
 
@@ -58,18 +59,23 @@ def issue_reset(
 ) -> IssuedReset:
     """Issue a link or temporary password and queue its mail; flushes, the caller commits.
 
-    Older pending resets of the account are revoked: only the newest one works. The mail is in
-    the account's language, else in `language` (that of the page that asked).
+    A self-service reset leaves the account's older pending self-service resets of the same
+    method working (someone who asked twice may open the first mail); any other reset revokes
+    every pending one. The mail is in the account's language, else in `language` (that of the
+    page that asked).
     """
     if not account.email:
         raise NoEmailOnFile(_("The account has no email address to send a reset to."))
     if account.is_frozen:
         raise AccountFrozen(_("The account is frozen: unfreeze it before sending a reset."))
-    revoke_pending_resets(session, account, now)
+    revoke_pending_resets(
+        session, account, now, keep_self_service=method if requested_by == audit.SELF else None
+    )
     secret, secret_hash = new_reset_secret(method)
     reset = PasswordReset(
         account_id=account.id, method=method, requested_by=requested_by, ip=ip,
         secret_hash=secret_hash, created_at=now, expires_at=now + policy.lifetime(method),
+        code_hash=keyed_hash(secret) if method == ResetMethod.TEMPORARY_PASSWORD else None,
     )
     session.add(reset)
     session.flush()  # the link token carries the reset's id

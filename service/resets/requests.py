@@ -15,6 +15,7 @@ from service.platform.counters import count
 from service.platform.database import DbSession, note_queued_work, rows_changed
 from service.platform.text import USERNAME_MAX_LENGTH
 from service.resets.issuing import issue_reset, rehearse_reset
+from service.resets.mailcap import take_reset_mail
 from service.resets.policy import ResetPolicy
 
 RECORD_RESET_REQUEST = insert(ResetRequest.__table__)  # type: ignore[arg-type]
@@ -48,8 +49,9 @@ def request_reset(
 def resolve_reset_request(session: DbSession, request: ResetRequest, *, policy: ResetPolicy, now: datetime) -> str:
     """Act on one self-service request; flushes, the caller commits. Returns what happened.
 
-    Only an active account with an email gets mail; every request leaves an audit event,
-    so a request for a missing, disabled or email-less account is recorded, not dropped.
+    Only an active account with an email gets mail, at most `policy.mails_per_hour` an hour;
+    every request leaves an audit event, so a request for a missing, disabled or email-less
+    account, or one over the cap, is recorded, not dropped.
     """
     account = find_account(session, request.username)
     if account is None:
@@ -60,6 +62,8 @@ def resolve_reset_request(session: DbSession, request: ResetRequest, *, policy: 
         outcome = "frozen"
     elif not account.email:
         outcome = "no_email"
+    elif not take_reset_mail(session, account.id, per_hour=policy.mails_per_hour, now=now):
+        outcome = "capped"
     else:
         outcome = "issued"
     audit.record_event(
