@@ -18,6 +18,7 @@ from service.outbox.queue import queue_email
 from service.platform.database import DbSession
 from service.platform.errors import AccountFrozen, NoEmailOnFile
 from service.platform.signing import keyed_hash
+from service.resets.codes import display_code, new_code
 from service.resets.links import hash_secret, make_link_token, new_secret
 from service.resets.policy import ResetPolicy
 
@@ -72,15 +73,18 @@ def issue_reset(
         session, account, now, keep_self_service=method if requested_by == audit.SELF else None
     )
     secret, secret_hash = new_reset_secret(method)
+    # A link comes with a code for the same reset; a temporary password is its own code.
+    code = new_code() if method == ResetMethod.LINK else secret
     reset = PasswordReset(
         account_id=account.id, method=method, requested_by=requested_by, ip=ip,
         secret_hash=secret_hash, created_at=now, expires_at=now + policy.lifetime(method),
-        code_hash=keyed_hash(secret) if method == ResetMethod.TEMPORARY_PASSWORD else None,
+        code_hash=keyed_hash(code),
     )
     session.add(reset)
     session.flush()  # the link token carries the reset's id
     email = compose_reset_email(
-        account, method, reset.id, secret, reset.expires_at, account.language or language, policy=policy, now=now
+        account, method, reset.id, secret, reset.expires_at, account.language or language, policy=policy, now=now,
+        code=code,
     )
     queue_email(session, account.email, email, account_id=account.id, now=now)
     audit.record_event(
@@ -109,13 +113,15 @@ def compose_reset_email(
     *,
     policy: ResetPolicy,
     now: datetime,
+    code: str = "",
 ) -> RenderedEmail:
-    """The mail carrying a link or a temporary password."""
+    """The mail carrying a link and its code, or a temporary password."""
     lifetime = policy.lifetime(method)
     if method == ResetMethod.LINK:
         link = f"{policy.base_url}/reset-password/{make_link_token(reset_id, secret)}"
         return render_email(
             "reset_link", _l("Reset your password"), language=language, now=now, account=account, link=link,
+            code=display_code(code), code_page=f"{policy.base_url}/reset-password/code",
             expires_at=expires_at, lifetime_minutes=int(lifetime.total_seconds() // 60),
         )
     return render_email(
@@ -133,6 +139,8 @@ def rehearse_reset(username: str, method: str, language: str | None, *, policy: 
     """
     stand_in = Account(username=username, username_key="", email="nobody@invalid")
     secret, _hash = new_reset_secret(method)
+    code = new_code() if method == ResetMethod.LINK else secret
+    keyed_hash(code)
     compose_reset_email(
-        stand_in, method, 0, secret, now + policy.lifetime(method), language, policy=policy, now=now
+        stand_in, method, 0, secret, now + policy.lifetime(method), language, policy=policy, now=now, code=code
     )
