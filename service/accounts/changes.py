@@ -9,10 +9,12 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import or_, update
 
 from service.accounts.passwords import check_new_password, hash_password
+from service.accounts.reportlinks import report_token_for_change
 from service.events import audit
 from service.models import Account, PasswordReset
 from service.outbox.mail import render_email
 from service.outbox.queue import queue_email
+from service.platform.config import settings
 from service.platform.database import DbSession
 from service.platform.i18n import current_language
 
@@ -45,6 +47,7 @@ def replace_password_hash(
             "password_changed", _l("Your password was changed"),
             language=account.language or current_language(), now=now,
             account=account, changed_at=now,
+            report_link=f"{settings()['PUBLIC_BASE_URL']}/report/{report_token_for_change(account.id, now)}",
         )
         queue_email(session, account.email, notice, account_id=account.id, now=now)
 

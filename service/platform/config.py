@@ -50,7 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES": 10,
     "WEBHOOK_URLS": (),
     "WEBHOOK_SECRET": "",
-    "WEBHOOK_EVENTS": ("password.changed", "reset.requested", "account.unlocked"),
+    "WEBHOOK_EVENTS": (
+        "password.changed", "reset.requested", "account.unlocked", "account.reported", "account.frozen",
+    ),
     "WEBHOOK_TIMEOUT": 10,
     "AGENT_RESETS_PER_HOUR": 30,
     "AGENT_IDLE_MINUTES": 30,

@@ -11,6 +11,7 @@ from flask_babel import lazy_gettext as _l
 
 from service.accounts.changes import revoke_pending_resets
 from service.accounts.passwords import hash_password
+from service.accounts.reportlinks import report_token_for_reset
 from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
 from service.outbox.mail import RenderedEmail, render_email
@@ -117,16 +118,17 @@ def compose_reset_email(
 ) -> RenderedEmail:
     """The mail carrying a link and its code, or a temporary password."""
     lifetime = policy.lifetime(method)
+    report_link = f"{policy.base_url}/report/{report_token_for_reset(reset_id)}"
     if method == ResetMethod.LINK:
         link = f"{policy.base_url}/reset-password/{make_link_token(reset_id, secret)}"
         return render_email(
             "reset_link", _l("Reset your password"), language=language, now=now, account=account, link=link,
-            code=display_code(code), code_page=f"{policy.base_url}/reset-password/code",
+            code=display_code(code), code_page=f"{policy.base_url}/reset-password/code", report_link=report_link,
             expires_at=expires_at, lifetime_minutes=int(lifetime.total_seconds() // 60),
         )
     return render_email(
         "temporary_password", _l("Your temporary password"), language=language, now=now, account=account,
-        temporary_password=secret, expires_at=expires_at, lifetime_hours=int(lifetime.total_seconds() // 3600),
+        temporary_password=secret, report_link=report_link, expires_at=expires_at, lifetime_hours=int(lifetime.total_seconds() // 3600),
     )
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from service.accounts.passwords import password_rules
+from service.accounts.reportlinks import read_report
+from service.accounts.reports import report_not_me
 from service.contact.hours import contact_details
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
@@ -200,3 +203,30 @@ def brand_css() -> Response:
 @page_per_ip
 def login_help() -> PageResult:
     return render_template("login_help.html", contact=contact_details(utcnow()))
+
+
+@pages.get("/report/<path:token>")
+@page_per_ip
+def report_form(token: str) -> PageResult:
+    """"This wasn't me": only a page with a button, so a mail scanner's visit does nothing."""
+    try:
+        report = read_report(db.session, token)
+    except TokenInvalid as error:
+        return render_template("error.html", title=error.title, detail=error.detail), error.status
+    return render_template("report.html", form=FlaskForm(), token=token, report=report, done=False)
+
+
+@pages.post("/report/<path:token>")
+@token_per_ip
+def report_submit(token: str) -> PageResult:
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        return render_template("error.html", title=_("This form has expired"), detail=_("Go back, reload the page and try again.")), 400
+    try:
+        report = read_report(db.session, token)
+        report_not_me(db.session, report, ip=client_ip(), now=utcnow())
+    except TokenInvalid as error:
+        db.session.rollback()
+        return render_template("error.html", title=error.title, detail=error.detail), error.status
+    db.session.commit()
+    return render_template("report.html", report=report, done=True, contact=contact_details(utcnow()))
