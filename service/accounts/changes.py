@@ -10,6 +10,7 @@ from sqlalchemy import or_, update
 
 from service.accounts.passwords import check_new_password, hash_password
 from service.accounts.reportlinks import report_token_for_change
+from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
 from service.models import Account, PasswordReset
 from service.outbox.mail import render_email
@@ -39,6 +40,9 @@ def replace_password_hash(
     account.password_changed_at = now
     account.must_change_password = must_change
     revoke_pending_resets(session, account, now)
+    # Whoever now holds the password (a completed reset, by any route) is not kept out by
+    # the wrong passwords that came before it.
+    sign_in_throttle().unlock(account_throttle_key(account.username_key))
     audit.record_event(
         session, "password.changed", actor=actor, ip=ip, now=now, account=account, details={"via": via}
     )

@@ -261,3 +261,25 @@ def test_missing_usernames_are_counted_in_redis_too(database_url: str, redis_use
         assert redis_keys(redis_username)
     finally:
         dispose(first, second)
+
+
+def test_a_completed_reset_lifts_the_sign_in_throttle(
+    app: Flask, client: FlaskClient, make_account: Any, make_key: Any
+) -> None:
+    from sqlalchemy import select
+
+    from service.accounts.changes import set_password
+
+    make_account()
+    key = make_key("client")
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        client.post("/api/v1/auth/verify", json={"username": "jane", "password": "wrong"}, headers=key)
+    locked = client.post("/api/v1/auth/verify", json={"username": "jane", "password": "wrong"}, headers=key)
+    assert locked.status_code == 429
+    new_password = "a brand new strong passphrase"
+    with app.app_context():
+        account = db.session.scalar(select(Account).where(Account.username_key == "jane"))
+        set_password(db.session, account, new_password, actor="self", ip=None, now=utcnow(), via="reset_link")
+        db.session.commit()
+    signed_in = client.post("/api/v1/auth/verify", json={"username": "jane", "password": new_password}, headers=key)
+    assert signed_in.status_code == 200
