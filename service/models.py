@@ -160,6 +160,20 @@ class AgentResetQuota(Base):
     used: Mapped[int] = mapped_column(default=0)
 
 
+class ResetMailQuota(Base):
+    """How many self-service reset mails an account received in its current hour.
+
+    One row per account, changed by one conditional UPDATE in the dispatcher, so however many
+    requests name the account and however many dispatchers resolve them, the cap holds.
+    """
+
+    __tablename__ = "reset_mail_quotas"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    window_started_at: Mapped[datetime]
+    used: Mapped[int] = mapped_column(default=0)
+
+
 class AuditEvent(Base):
     """Something that happened to an account; written once, never changed."""
 
@@ -218,6 +232,10 @@ class PasswordReset(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # A keyed hash of what the customer types: the code beside a link, or the temporary
+    # password itself; it finds the reset among several pending ones without a slow hash each.
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    code_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
     account: Mapped[Account] = relationship()
 

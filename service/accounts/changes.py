@@ -6,13 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import update
+from sqlalchemy import or_, update
 
 from service.accounts.passwords import check_new_password, hash_password
+from service.accounts.reportlinks import report_token_for_change
+from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
 from service.models import Account, PasswordReset
 from service.outbox.mail import render_email
 from service.outbox.queue import queue_email
+from service.platform.config import settings
 from service.platform.database import DbSession
 from service.platform.i18n import current_language
 
@@ -40,6 +43,9 @@ def replace_password_hash(
     # Only a temporary password expires; any other change makes the password the owner's for good.
     account.password_expires_at = expires_at
     revoke_pending_resets(session, account, now)
+    # Whoever now holds the password (a completed reset, by any route) is not kept out by
+    # the wrong passwords that came before it.
+    sign_in_throttle().unlock(account_throttle_key(account.username_key))
     audit.record_event(
         session, "password.changed", actor=actor, ip=ip, now=now, account=account, details={"via": via}
     )
@@ -48,19 +54,31 @@ def replace_password_hash(
             "password_changed", _l("Your password was changed"),
             language=account.language or current_language(), now=now,
             account=account, changed_at=now,
+            report_link=f"{settings()['PUBLIC_BASE_URL']}/report/{report_token_for_change(account.id, now)}",
         )
         queue_email(session, account.email, notice, account_id=account.id, now=now)
 
 
-def revoke_pending_resets(session: DbSession, account: Account, now: datetime) -> None:
-    """End every reset link and temporary password of the account not yet used; the caller commits."""
+def revoke_pending_resets(
+    session: DbSession, account: Account, now: datetime, *, keep_self_service: str | None = None
+) -> None:
+    """End every reset link and temporary password of the account not yet used; the caller commits.
+
+    `keep_self_service` (a method) spares the pending self-service resets of that method: a
+    customer who asks again and then opens the first mail to arrive must not find it dead.
+    """
+    conditions = [
+        PasswordReset.account_id == account.id,
+        PasswordReset.used_at.is_(None),
+        PasswordReset.revoked_at.is_(None),
+    ]
+    if keep_self_service is not None:
+        conditions.append(
+            or_(PasswordReset.requested_by != audit.SELF, PasswordReset.method != keep_self_service)
+        )
     session.execute(
         update(PasswordReset)
-        .where(
-            PasswordReset.account_id == account.id,
-            PasswordReset.used_at.is_(None),
-            PasswordReset.revoked_at.is_(None),
-        )
+        .where(*conditions)
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from service.accounts.changes import replace_password_hash, set_password
 from service.accounts.passwords import verify_password
@@ -18,6 +18,7 @@ from service.models import Account, PasswordReset, ResetMethod
 from service.platform.database import DbSession, rows_changed
 from service.platform.errors import AccountFrozen
 from service.platform.sealing import username_hash
+from service.platform.signing import keyed_hashes
 from service.platform.text import normalise_username
 
 
@@ -84,10 +85,12 @@ def _password_expired(account: Account, now: datetime) -> bool:
 def _matching_temporary_password(
     session: DbSession, account: Account | None, password: str, now: datetime
 ) -> PasswordReset | None:
-    """The account's newest pending temporary password if `password` is it.
+    """The account's pending temporary password that `password` is, if any.
 
-    Runs the same query and one verification even without an account or a pending
-    temporary password, so a failed sign-in always costs the same.
+    Several may be pending (a customer who asked more than once): the keyed hash finds the
+    one typed, and one slow verification confirms it. The same query and one verification
+    run even without an account or a match, so a failed sign-in always costs the same.
+    Rows from before keyed hashes existed are tried last, newest first.
     """
     pending = session.scalar(
         select(PasswordReset)
@@ -95,8 +98,9 @@ def _matching_temporary_password(
             PasswordReset.account_id == (account.id if account else 0),
             PasswordReset.method == ResetMethod.TEMPORARY_PASSWORD,
             PasswordReset.usable_at(now),
+            or_(PasswordReset.code_hash.in_(keyed_hashes(password)), PasswordReset.code_hash.is_(None)),
         )
-        .order_by(PasswordReset.id.desc())
+        .order_by(PasswordReset.code_hash.is_(None), PasswordReset.id.desc())
         .limit(1)
     )
     matched, _ = verify_password(password, pending.secret_hash if pending else None)

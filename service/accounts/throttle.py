@@ -84,7 +84,7 @@ class SignInThrottle:
     def _refuse(self, key: str) -> RateLimited:
         count("throttled")
         return RateLimited(
-            _("Too many wrong passwords for this username. Try again later, or call customer service."),
+            _("Too many wrong passwords for this username."),
             retry_after=self.seconds_until_unlocked(key),
         )
 

@@ -13,7 +13,8 @@ from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.platform.i18n import supported_language
 from service.platform.ratelimits import reset_request_per_ip, reset_request_per_username, token_per_ip
-from service.resets.links import check_link, confirm_reset
+from service.resets.codes import CodeRejected
+from service.resets.links import check_link, confirm_reset, confirm_reset_by_code
 from service.resets.policy import reset_policy
 from service.resets.requests import request_reset
 
@@ -46,9 +47,21 @@ def check_password_reset(token: str) -> dict[str, Any]:
 @api.post("/password-resets/confirm")
 @token_per_ip
 def confirm_password_reset() -> Response:
-    fields = string_fields(json_object(), required=("token", "new_password"))
-    confirm_reset(
-        db.session, fields["token"], fields["new_password"], policy=reset_policy(), ip=client_ip(), now=utcnow()
-    )
+    body = json_object()
+    if "token" in body or "code" not in body:
+        fields = string_fields(body, required=("token", "new_password"))
+        confirm_reset(
+            db.session, fields["token"], fields["new_password"], policy=reset_policy(), ip=client_ip(), now=utcnow()
+        )
+    else:
+        fields = string_fields(body, required=("username", "code", "new_password"))
+        try:
+            confirm_reset_by_code(
+                db.session, fields["username"], fields["code"], fields["new_password"], policy=reset_policy(),
+                ip=client_ip(), now=utcnow(),
+            )
+        except CodeRejected:
+            db.session.commit()  # the wrong code counts toward killing the reset
+            raise
     db.session.commit()
     return Response(status=204)

@@ -48,13 +48,18 @@ DEFAULTS: dict[str, Any] = {
     "RESET_METHOD": "link",
     "RESET_TOKEN_MAX_AGE": 3600,
     "TEMPORARY_PASSWORD_MAX_AGE": 86400,
+    "RESET_MAILS_PER_HOUR": 3,
+    "RESET_CODE_ATTEMPTS": 5,
     "PASSWORD_MIN_LENGTH": 15,
     "PASSWORD_MIN_SCORE": 3,
     "PASSWORD_HASH_CHEAP": False,
     "LOGIN_MAX_FAILURES": 10,
     "WEBHOOK_URLS": (),
     "WEBHOOK_SECRET": "",
-    "WEBHOOK_EVENTS": ("password.changed", "reset.requested", "account.unlocked", "account.closed"),
+    "WEBHOOK_EVENTS": (
+        "password.changed", "reset.requested", "account.unlocked", "account.closed", "account.reported",
+        "account.frozen",
+    ),
     "WEBHOOK_TIMEOUT": 10,
     "AGENT_RESETS_PER_HOUR": 30,
     "AGENT_IDLE_MINUTES": 30,
@@ -204,6 +209,9 @@ def _check(settings: dict[str, Any]) -> None:
         )
     if settings["HOUSEKEEPING_INTERVAL_SECONDS"] < 0:
         raise ConfigError("HOUSEKEEPING_INTERVAL_SECONDS must be 0 (off) or more.")
+    for name in ("RESET_MAILS_PER_HOUR", "RESET_CODE_ATTEMPTS"):
+        if settings[name] < 1:
+            raise ConfigError(f"{name} must be at least 1, not {settings[name]}.")
     if settings["LOGIN_MAX_FAILURES"] < 1:
         raise ConfigError("LOGIN_MAX_FAILURES must be at least 1.")
     base = urlsplit(settings["PUBLIC_BASE_URL"] or "http://localhost:5000")

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_limiter import RateLimitExceeded
@@ -92,25 +92,59 @@ def _answer(
 ) -> Response | tuple[str, int, dict[str, str]]:
     if wants_problem_json():
         return problem(status, code, title, detail, errors=errors, headers=headers)
-    page = render_template("error.html", status=status, title=title, detail=detail)
+    phone = current_app.config["CONTACT_PHONE"] if status == 429 and _for_customers() else None
+    page = render_template("error.html", status=status, title=title, detail=detail, phone=phone)
     return page, status, headers or {}
+
+
+def wait_in_words(seconds: int) -> str:
+    """How long a wait is, as a person says it: `less than a minute`, `about 5 minutes`."""
+    minutes = -(-seconds // 60)
+    if seconds < 60:
+        return str(_("less than a minute"))
+    if minutes == 1:
+        return str(_("about a minute"))
+    if minutes <= 50:
+        return str(_("about %(num)d minutes", num=minutes))
+    hours = round(minutes / 60)
+    if hours <= 1:
+        return str(_("about an hour"))
+    return str(_("about %(num)d hours", num=hours))
+
+
+def _for_customers() -> bool:
+    """Customers are offered the phone; agents and operators are not sent to call themselves."""
+    return not request.path.startswith(("/support", "/api/v1/support", "/api/v1/admin"))
+
+
+def rate_limited_detail(error: RateLimited) -> str:
+    """The refusal, how long to wait in words, and (for customers) the phone number."""
+    wait = wait_in_words(error.retry_after)
+    if _for_customers():
+        phone = current_app.config["CONTACT_PHONE"]
+        advice = _("Please try again in %(wait)s, or call customer service at %(phone)s.", wait=wait, phone=phone)
+    else:
+        advice = _("Please try again in %(wait)s.", wait=wait)
+    return f"{error.detail} {advice}"
 
 
 def handle_service_error(error: ServiceError) -> Response | tuple[str, int, dict[str, str]]:
     headers: dict[str, str] = {}
+    detail = error.detail
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
+        detail = rate_limited_detail(error)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="resetdesk"'
     errors = [{"field": e.field, "message": e.message} for e in error.errors]
-    return _answer(error.status, error.code, error.title, error.detail, errors=errors, headers=headers)
+    return _answer(error.status, error.code, error.title, detail, errors=errors, headers=headers)
 
 
 def handle_rate_limit_exceeded(error: RateLimitExceeded) -> Response | tuple[str, int, dict[str, str]]:
     current = limiter.current_limit
     retry_after = max(1, int(current.reset_at - time.time())) if current else 60
     return handle_service_error(
-        RateLimited(_("Too many requests. Please wait a little and try again."), retry_after=retry_after)
+        RateLimited(_("Too many requests."), retry_after=retry_after)
     )
 
 

@@ -26,6 +26,22 @@ def sha256_hex(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def keyed_hash(secret: str) -> str:
+    """A hash under SECRET_KEY, for secrets short enough to guess from a bare SHA-256 (codes,
+    temporary passwords): a copy of the database alone does not give them away."""
+    return _keyed(settings()["SECRET_KEY"], secret)
+
+
+def keyed_hashes(secret: str) -> list[str]:
+    """The secret's keyed hash under the current key and every fallback, to look it up with."""
+    config = settings()
+    return [_keyed(key, secret) for key in (config["SECRET_KEY"], *config["SECRET_KEY_FALLBACKS"])]
+
+
+def _keyed(key: str, secret: str) -> str:
+    return hmac.new(key.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
 def secret_matches(secret: str, stored_hash: str) -> bool:
     """Compare a secret with its stored hash in constant time."""
     return hmac.compare_digest(sha256_hex(secret), stored_hash)

@@ -11,12 +11,15 @@ from flask_babel import lazy_gettext as _l
 
 from service.accounts.changes import revoke_pending_resets
 from service.accounts.passwords import hash_password
+from service.accounts.reportlinks import report_token_for_reset
 from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
 from service.outbox.mail import RenderedEmail, render_email
 from service.outbox.queue import queue_email
 from service.platform.database import DbSession
 from service.platform.errors import AccountFrozen, NoEmailOnFile
+from service.platform.signing import keyed_hash
+from service.resets.codes import display_code, new_code
 from service.resets.links import hash_secret, make_link_token, new_secret
 from service.resets.policy import ResetPolicy
 
@@ -58,23 +61,31 @@ def issue_reset(
 ) -> IssuedReset:
     """Issue a link or temporary password and queue its mail; flushes, the caller commits.
 
-    Older pending resets of the account are revoked: only the newest one works. The mail is in
-    the account's language, else in `language` (that of the page that asked).
+    A self-service reset leaves the account's older pending self-service resets of the same
+    method working (someone who asked twice may open the first mail); any other reset revokes
+    every pending one. The mail is in the account's language, else in `language` (that of the
+    page that asked).
     """
     if not account.email:
         raise NoEmailOnFile(_("The account has no email address to send a reset to."))
     if account.is_frozen:
         raise AccountFrozen(_("The account is frozen: unfreeze it before sending a reset."))
-    revoke_pending_resets(session, account, now)
+    revoke_pending_resets(
+        session, account, now, keep_self_service=method if requested_by == audit.SELF else None
+    )
     secret, secret_hash = new_reset_secret(method)
+    # A link comes with a code for the same reset; a temporary password is its own code.
+    code = new_code() if method == ResetMethod.LINK else secret
     reset = PasswordReset(
         account_id=account.id, method=method, requested_by=requested_by, ip=ip,
         secret_hash=secret_hash, created_at=now, expires_at=now + policy.lifetime(method),
+        code_hash=keyed_hash(code),
     )
     session.add(reset)
     session.flush()  # the link token carries the reset's id
     email = compose_reset_email(
-        account, method, reset.id, secret, reset.expires_at, account.language or language, policy=policy, now=now
+        account, method, reset.id, secret, reset.expires_at, account.language or language, policy=policy, now=now,
+        code=code,
     )
     queue_email(session, account.email, email, account_id=account.id, now=now)
     audit.record_event(
@@ -103,18 +114,21 @@ def compose_reset_email(
     *,
     policy: ResetPolicy,
     now: datetime,
+    code: str = "",
 ) -> RenderedEmail:
-    """The mail carrying a link or a temporary password."""
+    """The mail carrying a link and its code, or a temporary password."""
     lifetime = policy.lifetime(method)
+    report_link = f"{policy.base_url}/report/{report_token_for_reset(reset_id)}"
     if method == ResetMethod.LINK:
         link = f"{policy.base_url}/reset-password/{make_link_token(reset_id, secret)}"
         return render_email(
             "reset_link", _l("Reset your password"), language=language, now=now, account=account, link=link,
+            code=display_code(code), code_page=f"{policy.base_url}/reset-password/code", report_link=report_link,
             expires_at=expires_at, lifetime_minutes=int(lifetime.total_seconds() // 60),
         )
     return render_email(
         "temporary_password", _l("Your temporary password"), language=language, now=now, account=account,
-        temporary_password=secret, expires_at=expires_at, lifetime_hours=int(lifetime.total_seconds() // 3600),
+        temporary_password=secret, report_link=report_link, expires_at=expires_at, lifetime_hours=int(lifetime.total_seconds() // 3600),
     )
 
 
@@ -127,6 +141,8 @@ def rehearse_reset(username: str, method: str, language: str | None, *, policy: 
     """
     stand_in = Account(username=username, username_key="", email="nobody@invalid")
     secret, _hash = new_reset_secret(method)
+    code = new_code() if method == ResetMethod.LINK else secret
+    keyed_hash(code)
     compose_reset_email(
-        stand_in, method, 0, secret, now + policy.lifetime(method), language, policy=policy, now=now
+        stand_in, method, 0, secret, now + policy.lifetime(method), language, policy=policy, now=now, code=code
     )

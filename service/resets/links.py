@@ -4,6 +4,7 @@ and setting a new password through it, once."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from service.models import Account, PasswordReset, ResetMethod
 from service.platform.database import DbSession, rows_changed
 from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed
 from service.platform.signing import secret_matches, serializer, sha256_hex
+from service.resets.codes import check_code
 from service.resets.policy import ResetPolicy
 
 RESET_LINK_SALT = "resetdesk.password-reset-link"
@@ -92,12 +94,42 @@ def check_link(session: DbSession, token: str, *, policy: ResetPolicy, now: date
 def confirm_reset(
     session: DbSession, token: str, new_password: str, *, policy: ResetPolicy, ip: str | None, now: datetime
 ) -> Account:
-    """Set a new password through a link, once; flushes, the caller commits. No sign-in follows.
+    """Set a new password through a link, once; flushes, the caller commits. No sign-in follows."""
+    reset = check_link(session, token, policy=policy, now=now)
+    return use_reset(
+        session, reset, new_password, via="reset_link", ip=ip, now=now,
+        recheck=lambda: check_link(session, token, policy=policy, now=now),
+    )
 
-    The password is checked before the link is used up, so a refused password leaves the link
+
+def confirm_reset_by_code(
+    session: DbSession, username: str, code: str, new_password: str, *, policy: ResetPolicy, ip: str | None,
+    now: datetime,
+) -> Account:
+    """Set a new password with a username and the code from the mail, once; flushes, the caller
+    commits (also after CodeRejected, so the wrong code counts)."""
+    reset = check_code(session, username, code, policy=policy, now=now)
+    return use_reset(
+        session, reset, new_password, via="reset_code", ip=ip, now=now,
+        recheck=lambda: check_code(session, username, code, policy=policy, now=now),
+    )
+
+
+def use_reset(
+    session: DbSession,
+    reset: PasswordReset,
+    new_password: str,
+    *,
+    via: str,
+    ip: str | None,
+    now: datetime,
+    recheck: Callable[[], PasswordReset],
+) -> Account:
+    """Use a checked reset to set a new password; flushes.
+
+    The password is checked before the reset is used up, so a refused password leaves it
     working; then a conditional update lets exactly one of many simultaneous confirms win.
     """
-    reset = check_link(session, token, policy=policy, now=now)
     account = reset.account
     check_new_password(new_password, username=account.username, email=account.email)
     won = session.execute(
@@ -109,9 +141,9 @@ def confirm_reset(
     if rows_changed(won) != 1:
         # Another request got there first; say why, as a fresh look at the link would.
         session.expire(reset)
-        check_link(session, token, policy=policy, now=now)
+        recheck()
         raise TokenUsed(_("This reset link has already been used."))
     replace_password_hash(
-        session, account, hash_password(new_password), actor=audit.SELF, ip=ip, now=now, via="reset_link"
+        session, account, hash_password(new_password), actor=audit.SELF, ip=ip, now=now, via=via
     )
     return account

@@ -20,6 +20,8 @@ class ResetPolicy:
     link_lifetime: timedelta
     temporary_password_lifetime: timedelta
     base_url: str
+    mails_per_hour: int = 3
+    code_attempts: int = 5
 
     @classmethod
     def from_settings(cls, config: Mapping[str, Any]) -> ResetPolicy:
@@ -28,6 +30,8 @@ class ResetPolicy:
             link_lifetime=timedelta(seconds=config["RESET_TOKEN_MAX_AGE"]),
             temporary_password_lifetime=timedelta(seconds=config["TEMPORARY_PASSWORD_MAX_AGE"]),
             base_url=config["PUBLIC_BASE_URL"],
+            mails_per_hour=config["RESET_MAILS_PER_HOUR"],
+            code_attempts=config["RESET_CODE_ATTEMPTS"],
         )
 
     def lifetime(self, method: str) -> timedelta:

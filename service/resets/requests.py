@@ -17,6 +17,7 @@ from service.platform.database import DbSession, note_queued_work, rows_changed
 from service.platform.sealing import TYPED_USERNAME, SealBroken, open_sealed, seal, username_hash, username_hashes
 from service.platform.text import USERNAME_MAX_LENGTH
 from service.resets.issuing import issue_reset, rehearse_reset
+from service.resets.mailcap import take_reset_mail
 from service.resets.policy import ResetPolicy
 
 RECORD_RESET_REQUEST = insert(ResetRequest.__table__)  # type: ignore[arg-type]
@@ -51,10 +52,11 @@ def request_reset(
 def resolve_reset_request(session: DbSession, request: ResetRequest, *, policy: ResetPolicy, now: datetime) -> str:
     """Act on one self-service request; flushes, the caller commits. Returns what happened.
 
-    Only an active account with an email gets mail; every request leaves an audit event,
-    so a request for a missing, disabled or email-less account is recorded, not dropped. The
-    event keeps nothing typed: the account link, or for a missing account a keyed hash an
-    agent can check a name against (`was_requested`).
+    Only an active account with an email gets mail, at most `policy.mails_per_hour` an hour;
+    every request leaves an audit event, so a request for a missing, disabled or email-less
+    account, or one over the cap, is recorded, not dropped. The event keeps nothing typed: the
+    account link, or for a missing account a keyed hash an agent can check a name against
+    (`was_requested`).
     """
     try:
         typed = open_sealed(TYPED_USERNAME, request.username_sealed)
@@ -79,6 +81,8 @@ def resolve_reset_request(session: DbSession, request: ResetRequest, *, policy: 
         outcome = "frozen"
     elif not account.email:
         outcome = "no_email"
+    elif not take_reset_mail(session, account.id, per_hour=policy.mails_per_hour, now=now):
+        outcome = "capped"
     else:
         outcome = "issued"
     audit.record_event(

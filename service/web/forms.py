@@ -11,6 +11,7 @@ from service.platform.forms import storable
 from service.platform.text import USERNAME_MAX_LENGTH
 
 FIELD_MAX_LENGTH = 1000
+CODE_FIELD_MAX_LENGTH = 64
 
 
 class ResetRequestForm(FlaskForm):
@@ -38,5 +39,24 @@ class NewPasswordForm(FlaskForm):
         validators=[
             DataRequired(message=_l("Enter the new password a second time.")),
             EqualTo("new_password", message=_l("The two passwords are not the same.")),
+        ],
+    )
+
+
+class ResetCodeForm(FlaskForm):
+    username = StringField(
+        _l("Username"),
+        validators=[
+            DataRequired(message=_l("Enter your username.")),
+            Length(max=USERNAME_MAX_LENGTH, message=_l("A username has at most %(maximum)d characters.", maximum=USERNAME_MAX_LENGTH)),
+            storable,
+        ],
+    )
+    code = StringField(
+        _l("Code from the email"),
+        validators=[
+            DataRequired(message=_l("Enter the code from the email.")),
+            Length(max=CODE_FIELD_MAX_LENGTH, message=_l("That code is far too long.")),
+            storable,
         ],
     )

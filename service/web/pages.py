@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from service.accounts.passwords import password_rules
+from service.accounts.reportlinks import read_report
+from service.accounts.reports import report_not_me
 from service.contact.hours import contact_details
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
@@ -19,14 +22,16 @@ from service.platform.ratelimits import (
     reset_request_per_username,
     token_per_ip,
 )
-from service.resets.links import check_link, confirm_reset
+from service.resets.codes import check_code
+from service.resets.links import check_link, confirm_reset, confirm_reset_by_code
 from service.resets.policy import reset_policy
 from service.resets.requests import request_reset
-from service.web.forms import NewPasswordForm, ResetRequestForm
+from service.web.forms import NewPasswordForm, ResetCodeForm, ResetRequestForm
 
 pages = Blueprint("pages", __name__)
 
 SESSION_TOKEN_KEY = "reset_token"
+SESSION_CODE_KEY = "reset_code"
 PageResult = str | tuple[str, int] | Response
 
 
@@ -63,17 +68,39 @@ def reset_request_submit() -> PageResult:
     return render_template("reset_sent.html", method=method)
 
 
+@pages.route("/reset-password/code", methods=["GET", "POST"])
+@token_per_ip
+def reset_code_form() -> PageResult:
+    """Username and the code from the mail; a right pair leads on to the new-password form."""
+    form = ResetCodeForm()
+    if not form.validate_on_submit():
+        return render_template("reset_code.html", form=form), 400 if form.is_submitted() else 200
+    try:
+        check_code(db.session, form.username.data, form.code.data, policy=reset_policy(), now=utcnow())
+    except (TokenInvalid, TokenExpired, TokenUsed) as error:
+        # A wrong code counts (CodeRejected flushed it); nothing else was changed.
+        db.session.commit()
+        form.code.errors = [str(error.detail)]
+        return render_template("reset_code.html", form=form), error.status
+    db.session.commit()
+    session.pop(SESSION_TOKEN_KEY, None)
+    session[SESSION_CODE_KEY] = {"u": form.username.data, "c": form.code.data}
+    return redirect(url_for("pages.new_password_form"))
+
+
 @pages.get("/reset-password/<path:token>")
 @token_per_ip
 def reset_link(token: str) -> Response:
     # Mail scanners open links too: opening one only parks the token in the session, and the
     # redirect takes it out of the address bar (and out of any Referer) at once.
+    session.pop(SESSION_CODE_KEY, None)
     session[SESSION_TOKEN_KEY] = token[:1000]
     return redirect(url_for("pages.new_password_form"))
 
 
 def _link_problem(error: TokenInvalid | TokenExpired | TokenUsed) -> tuple[str, int]:
     session.pop(SESSION_TOKEN_KEY, None)
+    session.pop(SESSION_CODE_KEY, None)
     return render_template("reset_link_problem.html", error=error), error.status
 
 
@@ -81,19 +108,35 @@ def _link_problem(error: TokenInvalid | TokenExpired | TokenUsed) -> tuple[str, 
 @token_per_ip
 def new_password_form() -> PageResult:
     token = session.get(SESSION_TOKEN_KEY)
-    if not token:
+    by_code = session.get(SESSION_CODE_KEY)
+    policy = reset_policy()
+
+    def confirm(new_password: str) -> None:
+        if isinstance(by_code, dict):
+            confirm_reset_by_code(
+                db.session, str(by_code.get("u", "")), str(by_code.get("c", "")), new_password, policy=policy,
+                ip=client_ip(), now=utcnow(),
+            )
+        else:
+            confirm_reset(db.session, str(token), new_password, policy=policy, ip=client_ip(), now=utcnow())
+
+    if not token and not isinstance(by_code, dict):
         return _link_problem(TokenInvalid(_("Open the link from your email to choose a new password.")))
     try:
-        reset = check_link(db.session, token, policy=reset_policy(), now=utcnow())
+        if isinstance(by_code, dict):
+            reset = check_code(
+                db.session, str(by_code.get("u", "")), str(by_code.get("c", "")), policy=policy, now=utcnow()
+            )
+        else:
+            reset = check_link(db.session, str(token), policy=policy, now=utcnow())
     except (TokenInvalid, TokenExpired, TokenUsed) as error:
+        db.session.commit()  # a code that stopped matching counts like any wrong one
         return _link_problem(error)
     form = NewPasswordForm()
     status = 200
     if form.validate_on_submit():
         try:
-            confirm_reset(
-                db.session, token, form.new_password.data, policy=reset_policy(), ip=client_ip(), now=utcnow()
-            )
+            confirm(form.new_password.data)
         except WeakPassword as error:
             db.session.rollback()
             form.new_password.errors = [e.message for e in error.errors]
@@ -104,6 +147,7 @@ def new_password_form() -> PageResult:
         else:
             db.session.commit()
             session.pop(SESSION_TOKEN_KEY, None)
+            session.pop(SESSION_CODE_KEY, None)
             return redirect(url_for("pages.reset_done"))
     elif form.is_submitted():
         status = 400
@@ -159,3 +203,30 @@ def brand_css() -> Response:
 @page_per_ip
 def login_help() -> PageResult:
     return render_template("login_help.html", contact=contact_details(utcnow()))
+
+
+@pages.get("/report/<path:token>")
+@page_per_ip
+def report_form(token: str) -> PageResult:
+    """"This wasn't me": only a page with a button, so a mail scanner's visit does nothing."""
+    try:
+        report = read_report(db.session, token)
+    except TokenInvalid as error:
+        return render_template("error.html", title=error.title, detail=error.detail), error.status
+    return render_template("report.html", form=FlaskForm(), token=token, report=report, done=False)
+
+
+@pages.post("/report/<path:token>")
+@token_per_ip
+def report_submit(token: str) -> PageResult:
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        return render_template("error.html", title=_("This form has expired"), detail=_("Go back, reload the page and try again.")), 400
+    try:
+        report = read_report(db.session, token)
+        report_not_me(db.session, report, ip=client_ip(), now=utcnow())
+    except TokenInvalid as error:
+        db.session.rollback()
+        return render_template("error.html", title=error.title, detail=error.detail), error.status
+    db.session.commit()
+    return render_template("report.html", report=report, done=True, contact=contact_details(utcnow()))

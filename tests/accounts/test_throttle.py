@@ -317,3 +317,25 @@ def test_simultaneous_guesses_check_at_most_max_failures_in_redis(
         assert guess_together(app, redis_username, monkeypatch) == MAX_FAILURES
     finally:
         dispose(app)
+
+
+def test_a_completed_reset_lifts_the_sign_in_throttle(
+    app: Flask, client: FlaskClient, make_account: Any, make_key: Any
+) -> None:
+    from sqlalchemy import select
+
+    from service.accounts.changes import set_password
+
+    make_account()
+    key = make_key("client")
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        client.post("/api/v1/auth/verify", json={"username": "jane", "password": "wrong"}, headers=key)
+    locked = client.post("/api/v1/auth/verify", json={"username": "jane", "password": "wrong"}, headers=key)
+    assert locked.status_code == 429
+    new_password = "a brand new strong passphrase"
+    with app.app_context():
+        account = db.session.scalar(select(Account).where(Account.username_key == "jane"))
+        set_password(db.session, account, new_password, actor="self", ip=None, now=utcnow(), via="reset_link")
+        db.session.commit()
+    signed_in = client.post("/api/v1/auth/verify", json={"username": "jane", "password": new_password}, headers=key)
+    assert signed_in.status_code == 200

@@ -78,7 +78,7 @@ def test_forwarded_headers_do_not_change_the_emailed_link(
     assert response.status_code == 202
     run_dispatcher(app)
     origins = emailed_origins(smtp)
-    assert len(origins) == 2  # the text part and the HTML part
+    assert len(origins) >= 2  # the text part and the HTML part (and the code page)
     assert set(origins) == {PUBLIC_BASE_URL}
     for message in smtp.messages:
         assert "evil.example" not in message.as_string()

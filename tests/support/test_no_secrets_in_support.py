@@ -48,7 +48,7 @@ from tests.formtools import CSRF_VALUE as CSRF
 AGENT_PASSWORD = "agent horse battery staple"
 LEGACY_PASSWORD = "an old password from the old shop"
 NEW_PASSWORD = "violet lanterns drift over quiet harbours"
-LINK = re.compile(r"http://localhost/reset-password/([A-Za-z0-9._-]+)")
+LINK = re.compile(r"http://localhost/reset-password/(?!code\b)([A-Za-z0-9._-]+)")
 TEMPORARY = re.compile(r"\r?\n\r?\n {4}(\S+)\r?\n")
 SUPPORT_PREFIXES = ("/support", "/api/v1/support")
 # Marks of a password hash, whatever the account's or its secret's value.
@@ -125,8 +125,12 @@ class Secrets:
                 self.add(password_hash, f"password_hash of account {username}")
             for username, password_hash in db.session.execute(select(Agent.username, Agent.password_hash)):
                 self.add(password_hash, f"password_hash of agent {username}")
-            for reset_id, secret_hash in db.session.execute(select(PasswordReset.id, PasswordReset.secret_hash)):
+            for reset_id, secret_hash, code_hash in db.session.execute(
+                select(PasswordReset.id, PasswordReset.secret_hash, PasswordReset.code_hash)
+            ):
                 self.add(secret_hash, f"secret_hash of reset {reset_id}")
+                if code_hash:
+                    self.add(code_hash, f"code_hash of reset {reset_id}")
             for name, key_hash in db.session.execute(select(ApiKey.name, ApiKey.key_hash)):
                 self.add(key_hash, f"key_hash of API key {name}")
 
@@ -140,6 +144,8 @@ class Secrets:
             for temporary in TEMPORARY.findall(text):
                 if message["Subject"] == "Your temporary password":
                     self.add(temporary, f"temporary password to {message['To']}")
+                elif message["Subject"] == "Reset your password":
+                    self.add(temporary, f"reset code to {message['To']}")
 
     def kinds(self) -> set[str]:
         return {what.split(" of ")[0].split(" to ")[0] for what in self.values.values() if not what.startswith("part")}

@@ -1,0 +1,107 @@
+"""Reset codes: the short code beside every reset link, typed by hand where a link cannot be
+opened (a mail read on the phone, the shop open on the PC), and setting a new password with it.
+
+A code is found by the account's username and the code's keyed hash. Wrong codes are counted
+on the account's pending link resets; after `policy.code_attempts` of them a reset dies, link
+and code alike, so a code cannot be guessed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from flask_babel import gettext as _
+from sqlalchemy import case, select, update
+
+from service.accounts.records import find_account
+from service.models import PasswordReset, ResetMethod
+from service.platform.database import DbSession
+from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed
+from service.platform.signing import keyed_hashes
+from service.resets.policy import ResetPolicy
+
+# No 0/O, 1/I/L: a code is read off a phone and typed by hand, in any case.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 10  # about 50 bits, with a handful of attempts per reset
+CODE_MAX_LENGTH = 64
+
+
+class CodeRejected(TokenInvalid):
+    """A wrong code, or a username without one: the attempt was counted, and the caller
+    commits that count before answering, exactly as for any invalid token."""
+
+
+def new_code() -> str:
+    """A fresh code from an alphabet without look-alikes."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normal_code(typed: str) -> str:
+    """The code as stored: what was typed without spaces or dashes, in capitals."""
+    return "".join(char for char in typed.upper() if char not in " -\t")[:CODE_MAX_LENGTH]
+
+
+def display_code(code: str) -> str:
+    """`ABCDE-FGHJK`: two groups are easier to read out and type."""
+    middle = len(code) // 2
+    return f"{code[:middle]}-{code[middle:]}"
+
+
+def check_code(
+    session: DbSession, username: str, code: str, *, policy: ResetPolicy, now: datetime
+) -> PasswordReset:
+    """The pending reset a username and code stand for; flushes the count of a wrong code.
+
+    A missing username, a wrong code and a dead reset's code all raise CodeRejected (or
+    TokenExpired / TokenUsed for a known code), after the same queries, so the answer tells
+    nothing about the username.
+    """
+    account = find_account(session, username)
+    account_id = account.id if account is not None else 0
+    reset = session.scalar(
+        select(PasswordReset)
+        .where(
+            PasswordReset.account_id == account_id,
+            PasswordReset.method == ResetMethod.LINK,
+            PasswordReset.code_hash.in_(keyed_hashes(normal_code(code))),
+        )
+        .order_by(PasswordReset.id.desc())
+        .limit(1)
+    )
+    if reset is None:
+        _count_wrong_code(session, account_id, policy=policy, now=now)
+        raise CodeRejected(_("This code is not valid. Check the username and the code, or ask for a new email."))
+    if reset.used_at is not None:
+        raise TokenUsed(_("This code has already been used. Ask for a new one if you need it."))
+    if reset.revoked_at is not None:
+        raise TokenInvalid(_("This code no longer works: the password has changed since, or a wrong code was typed too often. Ask for a new one."))
+    if reset.expires_at <= now:
+        raise TokenExpired(_("This code has expired. Ask for a new one."))
+    account = reset.account
+    if not account.is_active or account.is_frozen or (
+        account.password_changed_at and account.password_changed_at > reset.created_at
+    ):
+        raise TokenInvalid(_("This code is not valid. Check the username and the code, or ask for a new email."))
+    return reset
+
+
+def _count_wrong_code(session: DbSession, account_id: int, *, policy: ResetPolicy, now: datetime) -> None:
+    """One more wrong code on each of the account's pending link resets; the last allowed kills them.
+
+    One conditional UPDATE: simultaneous wrong codes cannot both slip under the limit.
+    """
+    session.execute(
+        update(PasswordReset)
+        .where(
+            PasswordReset.account_id == account_id,
+            PasswordReset.method == ResetMethod.LINK,
+            PasswordReset.code_hash.is_not(None),
+            PasswordReset.usable_at(now),
+        )
+        .values(
+            code_attempts=PasswordReset.code_attempts + 1,
+            revoked_at=case((PasswordReset.code_attempts + 1 >= policy.code_attempts, now), else_=None),
+        )
+        .execution_options(synchronize_session=False)
+    )

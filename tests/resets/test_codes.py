@@ -1,0 +1,164 @@
+"""Reset codes: every link mail carries a code for the same reset, usable by API and page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.models import Account
+from service.resets.codes import CODE_ALPHABET
+from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
+from tests.formtools import html_of, post_form, text_of
+from tests.resets.test_resets import (
+    CONFIRM,
+    PUBLIC_BASE_URL,
+    RESETS,
+    all_cells,
+    ask_for_reset,
+    confirm,
+    problem_code,
+    token_in,
+    verify,
+)
+
+LOOK_ALIKES = set("0O1lIL")
+
+
+@pytest.fixture
+def app_settings(request: pytest.FixtureRequest, smtp: SmtpSink) -> dict[str, Any]:
+    return {**smtp_settings(smtp), "PUBLIC_BASE_URL": PUBLIC_BASE_URL, **getattr(request, "param", {})}
+
+
+def code_in(message: EmailMessage) -> str:
+    match = re.search(r"^ {4}([A-Z0-9]+-[A-Z0-9]+)\r?$", text_of(message), re.MULTILINE)
+    assert match, text_of(message)
+    return match.group(1)
+
+
+def emailed(app: Flask, client: FlaskClient, smtp: SmtpSink) -> EmailMessage:
+    assert ask_for_reset(client, "jane").status_code == 202
+    run_dispatcher(app)
+    return smtp.to("jane@example.com")[-1]
+
+
+def confirm_code(client: FlaskClient, username: str, code: str, password: str = OTHER_STRONG_PASSWORD) -> Any:
+    return client.post(CONFIRM, json={"username": username, "code": code, "new_password": password})
+
+
+def test_every_link_mail_carries_a_code_from_an_alphabet_without_look_alikes(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    mail = emailed(app, client, smtp)
+    code = code_in(mail)
+    letters = code.replace("-", "")
+    assert len(letters) >= 8
+    assert set(letters) <= set(CODE_ALPHABET)
+    assert not set(CODE_ALPHABET) & LOOK_ALIKES
+    assert code in html_of(mail)
+    assert f"{PUBLIC_BASE_URL}/reset-password/code" in text_of(mail)
+    # Only a keyed hash of it is kept.
+    assert not any(letters in cell or code in cell for cell in all_cells(app, skip=("outbox",)))
+
+
+def test_the_code_sets_a_new_password_once_and_uses_the_link_too(
+    app: Flask, client: FlaskClient, client_key: dict[str, str], make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    mail = emailed(app, client, smtp)
+    # Typed in small letters and without the dash, it still works.
+    assert confirm_code(client, " Jane", code_in(mail).lower().replace("-", "")).status_code == 204
+    assert verify(client, client_key, "jane", OTHER_STRONG_PASSWORD).status_code == 200
+    assert problem_code(confirm_code(client, "jane", code_in(mail), "a third strong passphrase")) == "token_used"
+    assert problem_code(confirm(client, token_in(mail), "a third strong passphrase")) == "token_used"
+
+
+def test_a_weak_password_leaves_the_code_working(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    code = code_in(emailed(app, client, smtp))
+    assert problem_code(confirm_code(client, "jane", code, "short")) == "weak_password"
+    assert confirm_code(client, "jane", code).status_code == 204
+
+
+def test_a_missing_username_answers_exactly_like_a_wrong_code(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    code = code_in(emailed(app, client, smtp))
+    wrong = confirm_code(client, "jane", "ABCDE-FGHJK")
+    missing = confirm_code(client, "ghost", code)
+    assert wrong.status_code == missing.status_code == 400
+    assert wrong.get_json() == missing.get_json()
+    assert problem_code(wrong) == "token_invalid"
+
+
+@pytest.mark.parametrize("app_settings", [{"RESET_CODE_ATTEMPTS": 3}], indirect=True)
+def test_reset_code_attempts_wrong_codes_kill_the_reset_code_and_link(
+    app: Flask, client: FlaskClient, client_key: dict[str, str], make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    mail = emailed(app, client, smtp)
+    for _ in range(2):
+        assert problem_code(confirm_code(client, "jane", "ABCDE-FGHJK")) == "token_invalid"
+    assert client.get(f"{RESETS}/{token_in(mail)}").status_code == 200  # still alive after 2
+    assert problem_code(confirm_code(client, "jane", "ABCDE-FGHJK")) == "token_invalid"
+    assert problem_code(confirm_code(client, "jane", code_in(mail))) == "token_invalid"
+    assert problem_code(confirm(client, token_in(mail), OTHER_STRONG_PASSWORD)) == "token_invalid"
+    assert verify(client, client_key, "jane", STRONG_PASSWORD).status_code == 200
+
+
+def test_five_wrong_codes_by_default(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    code = code_in(emailed(app, client, smtp))
+    for _ in range(4):
+        confirm_code(client, "jane", "ABCDE-FGHJK")
+    assert confirm_code(client, "jane", code).status_code == 204
+
+
+@pytest.mark.parametrize("app_settings", [{"RATELIMIT_TOKEN_PER_IP": "2/minute"}], indirect=True)
+def test_codes_are_rate_limited_per_ip(app: Flask, client: FlaskClient) -> None:
+    for _ in range(2):
+        assert confirm_code(client, "jane", "ABCDE-FGHJK").status_code == 400
+    assert problem_code(confirm_code(client, "jane", "ABCDE-FGHJK")) == "rate_limited"
+
+
+def test_the_code_page_leads_to_the_new_password_form(
+    app: Flask, client: FlaskClient, client_key: dict[str, str], make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    code = code_in(emailed(app, client, smtp))
+    wrong = post_form(client, "/reset-password/code", {"username": "jane", "code": "ABCDE-FGHJK"})
+    assert wrong.status_code == 400
+    assert "This code is not valid" in wrong.get_data(as_text=True)
+    entered = post_form(client, "/reset-password/code", {"username": "jane", "code": code})
+    assert entered.status_code == 302 and entered.headers["Location"].endswith("/reset-password/new")
+    done = post_form(
+        client, "/reset-password/new", {"new_password": OTHER_STRONG_PASSWORD, "confirm_password": OTHER_STRONG_PASSWORD}
+    )
+    assert done.status_code == 302 and done.headers["Location"].endswith("/reset-password/done")
+    assert verify(client, client_key, "jane", OTHER_STRONG_PASSWORD).status_code == 200
+
+
+def test_the_code_page_answers_a_missing_username_like_a_wrong_code(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    code = code_in(emailed(app, client, smtp))
+    wrong = post_form(client, "/reset-password/code", {"username": "jane", "code": "ABCDE-FGHJK"})
+    missing = post_form(client, "/reset-password/code", {"username": "ghost", "code": code})
+    assert wrong.status_code == missing.status_code == 400
+
+    def error_of(html: str) -> str:
+        return re.search(r'<p class="error"[^>]*>(.*?)</p>', html, re.S).group(1)  # type: ignore[union-attr]
+
+    assert error_of(wrong.get_data(as_text=True)) == error_of(missing.get_data(as_text=True))
