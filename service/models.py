@@ -86,6 +86,9 @@ class Account(Base):
     # Frozen: no sign-in and no reset mail until an agent unfreezes it ("this wasn't me", fraud).
     frozen_at: Mapped[datetime | None]
     frozen_reason: Mapped[str | None] = mapped_column(String(200))
+    # What a customer on the phone spells out: their name and number, both optional.
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(40))
 
     @property
     def is_active(self) -> bool:

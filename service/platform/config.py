@@ -48,7 +48,10 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES": 10,
     "WEBHOOK_URLS": (),
     "WEBHOOK_SECRET": "",
-    "WEBHOOK_EVENTS": ("password.changed", "reset.requested", "account.unlocked"),
+    "WEBHOOK_EVENTS": (
+        "password.changed", "reset.requested", "account.unlocked",
+        "account.email_changed", "account.frozen", "account.unfrozen",
+    ),
     "WEBHOOK_TIMEOUT": 10,
     "AGENT_RESETS_PER_HOUR": 30,
     "AGENT_IDLE_MINUTES": 30,

@@ -89,6 +89,10 @@ def account_summary(account: Account) -> dict[str, Any]:
         "username": account.username,
         "email": account.email,
         "status": account.status,
+        "frozen": account.is_frozen,
+        "frozen_reason": account.frozen_reason,
+        "full_name": account.full_name,
+        "phone": account.phone,
         "created_at": account.created_at.isoformat(),
     }
 
