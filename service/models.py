@@ -7,11 +7,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, ForeignKey, Index, String, Text, and_
+from sqlalchemy import DDL, ColumnElement, ForeignKey, Index, String, Text, and_, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.platform.clock import utcnow
 from service.platform.modelbase import Base, UTCDateTime
+from service.platform.text import digits_of, searchable
 
 __all__ = ["Base", "UTCDateTime"]  # re-exported for migrations and tests
 
@@ -89,6 +90,28 @@ class Account(Base):
     # What a customer on the phone spells out: their name and number, both optional.
     full_name: Mapped[str | None] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(40))
+    # What support search matches "any part of": kept by `refresh_search_columns` on every write.
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    phone_digits: Mapped[str] = mapped_column(String(40), default="")
+
+    __table_args__ = (
+        # Trigram indexes make LIKE '%part%' fast on PostgreSQL. SQLite gets plain indexes of the
+        # same names (so one model describes both schemas); it scans, which suits its size.
+        Index(
+            "ix_accounts_search_text_trgm", "search_text",
+            postgresql_using="gin", postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
+        Index(
+            "ix_accounts_phone_digits_trgm", "phone_digits",
+            postgresql_using="gin", postgresql_ops={"phone_digits": "gin_trgm_ops"},
+        ),
+    )
+
+    def refresh_search_columns(self) -> None:
+        """Recompute the search forms from the username, email, full name and phone."""
+        parts = (self.username, self.email, self.full_name)
+        self.search_text = "\n".join(searchable(part) for part in parts if part)
+        self.phone_digits = digits_of(self.phone or "")
 
     @property
     def is_active(self) -> bool:
@@ -250,3 +273,17 @@ class OutboxMessage(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
 
     account: Mapped[Account | None] = relationship()
+
+
+@event.listens_for(Account, "before_insert")
+@event.listens_for(Account, "before_update")
+def _keep_search_columns(_mapper: object, _connection: object, account: Account) -> None:
+    # Every rule that writes an account through the ORM passes here, so search never goes stale.
+    account.refresh_search_columns()
+
+
+# The trigram indexes need pg_trgm; `flask db upgrade` creates it, and so does create_all.
+event.listen(
+    Account.__table__, "before_create",
+    DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+)

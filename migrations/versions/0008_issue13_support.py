@@ -1,4 +1,4 @@
-"""support: profile fields on accounts
+"""support: profile fields on accounts, and the columns and indexes search matches
 
 Revision ID: 0008_issue13_support
 Revises: 0007_frozen_accounts
@@ -7,6 +7,8 @@ Create Date: 2026-12-01 09:00:00
 """
 import sqlalchemy as sa
 from alembic import op
+
+from service.platform.text import searchable
 
 revision = "0008_issue13_support"
 down_revision = "0007_frozen_accounts"
@@ -18,9 +20,53 @@ def upgrade():
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("full_name", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("phone", sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column("search_text", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("phone_digits", sa.String(length=40), nullable=True))
+    _fill_search_columns()
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.alter_column("search_text", existing_type=sa.Text(), nullable=False)
+        batch_op.alter_column("phone_digits", existing_type=sa.String(length=40), nullable=False)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    for column in ("search_text", "phone_digits"):
+        op.create_index(
+            f"ix_accounts_{column}_trgm", "accounts", [column],
+            postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"},
+        )
+
+
+def _fill_search_columns():
+    """Compute the search forms of the accounts that exist, in batches (the same code as the app)."""
+    connection = op.get_bind()
+    accounts = sa.table(
+        "accounts", sa.column("id"), sa.column("username"), sa.column("email"), sa.column("full_name"),
+        sa.column("phone"), sa.column("search_text"), sa.column("phone_digits"),
+    )
+    last_id = 0
+    while True:
+        rows = connection.execute(
+            sa.select(accounts.c.id, accounts.c.username, accounts.c.email)
+            .where(accounts.c.id > last_id).order_by(accounts.c.id).limit(1000)
+        ).all()
+        if not rows:
+            return
+        connection.execute(
+            accounts.update().where(accounts.c.id == sa.bindparam("row_id")).values(
+                search_text=sa.bindparam("text"), phone_digits=""
+            ),
+            [
+                {"row_id": row.id, "text": "\n".join(searchable(part) for part in (row.username, row.email) if part)}
+                for row in rows
+            ],
+        )
+        last_id = rows[-1].id
 
 
 def downgrade():
+    op.drop_index("ix_accounts_phone_digits_trgm", table_name="accounts")
+    op.drop_index("ix_accounts_search_text_trgm", table_name="accounts")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("phone_digits")
+        batch_op.drop_column("search_text")
         batch_op.drop_column("phone")
         batch_op.drop_column("full_name")

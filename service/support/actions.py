@@ -12,19 +12,22 @@ from datetime import datetime
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
+from service.accounts.freezing import freeze_account, unfreeze_account
+from service.accounts.profile import PHONE_CHARACTERS
 from service.accounts.records import find_account
 from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
 from service.models import Account, AuditEvent, PasswordReset
 from service.platform.counters import count
 from service.platform.database import DbSession
-from service.platform.errors import AccountNotFound, NoEmailOnFile, ValidationFailed
-from service.platform.text import is_storable, normalise_email, normalise_username
+from service.platform.errors import AccountNotFound, FieldError, NoEmailOnFile, ValidationFailed
+from service.platform.text import digits_of, is_storable, normalise_username, searchable
 from service.resets.issuing import IssuedReset, issue_reset
 from service.resets.policy import ResetPolicy
 from service.support.quotas import take_reset_from_quota
+from service.support.verification import action_details, checked_verification
 
 PAGE_SIZE_MAX = 50
 PAGE_MAX = 10_000  # no one reads that far; larger offsets would overflow the database's integer
@@ -46,27 +49,43 @@ def page_bounds(page: int, per_page: int) -> tuple[int, int]:
     return min(max(1, page), PAGE_MAX), min(max(1, per_page), PAGE_SIZE_MAX)
 
 
-def _like_prefix(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# Below this many characters a "contains" match finds too much to be useful, and a trigram
+# index cannot help; such short queries match the start of a username or email instead.
+CONTAINS_MIN_LENGTH = 3
+
+
+def search_condition(query: str) -> ColumnElement[bool]:
+    """Which accounts a support query finds: any part of a username, email or full name
+    (case and accents ignored), or of a phone number's digits when the query looks like one."""
+    text = searchable(query)
+    if len(text) < CONTAINS_MIN_LENGTH:
+        prefix = _escape_like(normalise_username(query)) + "%"
+        return or_(
+            Account.username_key.like(prefix, escape="\\"),
+            Account.email_key.like(prefix, escape="\\"),
+        )
+    conditions = [Account.search_text.like(f"%{_escape_like(text)}%", escape="\\")]
+    digits = digits_of(query)
+    if len(digits) >= CONTAINS_MIN_LENGTH and set(query.strip()) <= PHONE_CHARACTERS:
+        conditions.append(Account.phone_digits.like(f"%{digits}%"))
+    return or_(*conditions)
 
 
 def search_accounts(
     session: DbSession, query: str, *, actor: str, ip: str | None, now: datetime, page: int = 1, per_page: int = 20
 ) -> Page:
-    """Accounts whose username starts with `query`, or whose email starts with it; audited."""
+    """Accounts whose username, email, full name or phone holds `query` (see `search_condition`); audited."""
     query = query.strip()
     if not query or len(query) > QUERY_MAX_LENGTH or not is_storable(query):
-        raise ValidationFailed(f"Search with 1 to {QUERY_MAX_LENGTH} characters of a username or email.")
+        raise ValidationFailed(f"Search with 1 to {QUERY_MAX_LENGTH} characters of a username, email, name or phone number.")
     page, per_page = page_bounds(page, per_page)
     rows = session.scalars(
         select(Account)
-        .where(
-            or_(
-                Account.username_key.like(_like_prefix(normalise_username(query)), escape="\\"),
-                Account.email_key.like(_like_prefix(normalise_email(query)), escape="\\"),
-            )
-        )
+        .where(search_condition(query))
         .order_by(Account.username_key)
         .offset((page - 1) * per_page)
         .limit(per_page + 1)
@@ -151,13 +170,16 @@ def send_reset(
     now: datetime,
     note: str | None = None,
     ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
 ) -> IssuedReset:
     """Send a reset for a customer on the phone, within the agent's hourly quota; flushes."""
+    verified_by = checked_verification(verified_by, required=require_verification)
     take_reset_from_quota(session, actor, quota=quota, now=now)
     account = require_account(session, username)
     if not account.email:
         raise NoEmailOnFile(_("The account has no email address: confirm one with the customer first."))
-    details = {key: value for key, value in (("note", note), ("ticket", ticket)) if value}
+    details = action_details(note=note, ticket=ticket, verified_by=verified_by)
     audit.record_event(
         session, "reset.requested", actor=actor, ip=ip, now=now, account=account,
         details={"method": method, "outcome": "issued", **details},
@@ -178,13 +200,62 @@ def unlock_account(
     now: datetime,
     note: str | None = None,
     ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
 ) -> Account:
     """End a sign-in throttle early, as a customer on the phone asks; audited."""
+    verified_by = checked_verification(verified_by, required=require_verification)
     account = require_account(session, username)
     sign_in_throttle().unlock(account_throttle_key(account.username_key))
-    details = {key: value for key, value in (("note", note), ("ticket", ticket)) if value}
+    details = action_details(note=note, ticket=ticket, verified_by=verified_by)
     audit.record_event(session, "account.unlocked", actor=actor, ip=ip, now=now, account=account, details=details)
     return account
+
+
+def freeze(
+    session: DbSession,
+    username: str,
+    *,
+    reason: str,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    note: str | None = None,
+    ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
+) -> bool:
+    """Freeze an account (fraud, a caller who says "this wasn't me"); False if it was frozen already."""
+    verified_by = checked_verification(verified_by, required=require_verification)
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed("Say why the account is frozen.", errors=[FieldError("reason", "Give a reason.")])
+    account = require_account(session, username)
+    return freeze_account(
+        session, account, reason=reason, actor=actor, ip=ip, now=now,
+        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+    )
+
+
+def unfreeze(
+    session: DbSession,
+    username: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    note: str | None = None,
+    ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
+) -> bool:
+    """Lift a freeze once the owner is confirmed; False if the account was not frozen."""
+    verified_by = checked_verification(verified_by, required=require_verification)
+    account = require_account(session, username)
+    return unfreeze_account(
+        session, account, actor=actor, ip=ip, now=now,
+        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+    )
 
 
 def account_events(session: DbSession, username: str, *, page: int = 1, per_page: int = 50) -> Page:

@@ -194,6 +194,8 @@ class Doors:
         self.api.get("/api/v1/support/accounts/nobody/events", headers=key)
         self.api.post("/api/v1/support/accounts/nobody/password-resets", json={"method": "link"}, headers=key)
         self.api.post("/api/v1/support/accounts/nobody/unlock", headers=key)
+        self.api.post("/api/v1/support/accounts/nobody/freeze", json={"reason": "scan"}, headers=key)
+        self.api.post("/api/v1/support/accounts/nobody/unfreeze", headers=key)
         self.api.post(f"/api/v1/support/accounts/{usernames[0]}/password-resets", json={"method": "fax"}, headers=key)
         self.api.post("/api/v1/support/accounts/noemail/password-resets", json={"method": "link"}, headers=key)
         self.api.get(f"/api/v1/support/accounts/{usernames[0]}", headers=self.client_key)
