@@ -248,6 +248,28 @@ class PasswordReset(Base):
         return and_(cls.used_at.is_(None), cls.revoked_at.is_(None), cls.expires_at > now)
 
 
+class EmailChange(Base):
+    """A new address an agent entered for an account, waiting for its owner to confirm it.
+
+    The account's email changes only once the link sent to the new address is followed; only
+    the SHA-256 of the link's random secret is kept.
+    """
+
+    __tablename__ = "email_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    new_email: Mapped[str] = mapped_column(String(254))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    account: Mapped[Account] = relationship()
+
+
 class OutboxMessage(Base):
     """An email or webhook waiting to be delivered, delivered, or given up on after its last retry.
 

@@ -1,4 +1,4 @@
-"""support: profile fields on accounts, and the columns and indexes search matches
+"""support: profile fields on accounts, the columns and indexes search matches, email changes
 
 Revision ID: 0008_issue13_support
 Revises: 0007_frozen_accounts
@@ -7,6 +7,8 @@ Create Date: 2026-12-01 09:00:00
 """
 import sqlalchemy as sa
 from alembic import op
+
+from service.models import UTCDateTime
 
 from service.platform.text import searchable
 
@@ -33,6 +35,24 @@ def upgrade():
             f"ix_accounts_{column}_trgm", "accounts", [column],
             postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"},
         )
+
+    op.create_table(
+        "email_changes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("new_email", sa.String(length=254), nullable=False),
+        sa.Column("secret_hash", sa.String(length=64), nullable=False),
+        sa.Column("requested_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("expires_at", UTCDateTime(), nullable=False),
+        sa.Column("confirmed_at", UTCDateTime(), nullable=True),
+        sa.Column("revoked_at", UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_email_changes_account_id_accounts")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_email_changes")),
+        sa.UniqueConstraint("secret_hash", name=op.f("uq_email_changes_secret_hash")),
+    )
+    with op.batch_alter_table("email_changes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_email_changes_account_id"), ["account_id"], unique=False)
 
 
 def _fill_search_columns():
@@ -63,6 +83,7 @@ def _fill_search_columns():
 
 
 def downgrade():
+    op.drop_table("email_changes")
     op.drop_index("ix_accounts_phone_digits_trgm", table_name="accounts")
     op.drop_index("ix_accounts_search_text_trgm", table_name="accounts")
     with op.batch_alter_table("accounts", schema=None) as batch_op:

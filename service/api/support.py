@@ -126,6 +126,19 @@ def unfreeze(username: str) -> Response:
     return Response(status=204)
 
 
+@api.post("/support/accounts/<username>/email")
+@require_role("agent")
+def change_email(username: str) -> tuple[dict[str, Any], int]:
+    fields = string_fields(json_object(), required=("email",), optional=("note", "ticket", "verified_by"))
+    started = actions.change_email(
+        db.session, username, fields["email"], actor=current_key_actor(), ip=client_ip(), now=utcnow(),
+        note=fields["note"], ticket=fields["ticket"],
+        verified_by=fields["verified_by"], require_verification=_verification_required(),
+    )
+    db.session.commit()
+    return {"sent_to": started.sent_to, "expires_at": started.change.expires_at.isoformat()}, 202
+
+
 @api.get("/support/accounts/<username>/events")
 @require_role("agent")
 def events(username: str) -> dict[str, Any]:

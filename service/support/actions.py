@@ -14,12 +14,13 @@ from typing import Any
 from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, or_, select
 
+from service.accounts.emailchange import StartedChange, pending_change, start_email_change
 from service.accounts.freezing import freeze_account, unfreeze_account
 from service.accounts.profile import PHONE_CHARACTERS
 from service.accounts.records import find_account
 from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
-from service.models import Account, AuditEvent, PasswordReset
+from service.models import Account, AuditEvent, EmailChange, PasswordReset
 from service.platform.counters import count
 from service.platform.database import DbSession
 from service.platform.errors import AccountNotFound, FieldError, NoEmailOnFile, ValidationFailed
@@ -153,9 +154,16 @@ def account_overview(
             }
             for reset in pending_resets(session, account, now)
         ],
+        "pending_email_change": _pending_email_json(pending_change(session, account, now)),
     }
     audit.record_event(session, "support.viewed", actor=actor, ip=ip, now=now, account=account)
     return overview
+
+
+def _pending_email_json(change: EmailChange | None) -> dict[str, str] | None:
+    if change is None:
+        return None
+    return {"email": change.new_email, "requested_by": change.requested_by, "expires_at": change.expires_at.isoformat()}
 
 
 def send_reset(
@@ -254,6 +262,28 @@ def unfreeze(
     account = require_account(session, username)
     return unfreeze_account(
         session, account, actor=actor, ip=ip, now=now,
+        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+    )
+
+
+def change_email(
+    session: DbSession,
+    username: str,
+    new_email: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    note: str | None = None,
+    ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
+) -> StartedChange:
+    """Send a confirmation link to the address the caller gives; it becomes the email once confirmed."""
+    verified_by = checked_verification(verified_by, required=require_verification)
+    account = require_account(session, username)
+    return start_email_change(
+        session, account, new_email, actor=actor, ip=ip, now=now,
         details=action_details(note=note, ticket=ticket, verified_by=verified_by),
     )
 

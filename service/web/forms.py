@@ -40,3 +40,7 @@ class NewPasswordForm(FlaskForm):
             EqualTo("new_password", message=_l("The two passwords are not the same.")),
         ],
     )
+
+
+class ConfirmEmailForm(FlaskForm):
+    """Only a CSRF token: the button that confirms a new email address (opening the link does not)."""

@@ -196,6 +196,7 @@ class Doors:
         self.api.post("/api/v1/support/accounts/nobody/unlock", headers=key)
         self.api.post("/api/v1/support/accounts/nobody/freeze", json={"reason": "scan"}, headers=key)
         self.api.post("/api/v1/support/accounts/nobody/unfreeze", headers=key)
+        self.api.post("/api/v1/support/accounts/nobody/email", json={"email": "scan@example.org"}, headers=key)
         self.api.post(f"/api/v1/support/accounts/{usernames[0]}/password-resets", json={"method": "fax"}, headers=key)
         self.api.post("/api/v1/support/accounts/noemail/password-resets", json={"method": "link"}, headers=key)
         self.api.get(f"/api/v1/support/accounts/{usernames[0]}", headers=self.client_key)
