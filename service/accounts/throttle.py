@@ -67,6 +67,11 @@ class SignInThrottle:
         reset_at, _remaining = self._run("get_window_stats", key)
         return max(1, int(reset_at - time.time()) + 1)
 
+    def failures(self, key: str) -> int:
+        """How many wrong passwords the window holds for the key now."""
+        _reset_at, remaining = self._run("get_window_stats", key)
+        return max(0, int(self.item.amount) - int(remaining))
+
     def check(self, key: str) -> None:
         """Raise RateLimited while the key is locked."""
         if self.is_locked(key):

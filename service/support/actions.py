@@ -8,7 +8,7 @@ returns a token, a temporary password or a hash.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask_babel import gettext as _
@@ -20,7 +20,7 @@ from service.accounts.profile import PHONE_CHARACTERS
 from service.accounts.records import find_account
 from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
-from service.models import Account, AuditEvent, EmailChange, PasswordReset
+from service.models import Account, AuditEvent, EmailChange, OutboxKind, OutboxMessage, OutboxStatus, PasswordReset
 from service.platform.counters import count
 from service.platform.database import DbSession
 from service.platform.errors import AccountNotFound, FieldError, NoEmailOnFile, ValidationFailed
@@ -133,14 +133,63 @@ def is_locked(account: Account) -> bool:
     return sign_in_throttle().is_locked(account_throttle_key(account.username_key))
 
 
+def lock_state(account: Account, now: datetime) -> dict[str, Any]:
+    """Whether sign-in is locked, after how many wrong passwords, and when it lifts by itself."""
+    throttle = sign_in_throttle()
+    key = account_throttle_key(account.username_key)
+    locked = throttle.is_locked(key)
+    lifts_at = now + timedelta(seconds=throttle.seconds_until_unlocked(key)) if locked else None
+    return {
+        "locked": locked,
+        "failures": throttle.failures(key),
+        "max_failures": int(throttle.item.amount),
+        "lifts_at": lifts_at.isoformat() if lifts_at else None,
+    }
+
+
+def mail_state(message: OutboxMessage) -> str:
+    """Where a mail stands, in the words an agent tells a caller: queued, sending, retrying, sent, failed."""
+    if message.status == OutboxStatus.PENDING:
+        return "retrying" if message.attempts else "queued"
+    return str(message.status)
+
+
+def recent_mail(session: DbSession, account: Account, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The account's latest emails and whether each left ("I never got the email")."""
+    messages = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.account_id == account.id, OutboxMessage.kind == OutboxKind.EMAIL)
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "subject": message.subject,
+            "recipient": message.recipient,
+            "state": mail_state(message),
+            "attempts": message.attempts,
+            "last_error": message.last_error,
+            "created_at": message.created_at.isoformat(),
+            "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+            "next_attempt_at": (
+                message.next_attempt_at.isoformat() if message.status == OutboxStatus.PENDING else None
+            ),
+        }
+        for message in messages
+    ]
+
+
 def account_overview(
     session: DbSession, username: str, *, actor: str, ip: str | None, now: datetime
 ) -> dict[str, Any]:
     """What an agent sees of an account; records that they looked."""
     account = require_account(session, username)
+    lock = lock_state(account, now)
     overview = {
         **account_summary(account),
-        "locked": is_locked(account),
+        "locked": lock["locked"],
+        "lock": lock,
+        "frozen_at": account.frozen_at.isoformat() if account.frozen_at else None,
         "must_change_password": account.must_change_password,
         "password_changed_at": (
             account.password_changed_at.isoformat() if account.password_changed_at else None
@@ -155,6 +204,7 @@ def account_overview(
             for reset in pending_resets(session, account, now)
         ],
         "pending_email_change": _pending_email_json(pending_change(session, account, now)),
+        "recent_mail": recent_mail(session, account),
     }
     audit.record_event(session, "support.viewed", actor=actor, ip=ip, now=now, account=account)
     return overview
@@ -288,13 +338,23 @@ def change_email(
     )
 
 
-def account_events(session: DbSession, username: str, *, page: int = 1, per_page: int = 50) -> Page:
-    """The account's audit trail, newest first."""
+# Agents opening the account: audited, but not part of what happened to the customer.
+VIEW_EVENTS = ("support.viewed",)
+
+
+def account_events(
+    session: DbSession, username: str, *, page: int = 1, per_page: int = 50, kind: str = "all"
+) -> Page:
+    """The account's audit trail, newest first: `all`, only the customer's `trail`, or only agents' `views`."""
     account = require_account(session, username)
     page, per_page = page_bounds(page, per_page)
+    query = select(AuditEvent).where(AuditEvent.account_id == account.id)
+    if kind == "trail":
+        query = query.where(AuditEvent.type.not_in(VIEW_EVENTS))
+    elif kind == "views":
+        query = query.where(AuditEvent.type.in_(VIEW_EVENTS))
     rows = session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.account_id == account.id)
+        query
         .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page + 1)

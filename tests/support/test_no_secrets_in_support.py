@@ -163,7 +163,10 @@ class Doors:
 
     def console_action(self, username: str, action: str, **fields: str) -> None:
         url = f"/support/accounts/{username}/{action}"
-        response = self.console.post(url, data={"csrf_token": self.csrf(url), **fields}, follow_redirects=True)
+        # Any console page carries the session's CSRF token (an unavailable action redirects).
+        response = self.console.post(
+            url, data={"csrf_token": self.csrf("/support"), "verified_by": "callback", **fields}, follow_redirects=True
+        )
         assert response.status_code == 200
 
     def api_reset(self, username: str, method: str) -> None:
@@ -186,7 +189,7 @@ class Doors:
             self.api.get(f"/api/v1/support/accounts/{username}/events", query_string={"per_page": 50}, headers=key)
             self.console.get(f"/support/accounts/{username}")
             if confirm_pages:
-                for action in ("reset-link", "temporary-password", "unlock"):
+                for action in ("reset-link", "temporary-password", "unlock", "freeze", "unfreeze", "email"):
                     self.console.get(f"/support/accounts/{username}/{action}")
         # Mistakes and refusals answer too; their bodies count as well.
         self.api.get("/api/v1/support/accounts", query_string={"q": ""}, headers=key)
