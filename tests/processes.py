@@ -17,7 +17,7 @@ from typing import Any
 
 from tests.conftest import SmtpSink
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MAIL_WAIT_SECONDS = 15
 START_WAIT_SECONDS = 20
