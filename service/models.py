@@ -7,11 +7,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, ForeignKey, Index, String, Text, and_
+from sqlalchemy import DDL, ColumnElement, ForeignKey, Index, String, Text, and_, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.platform.clock import utcnow
 from service.platform.modelbase import Base, UTCDateTime
+from service.platform.text import digits_of, searchable
 
 __all__ = ["Base", "UTCDateTime"]  # re-exported for migrations and tests
 
@@ -90,6 +91,32 @@ class Account(Base):
     frozen_reason: Mapped[str | None] = mapped_column(String(200))
     # Set while the password is a used temporary one: unchanged past this, it stops working.
     password_expires_at: Mapped[datetime | None]
+    # What a customer on the phone spells out: their name and number, both optional.
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    # What support search matches "any part of": each rule that changes a name, an email or a
+    # phone calls `refresh_search_columns` (creating, the profile, an email change, closing).
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    phone_digits: Mapped[str] = mapped_column(String(40), default="")
+
+    __table_args__ = (
+        # Trigram indexes make LIKE '%part%' fast on PostgreSQL. SQLite gets plain indexes of the
+        # same names (so one model describes both schemas); it scans, which suits its size.
+        Index(
+            "ix_accounts_search_text_trgm", "search_text",
+            postgresql_using="gin", postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
+        Index(
+            "ix_accounts_phone_digits_trgm", "phone_digits",
+            postgresql_using="gin", postgresql_ops={"phone_digits": "gin_trgm_ops"},
+        ),
+    )
+
+    def refresh_search_columns(self) -> None:
+        """Recompute the search forms from the username, email, full name and phone."""
+        parts = (self.username, self.email, self.full_name)
+        self.search_text = "\n".join(searchable(part) for part in parts if part)
+        self.phone_digits = digits_of(self.phone or "")
 
     @property
     def is_active(self) -> bool:
@@ -245,6 +272,28 @@ class PasswordReset(Base):
         return and_(cls.used_at.is_(None), cls.revoked_at.is_(None), cls.expires_at > now)
 
 
+class EmailChange(Base):
+    """A new address an agent entered for an account, waiting for its owner to confirm it.
+
+    The account's email changes only once the link sent to the new address is followed; only
+    the SHA-256 of the link's random secret is kept.
+    """
+
+    __tablename__ = "email_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    new_email: Mapped[str] = mapped_column(String(254))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    account: Mapped[Account] = relationship()
+
+
 class OutboxMessage(Base):
     """An email or webhook waiting to be delivered, delivered, or given up on after its last retry.
 
@@ -271,3 +320,10 @@ class OutboxMessage(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
 
     account: Mapped[Account | None] = relationship()
+
+
+# The trigram indexes need pg_trgm; `flask db upgrade` creates it, and so does create_all.
+event.listen(
+    Account.__table__, "before_create",
+    DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm").execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+)

@@ -64,8 +64,8 @@ def close_account(session: DbSession, account: Account, *, actor: str, ip: str |
     account.must_change_password = False
     account.language = None
     for column in ERASED_COLUMNS:
-        if hasattr(account, column):
-            setattr(account, column, None)
+        setattr(account, column, None)
+    account.refresh_search_columns()
     session.flush()
     _pseudonymise_events(session, account.id, pseudonym)
     if address:

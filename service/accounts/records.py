@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from service.accounts.passwords import check_new_password, hash_password
+from service.accounts.profile import clean_profile
 from service.accounts.usernames import email_problem, username_problem
 from service.events import audit
 from service.models import Account
@@ -36,6 +37,8 @@ def create_account(
     password_hash: str | None = None,
     ip: str | None = None,
     language: str | None = None,
+    full_name: str | None = None,
+    phone: str | None = None,
 ) -> Account:
     """Create an account and flush it, or raise ValidationFailed / WeakPassword / UsernameTaken.
 
@@ -50,6 +53,7 @@ def create_account(
     ]
     if problems:
         raise ValidationFailed(problems[0].message, errors=problems)
+    profile = clean_profile({"full_name": full_name, "phone": phone})
     if password is not None:
         check_new_password(password, username=username, email=email, field="password")
         password_hash = hash_password(password)
@@ -63,9 +67,12 @@ def create_account(
         email_key=normalise_email(email) if email else None,
         password_hash=password_hash,
         language=language,
+        full_name=profile["full_name"],
+        phone=profile["phone"],
         created_at=now,
         password_changed_at=now if password_hash else None,
     )
+    account.refresh_search_columns()
     session.add(account)
     try:
         session.flush()

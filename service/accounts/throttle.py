@@ -88,6 +88,11 @@ class SignInThrottle:
             retry_after=self.seconds_until_unlocked(key),
         )
 
+    def failures(self, key: str) -> int:
+        """How many wrong passwords the window holds for the key now."""
+        _reset_at, remaining = self._run(lambda limiter: limiter.get_window_stats(self.item, key))
+        return max(0, int(self.item.amount) - int(remaining))
+
     def check(self, key: str) -> None:
         """Raise RateLimited while the key is locked (a look only; `attempt` is what counts)."""
         if self.is_locked(key):

@@ -1,4 +1,4 @@
-"""Account calls for the website's backend: sign-in checks, sign-up, password change."""
+"""Account calls for the website's backend: sign-in checks, sign-up, profile and password changes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from flask import Response
 from flask_babel import gettext as _
 
 from service.accounts.closing import close_account as close_account_record
+from service.accounts.profile import PROFILE_FIELDS, update_profile
 from service.accounts.records import create_account as create_account_record
 from service.accounts.records import find_account
 from service.accounts.signin import change_password as change_account_password
@@ -18,7 +19,7 @@ from service.api.body import json_object, string_fields
 from service.models import Account, AccountStatus
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
-from service.platform.errors import AccountNotFound, InvalidCredentials
+from service.platform.errors import AccountNotFound, FieldError, InvalidCredentials, ValidationFailed
 from service.platform.extensions import db
 from service.platform.i18n import supported_language
 
@@ -30,6 +31,8 @@ def account_json(account: Account) -> dict[str, Any]:
         "email": account.email,
         "status": account.status,
         "language": account.language,
+        "full_name": account.full_name,
+        "phone": account.phone,
         "must_change_password": account.must_change_password,
         "created_at": account.created_at.isoformat(),
         "password_changed_at": (
@@ -65,19 +68,40 @@ def verify_credentials() -> dict[str, Any]:
 @api.post("/accounts")
 @require_role("client")
 def create_account() -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("username",), optional=("email", "password", "language"))
+    fields = string_fields(json_object(), required=("username",), optional=("email", "password", "language", "full_name", "phone"))
     account = create_account_record(
         db.session,
         username=fields["username"],
         email=fields["email"],
         password=fields["password"],
         language=supported_language(fields["language"]),
+        full_name=fields["full_name"],
+        phone=fields["phone"],
         actor=current_key_actor(),
         ip=client_ip(),
         now=utcnow(),
     )
     db.session.commit()
     return account_json(account), 201
+
+
+@api.patch("/accounts/<username>")
+@require_role("client")
+def update_account(username: str) -> dict[str, Any]:
+    body = json_object()
+    unknown = sorted(set(body) - set(PROFILE_FIELDS))
+    if unknown or not body:
+        raise ValidationFailed(
+            f"Send any of {', '.join(PROFILE_FIELDS)}.",
+            errors=[FieldError(name, f"{name} cannot be changed here.") for name in unknown],
+        )
+    fields = string_fields(body, required=(), optional=tuple(name for name in PROFILE_FIELDS if name in body))
+    account = find_account(db.session, username)
+    if account is None:
+        raise AccountNotFound(f"No account named {username!r}.")
+    update_profile(db.session, account, fields, actor=current_key_actor(), ip=client_ip(), now=utcnow())
+    db.session.commit()
+    return account_json(account)
 
 
 @api.post("/accounts/<username>/password")

@@ -1,4 +1,4 @@
-"""The support API for agent keys: find a customer, see the account, reset, unlock."""
+"""The support API for agent keys: find a customer, see the account, reset, unlock, freeze, change the email."""
 
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ def _page_args() -> tuple[int, int]:
         return int(request.args.get("page", 1)), int(request.args.get("per_page", 20))
     except ValueError:
         raise ValidationFailed("page and per_page must be whole numbers.") from None
+
+
+def _verification_required() -> bool:
+    required: bool = current_app.config["SUPPORT_REQUIRE_VERIFICATION"]
+    return required
+
+
+def _optional_body(names: tuple[str, ...]) -> dict[str, Any]:
+    """The named optional fields of a body that may also be absent altogether (unlock, unfreeze)."""
+    if not request.get_data():
+        return dict.fromkeys(names)
+    return string_fields(json_object(), required=(), optional=names)
 
 
 @api.get("/support/accounts")
@@ -58,7 +70,7 @@ def account_overview(username: str) -> dict[str, Any]:
 @api.post("/support/accounts/<username>/password-resets")
 @require_role("agent")
 def send_reset(username: str) -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("method",), optional=("note", "ticket"))
+    fields = string_fields(json_object(), required=("method",), optional=("note", "ticket", "verified_by"))
     method = fields["method"]
     if method not in RESET_METHODS:
         raise ValidationFailed(
@@ -68,6 +80,7 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
     issued = actions.send_reset(
         db.session, username, method, policy=reset_policy(), quota=current_app.config["AGENT_RESETS_PER_HOUR"],
         actor=current_key_actor(), ip=client_ip(), now=utcnow(), note=fields["note"], ticket=fields["ticket"],
+        verified_by=fields["verified_by"], require_verification=_verification_required(),
     )
     db.session.commit()
     return {
@@ -80,9 +93,53 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
 @api.post("/support/accounts/<username>/unlock")
 @require_role("agent")
 def unlock(username: str) -> Response:
-    actions.unlock_account(db.session, username, actor=current_key_actor(), ip=client_ip(), now=utcnow())
+    fields = _optional_body(("note", "ticket", "verified_by"))
+    actions.unlock_account(
+        db.session, username, actor=current_key_actor(), ip=client_ip(), now=utcnow(),
+        note=fields["note"], ticket=fields["ticket"],
+        verified_by=fields["verified_by"], require_verification=_verification_required(),
+    )
     db.session.commit()
     return Response(status=204)
+
+
+@api.post("/support/accounts/<username>/freeze")
+@require_role("agent")
+def freeze(username: str) -> Response:
+    fields = string_fields(json_object(), required=("reason",), optional=("note", "ticket", "verified_by"))
+    actions.freeze(
+        db.session, username, reason=fields["reason"], actor=current_key_actor(), ip=client_ip(), now=utcnow(),
+        note=fields["note"], ticket=fields["ticket"],
+        verified_by=fields["verified_by"], require_verification=_verification_required(),
+    )
+    db.session.commit()
+    return Response(status=204)
+
+
+@api.post("/support/accounts/<username>/unfreeze")
+@require_role("agent")
+def unfreeze(username: str) -> Response:
+    fields = _optional_body(("note", "ticket", "verified_by"))
+    actions.unfreeze(
+        db.session, username, actor=current_key_actor(), ip=client_ip(), now=utcnow(),
+        note=fields["note"], ticket=fields["ticket"],
+        verified_by=fields["verified_by"], require_verification=_verification_required(),
+    )
+    db.session.commit()
+    return Response(status=204)
+
+
+@api.post("/support/accounts/<username>/email")
+@require_role("agent")
+def change_email(username: str) -> tuple[dict[str, Any], int]:
+    fields = string_fields(json_object(), required=("email",), optional=("note", "ticket", "verified_by"))
+    started = actions.change_email(
+        db.session, username, fields["email"], actor=current_key_actor(), ip=client_ip(), now=utcnow(),
+        note=fields["note"], ticket=fields["ticket"],
+        verified_by=fields["verified_by"], require_verification=_verification_required(),
+    )
+    db.session.commit()
+    return {"sent_to": started.sent_to, "expires_at": started.change.expires_at.isoformat()}, 202
 
 
 @api.get("/support/accounts/<username>/events")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, Length, Optional
 
 from service.platform.forms import storable
 
@@ -16,8 +16,32 @@ class AgentSignInForm(FlaskForm):
 
 
 class ConfirmActionForm(FlaskForm):
+    """Every action asks how the caller proved who they are, before anything is done."""
+
+    verified_by = SelectField(
+        _l("How did you verify the caller?"),
+        validators=[DataRequired(message=_l("Say how you verified the caller before acting."))],
+    )
     ticket = StringField(_l("Ticket number (optional)"), validators=[Optional(), Length(max=100), storable])
     note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=200), storable])
+
+
+class FreezeForm(ConfirmActionForm):
+    reason = StringField(
+        _l("Why freeze it?"),
+        validators=[DataRequired(message=_l("Give the reason for freezing.")), Length(max=200), storable],
+    )
+
+
+class ChangeEmailForm(ConfirmActionForm):
+    email = StringField(
+        _l("New email address"),
+        validators=[
+            DataRequired(message=_l("Enter the address the caller gives.")), Length(max=254),
+            Email(message=_l("Enter an email address such as name@example.com."), check_deliverability=False),
+            storable,
+        ],
+    )
 
 
 class SignOutForm(FlaskForm):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from service.console.forms import AgentSignInForm, ConfirmActionForm, SignOutForm
+from service.console.forms import AgentSignInForm, ChangeEmailForm, ConfirmActionForm, FreezeForm, SignOutForm
 from service.console.session import (
     current_agent,
     end_agent_session,
@@ -22,12 +22,13 @@ from service.events.audit import agent_actor
 from service.models import ResetMethod
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
-from service.platform.errors import NoEmailOnFile, RateLimited
+from service.platform.errors import NoEmailOnFile, RateLimited, ValidationFailed
 from service.platform.extensions import db
 from service.platform.ratelimits import page_per_ip
 from service.resets.policy import reset_policy
 from service.support import actions
 from service.support.agents import sign_in_agent
+from service.support.verification import method_label, verification_methods
 
 console = Blueprint("support", __name__, url_prefix="/support")
 console.after_request(refresh_agent_session)
@@ -43,11 +44,64 @@ ACTIONS = {
     "reset-link": _l("Send a reset link"),
     "temporary-password": _l("Send a temporary password"),
     "unlock": _l("Unlock sign-in"),
+    "freeze": _l("Freeze the account"),
+    "unfreeze": _l("Unfreeze the account"),
+    "email": _l("Change the email address"),
 }
 DONE_MESSAGES = {
     "reset-link": _l("Sent a reset link to %(address)s."),
     "temporary-password": _l("Sent a temporary password to %(address)s."),
 }
+# The trail in words: an agent reads it to a caller.
+EVENT_LABELS = {
+    "account.created": _l("Account created"),
+    "account.updated": _l("Profile changed by the website"),
+    "account.email_change_requested": _l("New email address sent for confirmation"),
+    "account.email_changed": _l("Email address changed"),
+    "account.frozen": _l("Account frozen"),
+    "account.unfrozen": _l("Account unfrozen"),
+    "account.unlocked": _l("Sign-in unlocked"),
+    "password.changed": _l("Password changed"),
+    "reset.requested": _l("Password reset asked for"),
+    "reset.issued": _l("Reset sent"),
+    "sign_in.throttled": _l("Sign-in locked after too many wrong passwords"),
+    "mail.sent": _l("Email delivered to the mail server"),
+    "mail.failed": _l("Email could not be delivered"),
+    "support.viewed": _l("Account opened in the console"),
+}
+MAIL_STATES = {
+    "queued": _l("queued"),
+    "sending": _l("sending"),
+    "retrying": _l("retrying"),
+    "sent": _l("sent"),
+    "failed": _l("failed"),
+}
+
+
+def unavailable_reason(action: str, account: dict[str, Any]) -> str | None:
+    """Why an action cannot work on this account now, or None when it can."""
+    if action in ("reset-link", "temporary-password"):
+        if account["frozen"]:
+            return str(_("The account is frozen: unfreeze it first."))
+        if not account["email"]:
+            return str(_("No email address on file: change the email address first."))
+    if action == "unlock" and not account["locked"]:
+        return str(_("Sign-in is not locked."))
+    if action == "freeze" and account["frozen"]:
+        return str(_("The account is already frozen."))
+    if action == "unfreeze" and not account["frozen"]:
+        return str(_("The account is not frozen."))
+    return None
+
+
+def action_form(action: str) -> ConfirmActionForm:
+    """The confirmation form of an action, its verification choices filled in."""
+    form_class = {"freeze": FreezeForm, "email": ChangeEmailForm}.get(action, ConfirmActionForm)
+    form = form_class()
+    form.verified_by.choices = [("", _("Choose one"))] + [
+        (code, method_label(code)) for code in verification_methods()
+    ]
+    return form
 
 
 def agent_required(view: Callable[P, R]) -> Callable[P, R | Response]:
@@ -123,10 +177,13 @@ def search() -> str | tuple[str, int]:
 @agent_required
 def account(username: str) -> str:
     overview = actions.account_overview(db.session, username, actor=actor(), ip=client_ip(), now=utcnow())
-    events = actions.account_events(db.session, username, per_page=50)
+    trail = actions.account_events(db.session, username, per_page=50, kind="trail")
+    views = actions.account_events(db.session, username, per_page=10, kind="views")
     db.session.commit()
     return render_template(
-        "support/account.html", account=overview, events=events.items, actions=ACTIONS,
+        "support/account.html", account=overview, events=trail.items, views=views.items,
+        actions={action: (label, unavailable_reason(action, overview)) for action, label in ACTIONS.items()},
+        event_labels=EVENT_LABELS, mail_states=MAIL_STATES, method_label=method_label,
         sign_out_form=SignOutForm(),
     )
 
@@ -138,31 +195,50 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
         abort(404)
     overview = actions.account_overview(db.session, username, actor=actor(), ip=client_ip(), now=utcnow())
     db.session.commit()
-    form = ConfirmActionForm()
+    reason = unavailable_reason(action, overview)
+    if reason is not None:
+        flash(reason, "error")
+        return redirect(url_for("support.account", username=username))
+    form = action_form(action)
     if not form.validate_on_submit():
         # GET, or a POST that failed: show what will happen and ask to confirm.
         return render_template(
             "support/confirm.html", account=overview, action=action, label=ACTIONS[action], form=form,
             sign_out_form=SignOutForm(),
         ), (400 if form.is_submitted() else 200)
+    common: dict[str, Any] = {
+        "actor": actor(), "ip": client_ip(), "now": utcnow(),
+        "note": form.note.data or None, "ticket": form.ticket.data or None,
+        "verified_by": form.verified_by.data, "require_verification": True,
+    }
     try:
         if action == "unlock":
-            actions.unlock_account(
-                db.session, username, actor=actor(), ip=client_ip(), now=utcnow(),
-                note=form.note.data or None, ticket=form.ticket.data or None,
+            actions.unlock_account(db.session, username, **common)
+            message = _("Sign-in is unlocked.")
+        elif action == "freeze":
+            assert isinstance(form, FreezeForm)
+            actions.freeze(db.session, username, reason=form.reason.data or "", **common)
+            message = _("The account is frozen: no sign-in and no reset mail until it is unfrozen.")
+        elif action == "unfreeze":
+            actions.unfreeze(db.session, username, **common)
+            message = _("The account is unfrozen.")
+        elif action == "email":
+            assert isinstance(form, ChangeEmailForm)
+            started = actions.change_email(db.session, username, form.email.data or "", **common)
+            message = _(
+                "Sent a confirmation link to %(address)s. The address becomes the account's email once the customer follows it.",
+                address=started.sent_to,
             )
-            db.session.commit()
-            flash(_("Sign-in is unlocked."))
         else:
             method = ResetMethod.LINK if action == "reset-link" else ResetMethod.TEMPORARY_PASSWORD
             issued = actions.send_reset(
                 db.session, username, method, policy=reset_policy(), quota=current_app.config["AGENT_RESETS_PER_HOUR"],
-                actor=actor(), ip=client_ip(), now=utcnow(),
-                note=form.note.data or None, ticket=form.ticket.data or None,
+                **common,
             )
-            db.session.commit()
-            flash(str(DONE_MESSAGES[action]) % {"address": issued.sent_to})
-    except (NoEmailOnFile, RateLimited) as error:
+            message = str(DONE_MESSAGES[action]) % {"address": issued.sent_to}
+        db.session.commit()
+        flash(message, "success")
+    except (NoEmailOnFile, RateLimited, ValidationFailed) as error:
         db.session.rollback()
         flash(str(error.detail), "error")
     return redirect(url_for("support.account", username=username))

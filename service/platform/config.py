@@ -58,11 +58,13 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_SECRET": "",
     "WEBHOOK_EVENTS": (
         "password.changed", "reset.requested", "account.unlocked", "account.closed", "account.reported",
-        "account.frozen",
+        "account.frozen", "account.unfrozen", "account.email_changed",
     ),
     "WEBHOOK_TIMEOUT": 10,
     "AGENT_RESETS_PER_HOUR": 30,
     "AGENT_IDLE_MINUTES": 30,
+    "SUPPORT_VERIFICATION_METHODS": ("callback", "order_number", "date_of_birth", "email_reply"),
+    "SUPPORT_REQUIRE_VERIFICATION": False,
     "RATELIMIT_STORAGE_URI": "memory://",
     "REDIS_SOCKET_TIMEOUT": 0.2,
     "RATELIMIT_ENABLED": True,
@@ -214,6 +216,12 @@ def _check(settings: dict[str, Any]) -> None:
             raise ConfigError(f"{name} must be at least 1, not {settings[name]}.")
     if settings["LOGIN_MAX_FAILURES"] < 1:
         raise ConfigError("LOGIN_MAX_FAILURES must be at least 1.")
+    methods = settings["SUPPORT_VERIFICATION_METHODS"]
+    if not methods or not all(re.fullmatch(r"[a-z][a-z0-9_]{0,39}", method) for method in methods):
+        raise ConfigError(
+            "SUPPORT_VERIFICATION_METHODS must list one or more codes of lowercase letters, digits and _, "
+            "comma-separated, such as callback,order_number."
+        )
     base = urlsplit(settings["PUBLIC_BASE_URL"] or "http://localhost:5000")
     if base.scheme not in ("http", "https") or not base.hostname:
         raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) origin, not {settings['PUBLIC_BASE_URL']!r}.")

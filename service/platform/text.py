@@ -1,4 +1,4 @@
-"""Normal forms of typed text: how usernames and emails compare, and what a column can hold."""
+"""Normal forms of typed text: how usernames and emails compare, how search sees them, and what a column can hold."""
 
 from __future__ import annotations
 
@@ -16,6 +16,19 @@ def normalise_username(username: str) -> str:
 def normalise_email(email: str) -> str:
     """The form emails are searched by: NFKC, casefolded and trimmed."""
     return unicodedata.normalize("NFKC", email).casefold().strip()
+
+
+def searchable(text: str) -> str:
+    """The form support search compares: compatibility-decomposed, accents dropped, casefolded,
+    spaces collapsed; `López` and `LOPEZ` both become `lopez`."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return " ".join(unicodedata.normalize("NFKC", stripped.casefold()).split())
+
+
+def digits_of(text: str) -> str:
+    """Only the ASCII digits: how a phone number is searched, whatever its spacing and dashes."""
+    return "".join(char for char in text if char in "0123456789")
 
 
 def is_storable(text: str) -> bool:

@@ -8,23 +8,27 @@ returns a token, a temporary password or a hash.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
+from service.accounts.emailchange import StartedChange, pending_change, start_email_change
+from service.accounts.freezing import freeze_account, unfreeze_account
+from service.accounts.profile import PHONE_CHARACTERS
 from service.accounts.records import find_account
 from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
-from service.models import Account, AuditEvent, PasswordReset
+from service.models import Account, AuditEvent, EmailChange, OutboxKind, OutboxMessage, OutboxStatus, PasswordReset
 from service.platform.counters import count
 from service.platform.database import DbSession
-from service.platform.errors import AccountNotFound, NoEmailOnFile, ValidationFailed
-from service.platform.text import is_storable, normalise_email, normalise_username
+from service.platform.errors import AccountNotFound, FieldError, NoEmailOnFile, ValidationFailed
+from service.platform.text import digits_of, is_storable, normalise_username, searchable
 from service.resets.issuing import IssuedReset, issue_reset
 from service.resets.policy import ResetPolicy
 from service.support.quotas import take_reset_from_quota
+from service.support.verification import action_details, checked_verification
 
 PAGE_SIZE_MAX = 50
 PAGE_MAX = 10_000  # no one reads that far; larger offsets would overflow the database's integer
@@ -46,27 +50,43 @@ def page_bounds(page: int, per_page: int) -> tuple[int, int]:
     return min(max(1, page), PAGE_MAX), min(max(1, per_page), PAGE_SIZE_MAX)
 
 
-def _like_prefix(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# Below this many characters a "contains" match finds too much to be useful, and a trigram
+# index cannot help; such short queries match the start of a username or email instead.
+CONTAINS_MIN_LENGTH = 3
+
+
+def search_condition(query: str) -> ColumnElement[bool]:
+    """Which accounts a support query finds: any part of a username, email or full name
+    (case and accents ignored), or of a phone number's digits when the query looks like one."""
+    text = searchable(query)
+    if len(text) < CONTAINS_MIN_LENGTH:
+        prefix = _escape_like(normalise_username(query)) + "%"
+        return or_(
+            Account.username_key.like(prefix, escape="\\"),
+            Account.email_key.like(prefix, escape="\\"),
+        )
+    conditions = [Account.search_text.like(f"%{_escape_like(text)}%", escape="\\")]
+    digits = digits_of(query)
+    if len(digits) >= CONTAINS_MIN_LENGTH and set(query.strip()) <= PHONE_CHARACTERS:
+        conditions.append(Account.phone_digits.like(f"%{digits}%"))
+    return or_(*conditions)
 
 
 def search_accounts(
     session: DbSession, query: str, *, actor: str, ip: str | None, now: datetime, page: int = 1, per_page: int = 20
 ) -> Page:
-    """Accounts whose username starts with `query`, or whose email starts with it; audited."""
+    """Accounts whose username, email, full name or phone holds `query` (see `search_condition`); audited."""
     query = query.strip()
     if not query or len(query) > QUERY_MAX_LENGTH or not is_storable(query):
-        raise ValidationFailed(f"Search with 1 to {QUERY_MAX_LENGTH} characters of a username or email.")
+        raise ValidationFailed(f"Search with 1 to {QUERY_MAX_LENGTH} characters of a username, email, name or phone number.")
     page, per_page = page_bounds(page, per_page)
     rows = session.scalars(
         select(Account)
-        .where(
-            or_(
-                Account.username_key.like(_like_prefix(normalise_username(query)), escape="\\"),
-                Account.email_key.like(_like_prefix(normalise_email(query)), escape="\\"),
-            )
-        )
+        .where(search_condition(query))
         .order_by(Account.username_key)
         .offset((page - 1) * per_page)
         .limit(per_page + 1)
@@ -89,6 +109,10 @@ def account_summary(account: Account) -> dict[str, Any]:
         "username": account.username,
         "email": account.email,
         "status": account.status,
+        "frozen": account.is_frozen,
+        "frozen_reason": account.frozen_reason,
+        "full_name": account.full_name,
+        "phone": account.phone,
         "created_at": account.created_at.isoformat(),
     }
 
@@ -109,14 +133,63 @@ def is_locked(account: Account) -> bool:
     return sign_in_throttle().is_locked(account_throttle_key(account.username_key))
 
 
+def lock_state(account: Account, now: datetime) -> dict[str, Any]:
+    """Whether sign-in is locked, after how many wrong passwords, and when it lifts by itself."""
+    throttle = sign_in_throttle()
+    key = account_throttle_key(account.username_key)
+    locked = throttle.is_locked(key)
+    lifts_at = now + timedelta(seconds=throttle.seconds_until_unlocked(key)) if locked else None
+    return {
+        "locked": locked,
+        "failures": throttle.failures(key),
+        "max_failures": int(throttle.item.amount),
+        "lifts_at": lifts_at.isoformat() if lifts_at else None,
+    }
+
+
+def mail_state(message: OutboxMessage) -> str:
+    """Where a mail stands, in the words an agent tells a caller: queued, sending, retrying, sent, failed."""
+    if message.status == OutboxStatus.PENDING:
+        return "retrying" if message.attempts else "queued"
+    return str(message.status)
+
+
+def recent_mail(session: DbSession, account: Account, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The account's latest emails and whether each left ("I never got the email")."""
+    messages = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.account_id == account.id, OutboxMessage.kind == OutboxKind.EMAIL)
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "subject": message.subject,
+            "recipient": message.recipient,
+            "state": mail_state(message),
+            "attempts": message.attempts,
+            "last_error": message.last_error,
+            "created_at": message.created_at.isoformat(),
+            "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+            "next_attempt_at": (
+                message.next_attempt_at.isoformat() if message.status == OutboxStatus.PENDING else None
+            ),
+        }
+        for message in messages
+    ]
+
+
 def account_overview(
     session: DbSession, username: str, *, actor: str, ip: str | None, now: datetime
 ) -> dict[str, Any]:
     """What an agent sees of an account; records that they looked."""
     account = require_account(session, username)
+    lock = lock_state(account, now)
     overview = {
         **account_summary(account),
-        "locked": is_locked(account),
+        "locked": lock["locked"],
+        "lock": lock,
+        "frozen_at": account.frozen_at.isoformat() if account.frozen_at else None,
         "must_change_password": account.must_change_password,
         "password_changed_at": (
             account.password_changed_at.isoformat() if account.password_changed_at else None
@@ -130,9 +203,17 @@ def account_overview(
             }
             for reset in pending_resets(session, account, now)
         ],
+        "pending_email_change": _pending_email_json(pending_change(session, account, now)),
+        "recent_mail": recent_mail(session, account),
     }
     audit.record_event(session, "support.viewed", actor=actor, ip=ip, now=now, account=account)
     return overview
+
+
+def _pending_email_json(change: EmailChange | None) -> dict[str, str] | None:
+    if change is None:
+        return None
+    return {"email": change.new_email, "requested_by": change.requested_by, "expires_at": change.expires_at.isoformat()}
 
 
 def send_reset(
@@ -147,13 +228,16 @@ def send_reset(
     now: datetime,
     note: str | None = None,
     ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
 ) -> IssuedReset:
     """Send a reset for a customer on the phone, within the agent's hourly quota; flushes."""
+    verified_by = checked_verification(verified_by, required=require_verification)
     take_reset_from_quota(session, actor, quota=quota, now=now)
     account = require_account(session, username)
     if not account.email:
         raise NoEmailOnFile(_("The account has no email address: confirm one with the customer first."))
-    details = {key: value for key, value in (("note", note), ("ticket", ticket)) if value}
+    details = action_details(note=note, ticket=ticket, verified_by=verified_by)
     audit.record_event(
         session, "reset.requested", actor=actor, ip=ip, now=now, account=account,
         details={"method": method, "outcome": "issued", **details},
@@ -174,22 +258,103 @@ def unlock_account(
     now: datetime,
     note: str | None = None,
     ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
 ) -> Account:
     """End a sign-in throttle early, as a customer on the phone asks; audited."""
+    verified_by = checked_verification(verified_by, required=require_verification)
     account = require_account(session, username)
     sign_in_throttle().unlock(account_throttle_key(account.username_key))
-    details = {key: value for key, value in (("note", note), ("ticket", ticket)) if value}
+    details = action_details(note=note, ticket=ticket, verified_by=verified_by)
     audit.record_event(session, "account.unlocked", actor=actor, ip=ip, now=now, account=account, details=details)
     return account
 
 
-def account_events(session: DbSession, username: str, *, page: int = 1, per_page: int = 50) -> Page:
-    """The account's audit trail, newest first."""
+def freeze(
+    session: DbSession,
+    username: str,
+    *,
+    reason: str,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    note: str | None = None,
+    ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
+) -> bool:
+    """Freeze an account (fraud, a caller who says "this wasn't me"); False if it was frozen already."""
+    verified_by = checked_verification(verified_by, required=require_verification)
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed("Say why the account is frozen.", errors=[FieldError("reason", "Give a reason.")])
+    account = require_account(session, username)
+    return freeze_account(
+        session, account, reason=reason, actor=actor, ip=ip, now=now,
+        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+    )
+
+
+def unfreeze(
+    session: DbSession,
+    username: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    note: str | None = None,
+    ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
+) -> bool:
+    """Lift a freeze once the owner is confirmed; False if the account was not frozen."""
+    verified_by = checked_verification(verified_by, required=require_verification)
+    account = require_account(session, username)
+    return unfreeze_account(
+        session, account, actor=actor, ip=ip, now=now,
+        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+    )
+
+
+def change_email(
+    session: DbSession,
+    username: str,
+    new_email: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    note: str | None = None,
+    ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
+) -> StartedChange:
+    """Send a confirmation link to the address the caller gives; it becomes the email once confirmed."""
+    verified_by = checked_verification(verified_by, required=require_verification)
+    account = require_account(session, username)
+    return start_email_change(
+        session, account, new_email, actor=actor, ip=ip, now=now,
+        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+    )
+
+
+# Agents opening the account: audited, but not part of what happened to the customer.
+VIEW_EVENTS = ("support.viewed",)
+
+
+def account_events(
+    session: DbSession, username: str, *, page: int = 1, per_page: int = 50, kind: str = "all"
+) -> Page:
+    """The account's audit trail, newest first: `all`, only the customer's `trail`, or only agents' `views`."""
     account = require_account(session, username)
     page, per_page = page_bounds(page, per_page)
+    query = select(AuditEvent).where(AuditEvent.account_id == account.id)
+    if kind == "trail":
+        query = query.where(AuditEvent.type.not_in(VIEW_EVENTS))
+    elif kind == "views":
+        query = query.where(AuditEvent.type.in_(VIEW_EVENTS))
     rows = session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.account_id == account.id)
+        query
         .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page + 1)

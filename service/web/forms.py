@@ -60,3 +60,7 @@ class ResetCodeForm(FlaskForm):
             storable,
         ],
     )
+
+
+class ConfirmEmailForm(FlaskForm):
+    """Only a CSRF token: the button that confirms a new email address (opening the link does not)."""

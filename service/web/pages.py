@@ -1,4 +1,5 @@
-"""Reset Your Password, the new-password form reached from an emailed link, and login help."""
+"""Reset Your Password, the new-password form reached from an emailed link, confirming a new
+email address, and login help."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
+from service.accounts.emailchange import check_email_change, confirm_email_change
 from service.accounts.passwords import password_rules
 from service.accounts.reportlinks import read_report
 from service.accounts.reports import report_not_me
@@ -26,12 +28,13 @@ from service.resets.codes import check_code
 from service.resets.links import check_link, confirm_reset, confirm_reset_by_code
 from service.resets.policy import reset_policy
 from service.resets.requests import request_reset
-from service.web.forms import NewPasswordForm, ResetCodeForm, ResetRequestForm
+from service.web.forms import ConfirmEmailForm, NewPasswordForm, ResetCodeForm, ResetRequestForm
 
 pages = Blueprint("pages", __name__)
 
 SESSION_TOKEN_KEY = "reset_token"
 SESSION_CODE_KEY = "reset_code"
+SESSION_EMAIL_TOKEN_KEY = "email_change_token"
 PageResult = str | tuple[str, int] | Response
 
 
@@ -230,3 +233,36 @@ def report_submit(token: str) -> PageResult:
         return render_template("error.html", title=error.title, detail=error.detail), error.status
     db.session.commit()
     return render_template("report.html", report=report, done=True, contact=contact_details(utcnow()))
+
+
+@pages.get("/confirm-email/<path:token>")
+@token_per_ip
+def email_confirm_link(token: str) -> Response:
+    # As with reset links: opening it changes nothing, and the token leaves the address bar.
+    session[SESSION_EMAIL_TOKEN_KEY] = token[:1000]
+    return redirect(url_for("pages.email_confirm_form"))
+
+
+@pages.route("/confirm-email", methods=["GET", "POST"])
+@token_per_ip
+def email_confirm_form() -> PageResult:
+    token = session.get(SESSION_EMAIL_TOKEN_KEY) or ""
+    now = utcnow()
+    try:
+        change = check_email_change(db.session, token, now)
+    except (TokenInvalid, TokenExpired, TokenUsed) as error:
+        session.pop(SESSION_EMAIL_TOKEN_KEY, None)
+        return render_template("email_confirm_problem.html", error=error), error.status
+    form = ConfirmEmailForm()
+    if form.validate_on_submit():
+        try:
+            account = confirm_email_change(db.session, token, ip=client_ip(), now=now)
+        except TokenUsed as error:
+            db.session.rollback()
+            return render_template("email_confirm_problem.html", error=error), error.status
+        db.session.commit()
+        session.pop(SESSION_EMAIL_TOKEN_KEY, None)
+        return render_template("email_confirmed.html", address=account.email, sign_in_url=sign_in_url())
+    return render_template(
+        "email_confirm.html", form=form, username=change.account.username, address=change.new_email
+    ), (400 if form.is_submitted() else 200)

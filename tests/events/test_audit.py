@@ -16,6 +16,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import event, select
 
 from service.access.apikeys import create_api_key
+from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.models import Account, AuditEvent
 from service.platform.clock import utcnow
 from service.platform.extensions import db
@@ -72,7 +73,7 @@ def csrf_of(browser: FlaskClient, url: str) -> str:
 def confirm(browser: FlaskClient, username: str, action: str, **fields: str) -> None:
     url = f"/support/accounts/{username}/{action}"
     token = csrf_of(browser, url)
-    response = browser.post(url, data={"csrf_token": token, **fields})
+    response = browser.post(url, data={"csrf_token": token, "verified_by": "callback", **fields})
     assert response.status_code == 302
 
 
@@ -165,23 +166,27 @@ def test_every_support_action_leaves_its_event(
     assert_events(trail.new(), [
         ("support.viewed", agent_actor, CONSOLE_IP, "jane", {}),  # the confirmation page
         ("support.viewed", agent_actor, CONSOLE_IP, "jane", {}),  # the confirmed POST
-        ("reset.requested", agent_actor, CONSOLE_IP, "jane", {"method": "link", "note": "called in"}),
-        ("reset.issued", agent_actor, CONSOLE_IP, "jane", {"method": "link", "note": "called in"}),
+        ("reset.requested", agent_actor, CONSOLE_IP, "jane", {"method": "link", "note": "called in", "verified_by": "callback"}),
+        ("reset.issued", agent_actor, CONSOLE_IP, "jane", {"method": "link", "note": "called in", "verified_by": "callback"}),
     ])
 
     confirm(console, "jane", "temporary-password")
     assert_events(trail.new(), [
         ("support.viewed", agent_actor, CONSOLE_IP, "jane", {}),
         ("support.viewed", agent_actor, CONSOLE_IP, "jane", {}),
-        ("reset.requested", agent_actor, CONSOLE_IP, "jane", {"method": "temporary_password"}),
-        ("reset.issued", agent_actor, CONSOLE_IP, "jane", {"method": "temporary_password"}),
+        ("reset.requested", agent_actor, CONSOLE_IP, "jane", {"method": "temporary_password", "verified_by": "callback"}),
+        ("reset.issued", agent_actor, CONSOLE_IP, "jane", {"method": "temporary_password", "verified_by": "callback"}),
     ])
 
+    # The console offers Unlock only for a locked account.
+    with app.app_context():
+        for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+            sign_in_throttle().record_failure(account_throttle_key("jane"))
     confirm(console, "jane", "unlock")
     assert_events(trail.new(), [
         ("support.viewed", agent_actor, CONSOLE_IP, "jane", {}),
         ("support.viewed", agent_actor, CONSOLE_IP, "jane", {}),
-        ("account.unlocked", agent_actor, CONSOLE_IP, "jane", {}),
+        ("account.unlocked", agent_actor, CONSOLE_IP, "jane", {"verified_by": "callback"}),
     ])
 
     # Every event carries its time, close to now.

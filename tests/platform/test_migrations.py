@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
 from flask.testing import FlaskCliRunner
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from service import create_app
 from service.accounts.records import create_account, find_account
@@ -109,3 +109,19 @@ def test_the_migrated_schema_works_for_the_service(bare_app: Flask) -> None:
         create_account(db.session, username="jane", email="jane@example.com", password=None, actor="cli", now=utcnow())
         found = find_account(db.session, " JANE ")
         assert found is not None and found.created_at.tzinfo is not None
+
+
+def test_upgrading_fills_the_search_columns_of_existing_accounts(bare_app: Flask) -> None:
+    upgrade(bare_app, "0007_frozen_accounts")
+    with bare_app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO accounts (username, username_key, email, email_key, status, must_change_password, created_at)"
+                " VALUES ('José', 'josé', 'Jose@Example.com', 'jose@example.com', 'active', false, '2026-01-01 00:00:00')"
+            )
+        )
+        db.session.commit()
+    upgrade(bare_app)
+    with bare_app.app_context():
+        row = db.session.execute(text("SELECT search_text, phone_digits FROM accounts")).one()
+    assert tuple(row) == ("jose\njose@example.com", "")

@@ -169,7 +169,10 @@ class Doors:
 
     def console_action(self, username: str, action: str, **fields: str) -> None:
         url = f"/support/accounts/{username}/{action}"
-        response = self.console.post(url, data={"csrf_token": self.csrf(url), **fields}, follow_redirects=True)
+        # Any console page carries the session's CSRF token (an unavailable action redirects).
+        response = self.console.post(
+            url, data={"csrf_token": self.csrf("/support"), "verified_by": "callback", **fields}, follow_redirects=True
+        )
         assert response.status_code == 200
 
     def api_reset(self, username: str, method: str) -> None:
@@ -192,7 +195,7 @@ class Doors:
             self.api.get(f"/api/v1/support/accounts/{username}/events", query_string={"per_page": 50}, headers=key)
             self.console.get(f"/support/accounts/{username}")
             if confirm_pages:
-                for action in ("reset-link", "temporary-password", "unlock"):
+                for action in ("reset-link", "temporary-password", "unlock", "freeze", "unfreeze", "email"):
                     self.console.get(f"/support/accounts/{username}/{action}")
         # Mistakes and refusals answer too; their bodies count as well.
         self.api.get("/api/v1/support/accounts", query_string={"q": ""}, headers=key)
@@ -200,6 +203,9 @@ class Doors:
         self.api.get("/api/v1/support/accounts/nobody/events", headers=key)
         self.api.post("/api/v1/support/accounts/nobody/password-resets", json={"method": "link"}, headers=key)
         self.api.post("/api/v1/support/accounts/nobody/unlock", headers=key)
+        self.api.post("/api/v1/support/accounts/nobody/freeze", json={"reason": "scan"}, headers=key)
+        self.api.post("/api/v1/support/accounts/nobody/unfreeze", headers=key)
+        self.api.post("/api/v1/support/accounts/nobody/email", json={"email": "scan@example.org"}, headers=key)
         self.api.post(f"/api/v1/support/accounts/{usernames[0]}/password-resets", json={"method": "fax"}, headers=key)
         self.api.post("/api/v1/support/accounts/noemail/password-resets", json={"method": "link"}, headers=key)
         self.api.get(f"/api/v1/support/accounts/{usernames[0]}", headers=self.client_key)

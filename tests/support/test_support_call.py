@@ -66,7 +66,7 @@ def test_an_agent_resets_a_callers_password_found_by_email(
     assert "Send a reset link?" in confirm_page
     sent = agent.post(
         "/support/accounts/jane/reset-link",
-        data={"csrf_token": csrf_in(confirm_page), "ticket": "CALL-4711"},
+        data={"csrf_token": csrf_in(confirm_page), "ticket": "CALL-4711", "verified_by": "order_number"},
         follow_redirects=True,
     )
     assert sent.status_code == 200

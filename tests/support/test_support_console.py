@@ -256,9 +256,13 @@ def test_an_agent_finds_a_customer_and_sees_the_account_and_its_events(
     assert "<h1>jane</h1>" in text
     assert "Jane@Example.com" in text
     assert "not locked" in text
-    assert "account.created" in text  # the trail is on the page
-    for action in ACTION_EVENTS:
+    assert "Account created" in text  # the trail is on the page, in words
+    for action in ("reset-link", "temporary-password", "freeze", "email"):
         assert f'href="/support/accounts/jane/{action}"' in text
+    # Only what can work is offered: the account is not locked, nor frozen.
+    for action in ("unlock", "unfreeze"):
+        assert f'href="/support/accounts/jane/{action}"' not in text
+    assert "Sign-in is not locked." in text
     # Looking is audited, under the agent's name.
     assert ("support.viewed", "agent:alice", "127.0.0.1", {}) in event_rows(app)
 
@@ -298,7 +302,7 @@ def test_each_action_asks_first_and_acts_only_on_a_confirmed_post(
     assert is_locked(app)
 
     token = CSRF.search(page_text(confirm)).group(1)
-    done = agent_client.post(url, data={"csrf_token": token, "ticket": "T-77", "note": "verified"})
+    done = agent_client.post(url, data={"csrf_token": token, "ticket": "T-77", "note": "verified", "verified_by": "callback"})
     assert done.status_code == 302
     assert done.headers["Location"].endswith("/support/accounts/jane")
     action_rows = [row for row in event_rows(app) if row[0] in ACTION_EVENT_TYPES]
@@ -306,6 +310,7 @@ def test_each_action_asks_first_and_acts_only_on_a_confirmed_post(
     assert all(row[1] == "agent:alice" and row[2] == "127.0.0.1" for row in action_rows)
     # The ticket and note the form asked for are on record, whichever the action.
     assert all(row[3]["ticket"] == "T-77" and row[3]["note"] == "verified" for row in action_rows)
+    assert all(row[3]["verified_by"] == "callback" for row in action_rows)
     page = page_text(agent_client.get("/support/accounts/jane"))
     if reset_method is None:
         assert not is_locked(app)
@@ -343,10 +348,14 @@ def test_a_reset_for_an_account_without_email_says_so(
 ) -> None:
     make_account("jane", email=None)
     url = "/support/accounts/jane/reset-link"
-    token = csrf_token(agent_client, url)
-    response = agent_client.post(url, data={"csrf_token": token}, follow_redirects=True)
-    assert response.status_code == 200
-    assert "no email address" in page_text(response)
+    assert "No email address on file" in page_text(agent_client.get("/support/accounts/jane"))
+    token = csrf_token(agent_client, "/support/accounts/jane/freeze")
+    for response in (
+        agent_client.get(url, follow_redirects=True),
+        agent_client.post(url, data={"csrf_token": token, "verified_by": "callback"}, follow_redirects=True),
+    ):
+        assert response.status_code == 200
+        assert "No email address on file: change the email address first." in page_text(response)
     assert count_rows(app, PasswordReset) == 0
 
 
@@ -356,7 +365,7 @@ def test_what_an_agent_types_is_shown_as_text_not_markup(
     make_account("jane")
     url = "/support/accounts/jane/reset-link"
     token = csrf_token(agent_client, url)
-    agent_client.post(url, data={"csrf_token": token, "ticket": '<script>alert("x")</script>'})
+    agent_client.post(url, data={"csrf_token": token, "ticket": '<script>alert("x")</script>', "verified_by": "callback"})
     page = page_text(agent_client.get("/support/accounts/jane"))
     assert "<script>" not in page
     assert "(ticket &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;)" in page
@@ -371,7 +380,9 @@ def test_the_console_says_when_the_hourly_quota_is_used_up(
     make_account("jane")
     url = "/support/accounts/jane/temporary-password"
     for _ in range(2):
-        page = agent_client.post(url, data={"csrf_token": csrf_token(agent_client, url)}, follow_redirects=True)
+        page = agent_client.post(
+            url, data={"csrf_token": csrf_token(agent_client, url), "verified_by": "callback"}, follow_redirects=True
+        )
         assert page.status_code == 200
     assert "You have sent 1 resets in the past hour" in page_text(page)
     assert count_rows(app, PasswordReset) == 1
@@ -449,7 +460,7 @@ def test_disabling_an_agent_ends_an_open_session_at_the_next_page(
     agent_client: FlaskClient, runner: FlaskCliRunner, make_account: Callable[..., Account]
 ) -> None:
     make_account("jane")
-    url = "/support/accounts/jane/unlock"
+    url = "/support/accounts/jane/freeze"
     token = csrf_token(agent_client, url)
     result = runner.invoke(args=["agents", "disable", "alice"])
     assert result.exit_code == 0, result.output

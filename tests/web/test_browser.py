@@ -422,7 +422,14 @@ def test_an_expired_link_says_so_and_offers_a_new_one(page: Page, server: Server
 # --- 4. the console's reset -------------------------------------------------------------------
 
 
-def test_an_agent_sends_a_reset_link_from_the_console(page: Page, server: Server, sink: SmtpSink) -> None:
+def test_a_whole_call_in_the_console(page: Page, new_context: Callable[..., BrowserContext], server: Server, sink: SmtpSink) -> None:
+    """Find the caller by a surname, verify them, change their email, send a reset, see it delivered."""
+    status, _body = call(
+        "POST", f"{server.base}/api/v1/accounts",
+        {"username": "camille", "email": "camille@old.example.com", "full_name": "Camille López", "phone": "514 555 0123"},
+        {"Authorization": f"Bearer {server.client_key}"},
+    )
+    assert status == 201
     page.goto("/support")
     page.wait_for_url(f"{server.base}/support/login")
     page.get_by_label("Username").fill("alice")
@@ -430,20 +437,60 @@ def test_an_agent_sends_a_reset_link_from_the_console(page: Page, server: Server
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{server.base}/support")
 
-    page.get_by_label("Username or email (the start is enough)").fill("jane")
-    page.get_by_role("button", name="Search").click()
-    page.get_by_role("link", name="jane", exact=True).click()
-    page.wait_for_url(f"{server.base}/support/accounts/jane")
-    expect(page.get_by_role("heading", level=1)).to_have_text("jane")
+    # The search box has the focus: the agent types the surname as the caller spells it.
+    page.keyboard.type("LOPEZ")
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name="camille", exact=True).click()
+    page.wait_for_url(f"{server.base}/support/accounts/camille")
+    expect(page.get_by_role("heading", level=1)).to_have_text("camille")
 
+    # The caller no longer reads the old address: verified by a call back, the email changes.
+    page.get_by_role("link", name="Change the email address").click()
+    page.get_by_label("How did you verify the caller?").select_option("callback")
+    page.get_by_label("New email address").fill("camille@new.example.org")
+    before = len(sink.messages)
+    page.get_by_role("button", name="Yes, change the email address").click()
+    page.wait_for_url(f"{server.base}/support/accounts/camille")
+    expect(page.get_by_role("status")).to_contain_text("Sent a confirmation link to c***@new.example.org.")
+
+    # The customer follows the link from their new mailbox and presses the button.
+    link = re.compile(re.escape(server.base) + r"/confirm-email/\S+")
+    deadline = time.monotonic() + MAIL_WAIT_SECONDS
+    found = None
+    while found is None:
+        for message in list(sink.messages[before:]):
+            if message["To"] == "camille@new.example.org":
+                found = link.search(SmtpSink.text_of(message))
+        assert found is not None or time.monotonic() < deadline, "no confirmation link mailed"
+        time.sleep(0.05)
+    customer = new_context().new_page()
+    customer.goto(found.group(0))
+    customer.get_by_role("button", name="Confirm my email address").click()
+    expect(customer.get_by_role("heading", level=1)).to_have_text("Email address confirmed")
+
+    # Back in the console: the new address is on file; a reset goes there.
+    page.reload()
+    expect(page.locator("table.facts")).to_contain_text("camille@new.example.org")
     page.get_by_role("link", name="Send a reset link").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Send a reset link?")
+    page.get_by_label("How did you verify the caller?").select_option("order_number")
     before = len(sink.messages)
     page.get_by_role("button", name="Yes, send a reset link").click()
+    page.wait_for_url(f"{server.base}/support/accounts/camille")
+    expect(page.get_by_role("status")).to_have_text("Sent a reset link to c***@new.example.org.")
+    wait_for_link(sink, server, "camille@new.example.org", before)
 
-    page.wait_for_url(f"{server.base}/support/accounts/jane")
-    expect(page.get_by_role("status")).to_have_text("Sent a reset link to j***@example.com.")
-    wait_for_link(sink, server, "jane@example.com", before)
+    # "Did it leave?" The recent mail says sent, and the trail says who verified how.
+    deadline = time.monotonic() + MAIL_WAIT_SECONDS
+    while True:
+        page.reload()
+        first_row = page.locator("table.mail tr").nth(1)
+        if "Reset your password" in first_row.inner_text() and first_row.locator(".state-sent").count():
+            break
+        assert time.monotonic() < deadline, first_row.inner_text()
+        time.sleep(0.2)
+    expect(page.locator("table.trail")).to_contain_text("verified: Confirmed a recent order number")
+    expect(page.locator("table.trail")).to_contain_text("Email address changed")
 
 
 # --- 5. keyboard only -------------------------------------------------------------------------
