@@ -23,7 +23,7 @@ from service.platform.database import DbSession, rows_changed
 from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed, ValidationFailed
 from service.platform.i18n import current_language
 from service.platform.signing import secret_matches, serializer, sha256_hex
-from service.resets.issuing import mask_email
+from service.platform.text import mask_email
 
 EMAIL_CHANGE_SALT = "resetdesk.email-change"
 EMAIL_CHANGE_LIFETIME = timedelta(days=3)

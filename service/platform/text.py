@@ -39,3 +39,9 @@ def is_storable(text: str) -> bool:
 def has_control_characters(text: str) -> bool:
     """Whether the text holds characters nobody types: controls, format marks, unassigned ones."""
     return any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") for char in text)
+
+
+def mask_email(email: str) -> str:
+    """`jane@example.com` becomes `j***@example.com`: enough for an agent to confirm it."""
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}***@{domain}"

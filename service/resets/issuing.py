@@ -19,6 +19,7 @@ from service.outbox.queue import queue_email
 from service.platform.database import DbSession
 from service.platform.errors import AccountFrozen, NoEmailOnFile
 from service.platform.signing import keyed_hash
+from service.platform.text import mask_email
 from service.resets.codes import display_code, new_code
 from service.resets.links import hash_secret, make_link_token, new_secret
 from service.resets.policy import ResetPolicy
@@ -31,12 +32,6 @@ TEMPORARY_PASSWORD_LENGTH = 14  # about 80 bits
 def generate_temporary_password() -> str:
     """A random temporary password from an alphabet without look-alikes."""
     return "".join(secrets.choice(TEMPORARY_PASSWORD_ALPHABET) for _ in range(TEMPORARY_PASSWORD_LENGTH))
-
-
-def mask_email(email: str) -> str:
-    """`jane@example.com` becomes `j***@example.com`: enough for an agent to confirm it."""
-    local, _, domain = email.rpartition("@")
-    return f"{local[:1]}***@{domain}"
 
 
 @dataclass(frozen=True)
