@@ -27,6 +27,7 @@ from service.outbox.mail import RenderedEmail
 from service.outbox.queue import queue_email
 from service.platform.clock import utcnow
 from service.platform.extensions import db
+from service.platform.sealing import TYPED_USERNAME, open_sealed
 from service.resets import requests
 from service.resets.policy import reset_policy
 from service.resets.requests import REQUEST_MAX_ATTEMPTS, request_reset
@@ -60,9 +61,10 @@ def one_pass(app: Flask) -> int:
     return handled
 
 
-def seed_requests(app: Flask, usernames: tuple[str, ...], other_mail: int) -> None:
+def seed_requests(app: Flask, usernames: tuple[str, ...], other_mail: int) -> dict[str, int]:
     """An account and a self-service request for each username, in that order, and `other_mail`
-    emails to other@example.com already queued."""
+    emails to other@example.com already queued. Returns each username's request id (the
+    request keeps the typed name only sealed)."""
     with app.app_context():
         now = utcnow()
         for username in usernames:
@@ -72,6 +74,9 @@ def seed_requests(app: Flask, usernames: tuple[str, ...], other_mail: int) -> No
         for _ in range(other_mail):
             queue_email(db.session, "other@example.com", EMAIL, account_id=None, now=now)
         db.session.commit()
+        request_ids = db.session.scalars(select(ResetRequest.id).order_by(ResetRequest.id)).all()
+    assert len(request_ids) == len(usernames)
+    return dict(zip(usernames, request_ids, strict=True))
 
 
 def seed_messages(app: Flask, recipients: tuple[str, ...]) -> None:
@@ -81,11 +86,21 @@ def seed_messages(app: Flask, recipients: tuple[str, ...]) -> None:
         db.session.commit()
 
 
-def request_row(app: Flask, username: str) -> ResetRequest:
+def request_row(app: Flask, request_id: int) -> ResetRequest:
     with app.app_context():
-        row = db.session.scalar(select(ResetRequest).where(ResetRequest.username == username))
+        row = db.session.get(ResetRequest, request_id)
+        assert row is not None
         db.session.expunge(row)
         return row
+
+
+def typed_name_in(app: Flask, request_id: int) -> str:
+    """The name a request still holds, sealed, for its next attempt ("" once resolved)."""
+    sealed = request_row(app, request_id).username_sealed
+    if not sealed:
+        return ""
+    with app.app_context():
+        return open_sealed(TYPED_USERNAME, sealed)
 
 
 def message_row(app: Flask, recipient: str) -> OutboxMessage:
@@ -101,8 +116,9 @@ def nothing_left_of_the_poison(app: Flask) -> None:
         poison = db.session.scalar(select(Account).where(Account.username == POISON))
         assert db.session.scalars(select(PasswordReset).where(PasswordReset.account_id == poison.id)).all() == []
         assert db.session.scalars(select(OutboxMessage).where(OutboxMessage.recipient == address(POISON))).all() == []
+        good = db.session.scalars(select(Account.id).where(Account.username.in_(GOOD))).all()
         events = db.session.scalars(select(AuditEvent).where(AuditEvent.type == "reset.requested")).all()
-        assert sorted(event.details["username"] for event in events) == sorted(GOOD)
+        assert sorted(event.account_id for event in events) == sorted(good)
 
 
 # --- a poisoned reset request, inline ---------------------------------------------------------
@@ -112,7 +128,7 @@ def test_a_poisoned_request_fails_alone_and_the_pass_goes_on(
     app: Flask, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(requests, "resolve_reset_request", poisoned_resolve)
-    seed_requests(app, (POISON, *GOOD), other_mail=2)
+    ids = seed_requests(app, (POISON, *GOOD), other_mail=2)
     started = utcnow()
 
     one_pass(app)
@@ -120,14 +136,16 @@ def test_a_poisoned_request_fails_alone_and_the_pass_goes_on(
     for username in GOOD:
         [mail] = smtp.to(address(username))
         assert mail["Subject"] == "Reset your password"
-        assert request_row(app, username).status == "processed"
+        assert request_row(app, ids[username]).status == "processed"
+        assert typed_name_in(app, ids[username]) == ""
     assert len(smtp.to("other@example.com")) == 2
     assert smtp.to(address(POISON)) == []
     assert len(smtp.messages) == len(GOOD) + 2
 
-    poisoned = request_row(app, POISON)
+    poisoned = request_row(app, ids[POISON])
     assert poisoned.status == "pending"
     assert poisoned.attempts == 1
+    assert typed_name_in(app, ids[POISON]) == POISON  # the rollback kept it for the retry
     assert poisoned.last_error == f"RuntimeError: {POISON_ERROR}"
     assert poisoned.next_attempt_at is not None and poisoned.next_attempt_at > started + FIRST_BACKOFF_MIN
     nothing_left_of_the_poison(app)
@@ -138,25 +156,25 @@ def test_a_request_that_keeps_failing_is_given_up_after_its_last_attempt(
     app: Flask, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(requests, "resolve_reset_request", poisoned_resolve)
-    seed_requests(app, (POISON, *GOOD), other_mail=0)
+    ids = seed_requests(app, (POISON, *GOOD), other_mail=0)
     run_dispatcher(app)
-    assert request_row(app, POISON).attempts == 1
+    assert request_row(app, ids[POISON]).attempts == 1
 
     for attempt in range(2, REQUEST_MAX_ATTEMPTS + 1):
-        due = request_row(app, POISON).next_attempt_at
+        due = request_row(app, ids[POISON]).next_attempt_at
         assert due is not None
         with time_machine.travel(due + timedelta(seconds=1), tick=False):
             assert one_pass(app) == 1
-        poisoned = request_row(app, POISON)
+        poisoned = request_row(app, ids[POISON])
         assert poisoned.attempts == attempt
         assert poisoned.last_error == f"RuntimeError: {POISON_ERROR}"
 
-    given_up = request_row(app, POISON)
+    given_up = request_row(app, ids[POISON])
     assert given_up.status == "failed"
     assert given_up.processed_at is not None
     with time_machine.travel(utcnow() + timedelta(days=2), tick=False):
         assert run_dispatcher(app) == 0
-    assert request_row(app, POISON).attempts == REQUEST_MAX_ATTEMPTS
+    assert request_row(app, ids[POISON]).attempts == REQUEST_MAX_ATTEMPTS
     assert smtp.to(address(POISON)) == []
     assert len(smtp.messages) == len(GOOD)
     nothing_left_of_the_poison(app)
@@ -222,9 +240,9 @@ def worker_env(tmp_path: Path, database_url: str, smtp: SmtpSink) -> dict[str, s
 
 
 @contextmanager
-def seeding_app(database_url: str) -> Iterator[Flask]:
-    """An app on the workers' database, to put work in it and read it back."""
-    app = create_app(settings_for(database_url))
+def seeding_app(database_url: str, secret_key: str) -> Iterator[Flask]:
+    """An app on the workers' database, with their key (what it queues is sealed with it)."""
+    app = create_app(settings_for(database_url, SECRET_KEY=secret_key))
     try:
         yield app
     finally:
@@ -280,7 +298,7 @@ def test_an_outbox_worker_outlives_a_message_it_cannot_send(
 ) -> None:
     env = worker_env(tmp_path, database_url, smtp)
     flask(env, "db", "upgrade")
-    with seeding_app(database_url) as app:
+    with seeding_app(database_url, env["SECRET_KEY"]) as app:
         seed_messages(app, (UNSENDABLE, *map(address, GOOD)))
     engine = sqlalchemy.create_engine(database_url)
     unsendable = select(OutboxMessage.status, OutboxMessage.attempts, OutboxMessage.last_error).where(
@@ -306,11 +324,11 @@ def test_an_outbox_worker_outlives_a_reset_request_it_cannot_resolve(
 ) -> None:
     env = worker_env(tmp_path, database_url, smtp)
     flask(env, "db", "upgrade")
-    with seeding_app(database_url) as app:
-        seed_requests(app, (POISON, *GOOD), other_mail=1)
+    with seeding_app(database_url, env["SECRET_KEY"]) as app:
+        ids = seed_requests(app, (POISON, *GOOD), other_mail=1)
     engine = sqlalchemy.create_engine(database_url)
     poisoned = select(ResetRequest.status, ResetRequest.attempts, ResetRequest.last_error).where(
-        ResetRequest.username == POISON
+        ResetRequest.id == ids[POISON]
     )
     log_path = tmp_path / "worker.log"
     try:
@@ -321,9 +339,7 @@ def test_an_outbox_worker_outlives_a_reset_request_it_cannot_resolve(
         assert sorted(message["To"] for message in smtp.messages) == sorted([*map(address, GOOD), "other@example.com"])
         assert column(engine, poisoned) == ("pending", 1, f"RuntimeError: {POISON_ERROR}")
         with engine.connect() as connection:
-            statuses = connection.execute(select(ResetRequest.username, ResetRequest.status)).all()
-        assert {username: status for username, status in statuses if username != POISON} == dict.fromkeys(
-            GOOD, "processed"
-        )
+            statuses = dict(connection.execute(select(ResetRequest.id, ResetRequest.status)).all())
+        assert [statuses[ids[username]] for username in GOOD] == ["processed"] * len(GOOD)
     finally:
         engine.dispose()
