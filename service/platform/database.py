@@ -20,6 +20,7 @@ from service.platform.extensions import db
 DbSession = Session | scoped_session[Any]
 
 QUEUED_WORK = "resetdesk.queued_work"
+UNCOMMITTED_WORK = "resetdesk.uncommitted_work"
 
 
 def rows_changed(result: Result[Any]) -> int:
@@ -28,13 +29,23 @@ def rows_changed(result: Result[Any]) -> int:
 
 
 def note_queued_work(session: DbSession) -> None:
-    """Mark the session's transaction as having queued work (a request, a message) to dispatch."""
-    session.info[QUEUED_WORK] = True
+    """Mark the session's transaction as having queued work (a request, a message) to dispatch;
+    the mark counts once that transaction commits, and is forgotten if it rolls back."""
+    session.info[UNCOMMITTED_WORK] = True
 
 
 def take_queued_work(session: DbSession) -> bool:
-    """Whether work was queued since the last look; clears the mark."""
+    """Whether committed work was queued since the last look; clears the mark."""
     return bool(session.info.pop(QUEUED_WORK, False))
+
+
+def _work_committed(session: Session) -> None:
+    if session.info.pop(UNCOMMITTED_WORK, False):
+        session.info[QUEUED_WORK] = True
+
+
+def _work_rolled_back(session: Session, _previous: Any) -> None:
+    session.info.pop(UNCOMMITTED_WORK, None)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -54,6 +65,11 @@ def prepare_database(app: Flask) -> None:
         engine = db.engine
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    # Bookkeeping of the wake-up mark only: work queued by a refused (rolled back) request is
+    # gone, and must not wake the dispatcher for nothing.
+    if not event.contains(db.session, "after_commit", _work_committed):
+        event.listen(db.session, "after_commit", _work_committed)
+        event.listen(db.session, "after_soft_rollback", _work_rolled_back)
     if app.config["DATABASE_EMBEDDED"] and not app.config["TESTING"]:
         upgrade_schema(app)
 

@@ -261,13 +261,6 @@ def test_not_woken_after_an_agent_looks_an_account_up(
     assert wakes.calls == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "note_queued_work marks session.info, which a rollback does not clear: the after_request hook "
-        "wakes the dispatcher after a refused request whose queued mail was rolled back"
-    ),
-)
 def test_not_woken_after_a_refused_password_change(
     app: Flask, client: FlaskClient, client_key: dict[str, str], wakes: WakeCounter, make_account: Callable[..., Account]
 ) -> None:
