@@ -45,6 +45,10 @@ requires_postgresql = pytest.mark.skipif(
 )
 
 
+# The app that queues the mail and the workers that open it must share the key it is sealed with.
+WORKER_SECRET_KEY = "outbox-worker-test-secret-key-0123456789"
+
+
 def worker_env(database_url: str, smtp: SmtpSink) -> dict[str, str]:
     """What a deployment gives an outbox worker, and none of the tests' own settings."""
     env = {
@@ -54,7 +58,7 @@ def worker_env(database_url: str, smtp: SmtpSink) -> dict[str, str]:
     }
     env.update(
         APP_ENV="development",
-        SECRET_KEY="outbox-worker-test-secret-key-0123456789",
+        SECRET_KEY=WORKER_SECRET_KEY,
         DATABASE_URL=database_url,
         MAIL_SERVER="127.0.0.1",
         MAIL_PORT=str(smtp.port),
@@ -76,7 +80,7 @@ def upgrade_schema(env: dict[str, str]) -> None:
 
 def queue_marked_emails(database_url: str, how_many: int) -> set[str]:
     """Queue `how_many` emails to distinct recipients, each carrying a unique marker."""
-    app = create_app(settings_for(database_url))
+    app = create_app(settings_for(database_url, SECRET_KEY=WORKER_SECRET_KEY))
     markers = {f"marker-{uuid.uuid4().hex}" for _ in range(how_many)}
     try:
         with app.app_context():
