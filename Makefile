@@ -82,7 +82,7 @@ browser-deps:
 # --strict makes any package it could not look up an error.
 AUDIT_PROBE := https://pypi.org/pypi/flask/3.0.0/json
 lint: install-dev
-	$(BIN)/ruff check service tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/ruff check service tests bench examples wsgi.py gunicorn.conf.py
 	$(BIN)/mypy
 	@if $(BIN)/python -c "import urllib.request; urllib.request.urlopen('$(AUDIT_PROBE)', timeout=5)" >/dev/null 2>&1; then \
 		echo "$(BIN)/pip-audit --strict -r requirements.lock --require-hashes --disable-pip"; \

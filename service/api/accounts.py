@@ -16,6 +16,7 @@ from service.accounts.signin import sign_in
 from service.api.auth import current_key_actor, require_role
 from service.api.blueprint import api
 from service.api.body import json_object, string_fields
+from service.api.openapi import BOOLEAN, NULLABLE_DATE_TIME, STRING, body, documented, obj, ref
 from service.models import Account, AccountStatus
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
@@ -46,6 +47,17 @@ def wrong_credentials() -> InvalidCredentials:
 
 
 @api.post("/auth/verify")
+@documented(
+    "Check a customer's username and password",
+    description=(
+        "For the website's sign-in form. `must_change_password` is true after signing in with a temporary "
+        "password: ask for a new one (`POST /accounts/{username}/password`). A wrong username and a wrong "
+        "password answer the same 401; too many wrong passwords for one username answer 429."
+    ),
+    request=body(["username", "password"]),
+    responses={200: obj({"username": STRING, "must_change_password": BOOLEAN, "password_changed_at": NULLABLE_DATE_TIME})},
+    errors=["invalid_credentials", "account_frozen", "rate_limited"],
+)
 @require_role("client")
 def verify_credentials() -> dict[str, Any]:
     fields = string_fields(json_object(), required=("username", "password"))
@@ -66,6 +78,13 @@ def verify_credentials() -> dict[str, Any]:
 
 
 @api.post("/accounts")
+@documented(
+    "Create an account",
+    description="Without a password the account has none until it is reset.",
+    request=body(["username"], ["email", "password", "language", "full_name", "phone"]),
+    responses={201: ref("Account")},
+    errors=["username_taken", "weak_password"],
+)
 @require_role("client")
 def create_account() -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("username",), optional=("email", "password", "language", "full_name", "phone"))
@@ -86,6 +105,18 @@ def create_account() -> tuple[dict[str, Any], int]:
 
 
 @api.patch("/accounts/<username>")
+@documented(
+    "Change an account's profile",
+    description="Changed at once (the website has verified its customer); a changed email sends a notice to the old one.",
+    request={
+        "type": "object",
+        "properties": {name: {"type": ["string", "null"], "maxLength": 1000} for name in PROFILE_FIELDS},
+        "minProperties": 1,
+        "additionalProperties": False,
+    },
+    responses={200: ref("Account")},
+    errors=["account_not_found"],
+)
 @require_role("client")
 def update_account(username: str) -> dict[str, Any]:
     body = json_object()
@@ -105,6 +136,13 @@ def update_account(username: str) -> dict[str, Any]:
 
 
 @api.post("/accounts/<username>/password")
+@documented(
+    "Change a password, knowing the current one",
+    description="Also how a customer who signed in with a temporary password chooses their own.",
+    request=body(["current_password", "new_password"]),
+    responses={204: None},
+    errors=["invalid_credentials", "weak_password", "account_frozen", "rate_limited"],
+)
 @require_role("client")
 def change_password(username: str) -> Response:
     fields = string_fields(json_object(), required=("current_password", "new_password"))
@@ -124,6 +162,12 @@ def change_password(username: str) -> Response:
 
 
 @api.delete("/accounts/<username>")
+@documented(
+    "Close an account",
+    description="Sign-in and resets stop; personal data is erased; the audit trail stays under a pseudonym.",
+    responses={204: None},
+    errors=["account_not_found"],
+)
 @require_role("client")
 def close_account(username: str) -> Response:
     """Close the account at its customer's request (the website has verified them)."""

@@ -10,6 +10,8 @@ from service.access.apikeys import create_api_key, revoke_api_key
 from service.api.auth import current_key_actor, require_role
 from service.api.blueprint import api
 from service.api.body import json_object, string_fields
+from service.api.openapi import STRING, body, documented, obj
+from service.models import API_ROLES
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
 from service.platform.errors import ServiceError
@@ -24,6 +26,12 @@ class ApiKeyNotFound(ServiceError):
 
 
 @api.post("/admin/api-keys")
+@documented(
+    "Create an API key",
+    description="The key is shown once, in this answer; only its hash is kept.",
+    request=body(["name", "role"], role={"type": "string", "enum": list(API_ROLES)}),
+    responses={201: obj({"name": STRING, "role": STRING, "key": STRING})},
+)
 @require_role("admin")
 def create_key() -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("name", "role"))
@@ -36,6 +44,7 @@ def create_key() -> tuple[dict[str, Any], int]:
 
 
 @api.delete("/admin/api-keys/<name>")
+@documented("Revoke an API key", responses={204: None}, errors=["api_key_not_found"])
 @require_role("admin")
 def revoke_key(name: str) -> Response:
     if not revoke_api_key(db.session, name, actor=current_key_actor(), ip=client_ip(), now=utcnow()):
@@ -45,6 +54,12 @@ def revoke_key(name: str) -> Response:
 
 
 @api.post("/admin/agents")
+@documented(
+    "Create a support agent",
+    request=body(["username", "email"], ["password"]),
+    responses={201: obj({"username": STRING, "email": STRING, "status": STRING})},
+    errors=["username_taken", "weak_password"],
+)
 @require_role("admin")
 def create_support_agent() -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("username", "email"), optional=("password",))

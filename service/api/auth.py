@@ -36,6 +36,8 @@ def require_role(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             g.api_key = api_key
             return view(*args, **kwargs)
 
+        # The API's description reads the role from here, so it cannot drift from the check.
+        wrapped.__dict__["required_role"] = role
         return wrapped
 
     return decorator

@@ -8,6 +8,7 @@ from flask import Response
 
 from service.api.blueprint import api
 from service.api.body import json_object, string_fields
+from service.api.openapi import DATE_TIME, STRING, body, documented, obj
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
 from service.platform.extensions import db
@@ -25,6 +26,16 @@ ACCEPTED_MESSAGE = (
 
 
 @api.post("/password-resets")
+@documented(
+    "Ask for a reset",
+    description=(
+        "For the login page's reset box. The same answer whether or not the account exists, has an email, or "
+        "is disabled; the mail is sent from the outbox, never on this request."
+    ),
+    request=body(["username"], ["language"]),
+    responses={202: obj({"status": {"const": "accepted"}, "message": STRING})},
+    errors=["rate_limited"],
+)
 @reset_request_per_ip
 @reset_request_per_username
 def request_password_reset() -> tuple[dict[str, Any], int]:
@@ -38,6 +49,13 @@ def request_password_reset() -> tuple[dict[str, Any], int]:
 
 
 @api.get("/password-resets/<path:token>")
+@documented(
+    "Check a reset link's token",
+    description="Does not use the token up.",
+    parameters={"token": {"type": "string", "minLength": 1}},
+    responses={200: obj({"valid": {"const": True}, "expires_at": DATE_TIME})},
+    errors=["token_invalid", "token_expired", "token_used", "rate_limited"],
+)
 @token_per_ip
 def check_password_reset(token: str) -> dict[str, Any]:
     reset = check_link(db.session, token, policy=reset_policy(), now=utcnow())
@@ -45,6 +63,16 @@ def check_password_reset(token: str) -> dict[str, Any]:
 
 
 @api.post("/password-resets/confirm")
+@documented(
+    "Set the new password",
+    description=(
+        "With the token from a reset link, or with the username and the one-time code from the same mail. A "
+        "wrong code is `token_invalid`; after too many, the reset dies."
+    ),
+    request={"anyOf": [body(["token", "new_password"]), body(["username", "code", "new_password"])]},
+    responses={204: None},
+    errors=["token_invalid", "token_expired", "token_used", "weak_password", "rate_limited"],
+)
 @token_per_ip
 def confirm_password_reset() -> Response:
     body = json_object()

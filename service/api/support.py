@@ -11,6 +11,18 @@ from service.accounts.export import export_account as export_account_record
 from service.api.auth import current_key_actor, require_role
 from service.api.blueprint import api
 from service.api.body import json_object, string_fields
+from service.api.openapi import (
+    BOOLEAN,
+    DATE_TIME,
+    INTEGER,
+    NULLABLE_DATE_TIME,
+    NULLABLE_STRING,
+    STRING,
+    body,
+    documented,
+    obj,
+    ref,
+)
 from service.models import RESET_METHODS
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
@@ -19,6 +31,19 @@ from service.platform.extensions import db
 from service.resets.policy import reset_policy
 from service.resets.requests import requests_for_name
 from service.support import actions
+
+ASKED_FOR_DEFAULT_DAYS = 30
+ASKED_FOR_MAX_DAYS = 366
+NOTE_FIELDS = ("note", "ticket", "verified_by")
+PAGING: dict[str, dict[str, Any]] = {
+    "page": {"type": "integer", "minimum": 1},
+    "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+}
+
+
+def page_of(name: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A page of a list, with where it is and whether more follow."""
+    return obj({name: {"type": "array", "items": item}, "page": INTEGER, "per_page": INTEGER, "has_more": BOOLEAN})
 
 
 def _page_args() -> tuple[int, int]:
@@ -41,6 +66,13 @@ def _optional_body(names: tuple[str, ...]) -> dict[str, Any]:
 
 
 @api.get("/support/accounts")
+@documented(
+    "Find customers",
+    description="`q` matches any part of a username, email or full name, and the digits of a phone number.",
+    query={"q": {"type": "string", "required": True}, **PAGING},
+    responses={200: page_of("accounts", ref("AccountSummary"))},
+    errors=["validation_failed"],
+)
 @require_role("agent")
 def search_accounts() -> dict[str, Any]:
     page, per_page = _page_args()
@@ -58,6 +90,33 @@ def search_accounts() -> dict[str, Any]:
 
 
 @api.get("/support/accounts/<username>")
+@documented(
+    "See an account",
+    description="Recorded as an audit event (`support.viewed`).",
+    responses={
+        200: {
+            "allOf": [
+                ref("AccountSummary"),
+                obj(
+                    {
+                        "locked": BOOLEAN,
+                        "lock": {"type": "object"},
+                        "frozen_at": NULLABLE_DATE_TIME,
+                        "must_change_password": BOOLEAN,
+                        "password_changed_at": NULLABLE_DATE_TIME,
+                        "pending_resets": {
+                            "type": "array",
+                            "items": obj({"method": STRING, "requested_by": NULLABLE_STRING, "created_at": DATE_TIME, "expires_at": DATE_TIME}),
+                        },
+                        "pending_email_change": {"type": ["object", "null"]},
+                        "recent_mail": {"type": "array", "items": {"type": "object"}},
+                    }
+                ),
+            ]
+        }
+    },
+    errors=["account_not_found"],
+)
 @require_role("agent")
 def account_overview(username: str) -> dict[str, Any]:
     overview = actions.account_overview(
@@ -68,6 +127,13 @@ def account_overview(username: str) -> dict[str, Any]:
 
 
 @api.post("/support/accounts/<username>/password-resets")
+@documented(
+    "Send a reset link or a temporary password",
+    description="`sent_to` is the masked address. Each agent key has an hourly quota (429 when spent).",
+    request=body(["method"], NOTE_FIELDS, method={"type": "string", "enum": list(RESET_METHODS)}),
+    responses={202: obj({"sent_to": STRING, "method": STRING, "expires_at": DATE_TIME})},
+    errors=["account_not_found", "no_email_on_file", "account_frozen", "rate_limited"],
+)
 @require_role("agent")
 def send_reset(username: str) -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("method",), optional=("note", "ticket", "verified_by"))
@@ -91,6 +157,13 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
 
 
 @api.post("/support/accounts/<username>/unlock")
+@documented(
+    "Lift the sign-in throttle",
+    request=body([], NOTE_FIELDS),
+    request_required=False,
+    responses={204: None},
+    errors=["account_not_found"],
+)
 @require_role("agent")
 def unlock(username: str) -> Response:
     fields = _optional_body(("note", "ticket", "verified_by"))
@@ -104,6 +177,13 @@ def unlock(username: str) -> Response:
 
 
 @api.post("/support/accounts/<username>/freeze")
+@documented(
+    "Freeze an account",
+    description="A frozen account cannot sign in and gets no reset mail; its pending resets die.",
+    request=body(["reason"], NOTE_FIELDS),
+    responses={204: None},
+    errors=["account_not_found"],
+)
 @require_role("agent")
 def freeze(username: str) -> Response:
     fields = string_fields(json_object(), required=("reason",), optional=("note", "ticket", "verified_by"))
@@ -117,6 +197,13 @@ def freeze(username: str) -> Response:
 
 
 @api.post("/support/accounts/<username>/unfreeze")
+@documented(
+    "Unfreeze an account",
+    request=body([], NOTE_FIELDS),
+    request_required=False,
+    responses={204: None},
+    errors=["account_not_found"],
+)
 @require_role("agent")
 def unfreeze(username: str) -> Response:
     fields = _optional_body(("note", "ticket", "verified_by"))
@@ -130,6 +217,13 @@ def unfreeze(username: str) -> Response:
 
 
 @api.post("/support/accounts/<username>/email")
+@documented(
+    "Change an account's email",
+    description="The new address gets a confirmation link and becomes the account's email only once it is followed.",
+    request=body(["email"], NOTE_FIELDS),
+    responses={202: obj({"sent_to": STRING, "expires_at": DATE_TIME})},
+    errors=["account_not_found"],
+)
 @require_role("agent")
 def change_email(username: str) -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("email",), optional=("note", "ticket", "verified_by"))
@@ -143,6 +237,13 @@ def change_email(username: str) -> tuple[dict[str, Any], int]:
 
 
 @api.get("/support/accounts/<username>/events")
+@documented(
+    "An account's audit events",
+    description="Newest first.",
+    query=PAGING,
+    responses={200: page_of("events", ref("Event"))},
+    errors=["validation_failed", "account_not_found"],
+)
 @require_role("agent")
 def events(username: str) -> dict[str, Any]:
     page, per_page = _page_args()
@@ -156,11 +257,18 @@ def events(username: str) -> dict[str, Any]:
     }
 
 
-ASKED_FOR_DEFAULT_DAYS = 30
-ASKED_FOR_MAX_DAYS = 366
-
-
 @api.get("/support/reset-requests")
+@documented(
+    "Whether a name was typed into the reset box",
+    query={
+        "username": {"type": "string", "required": True},
+        "days": {"type": "integer", "minimum": 1, "maximum": ASKED_FOR_MAX_DAYS},
+    },
+    responses={
+        200: obj({"asked": BOOLEAN, "days": INTEGER, "requests": {"type": "array", "items": obj({"at": DATE_TIME, "outcome": STRING})}})
+    },
+    errors=["validation_failed"],
+)
 @require_role("agent")
 def reset_requests_for_name() -> dict[str, Any]:
     """Whether (and when) a name the caller gives was typed into the reset box lately.
@@ -185,6 +293,12 @@ def reset_requests_for_name() -> dict[str, Any]:
 
 
 @api.get("/support/accounts/<username>/export")
+@documented(
+    "Everything kept about an account",
+    description="For a customer's access request: profile, events with details, mail envelopes; never a secret.",
+    responses={200: {"type": "object"}},
+    errors=["account_not_found"],
+)
 @require_role("admin")
 def export_account(username: str) -> dict[str, Any]:
     """Everything kept about the account, for a customer's access request (admin only)."""

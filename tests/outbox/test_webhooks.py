@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import time_machine
 from flask import Flask
@@ -93,6 +94,13 @@ def signature_is_valid(headers: dict[str, str], body: bytes, secret: str = SECRE
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
     expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     return any(hmac.compare_digest(expected, candidate) for candidate in headers["webhook-signature"].split())
+
+
+def assert_documented(client: FlaskClient, payload: dict[str, Any]) -> None:
+    """The payload is what the API's own document promises for its event."""
+    webhooks = client.get("/api/v1/openapi.json").get_json()["webhooks"]
+    schema = webhooks[payload["type"]]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    jsonschema.validate(payload, schema)
 
 
 def change_password(client: FlaskClient, key: dict[str, str], username: str = "jane") -> None:
@@ -222,6 +230,7 @@ def test_the_dispatcher_delivers_a_signed_password_changed_webhook(
         Webhook(SECRET).verify(body.replace(b"jane", b"john"), headers)
 
     payload = json.loads(body)
+    assert_documented(client, payload)
     assert payload["id"] == headers["webhook-id"]
     assert payload["type"] == "password.changed"
     assert payload["data"]["username"] == "jane"
@@ -251,6 +260,8 @@ def test_reset_requested_and_account_unlocked_are_sent_too(
     run_dispatcher(app)
 
     assert all(signature_is_valid(r["headers"], r["body"]) for r in receiver.requests)
+    for request in receiver.requests:
+        assert_documented(client, Webhook(SECRET).verify(request["body"], request["headers"]))
     sent = [(p["type"], p["data"]["username"], p["data"]["actor"]) for p in receiver.payloads()]
     assert sorted(sent) == sorted([
         ("reset.requested", "jane", "key:agent-0"),
