@@ -14,15 +14,16 @@ signed-rank test, and a sign test and paired t-test as second opinions.
 
 With `--legacy-scheme SCHEME` (md5_crypt, bcrypt, ...) the account is not created by the
 service but imported with `flask --app wsgi users import` from a CSV whose password_hash is
-passlib's SCHEME.hash(password), as a shop's older system would hand it over. A wrong password
-never upgrades that hash (only a successful sign-in does), so every timed request checks the
-legacy hash; service/passwords.py then spends a dummy argon2id verification too, so that the
-legacy account costs at least what a missing username does.
+passlib's SCHEME.hash(password) (`--legacy-rounds N` sets the scheme's cost: bcrypt's log2
+rounds, pbkdf2's iterations), as a shop's older system would hand it over. The import keeps it
+wrapped in argon2id; a wrong password never upgrades it (only a successful sign-in does), so
+every timed request for the account recomputes the legacy digest, and every request for a
+missing name does the same legacy work on a stand-in (service/accounts/legacy.py).
 
 Verdict: PASS when |median gap| < 1 ms and the Wilcoxon p-value >= 0.05, else FAIL. The exit
 code is 0 either way; it is 2 when the service fails or answers something unexpected.
 
-    .venv/bin/python bench/verify_timing.py [--pairs N] [--workers W] [--legacy-scheme md5_crypt]
+    .venv/bin/python bench/verify_timing.py [--pairs N] [--workers W] [--legacy-scheme md5_crypt [--legacy-rounds N]]
 """
 
 from __future__ import annotations
@@ -104,12 +105,15 @@ class Client:
         self.conn.close()
 
 
-def create_user(service, legacy_scheme: str | None) -> str:
+def create_user(service, legacy_scheme: str | None, legacy_rounds: int | None = None) -> str:
     """Create USERNAME through the service, or import it with a legacy hash; describe how."""
     if legacy_scheme is None:
         service.cli("users", "create", USERNAME, "bench@example.com", "--password-stdin", stdin=PASSWORD + "\n")
         return "created by the service (argon2id)"
-    legacy_hash = getattr(passlib_hash, legacy_scheme).hash(PASSWORD)
+    hasher = getattr(passlib_hash, legacy_scheme)
+    if legacy_rounds is not None:
+        hasher = hasher.using(rounds=legacy_rounds)
+    legacy_hash = hasher.hash(PASSWORD)
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as csv:
         csv.write(f"username,email,password_hash\n{USERNAME},bench@example.com,{legacy_hash}\n")
     try:
@@ -118,7 +122,9 @@ def create_user(service, legacy_scheme: str | None) -> str:
         os.unlink(csv.name)
     if "Imported 1 account(s)" not in output:
         raise HarnessError(f"users import refused the {legacy_scheme} hash:\n{output}")
-    return f"imported with a {legacy_scheme} hash ({legacy_hash[:7]}...), never upgraded: every password tried is wrong"
+    rounds = getattr(hasher.from_string(legacy_hash), "rounds", None)
+    return (f"imported with a {legacy_scheme} hash ({legacy_hash[:7]}..., rounds {rounds}), never upgraded: "
+            "every password tried is wrong")
 
 
 def missing_username() -> str:
@@ -173,17 +179,21 @@ def main() -> int:
     parser.add_argument("--legacy-scheme", metavar="SCHEME", default=None,
                         help="import the account with passlib's SCHEME hash (md5_crypt, bcrypt, ...) "
                              "through `flask users import` instead of creating it")
+    parser.add_argument("--legacy-rounds", metavar="N", type=int, default=None,
+                        help="the legacy scheme's cost (bcrypt: log2 rounds, pbkdf2: iterations); passlib's default if unset")
     args = parser.parse_args()
     if args.pairs < MIN_PAIRS:
         parser.error(f"--pairs must be at least {MIN_PAIRS} for the tests to mean anything")
     if args.legacy_scheme is not None and not hasattr(getattr(passlib_hash, args.legacy_scheme, None), "hash"):
         parser.error(f"--legacy-scheme: passlib has no hash scheme {args.legacy_scheme!r}")
+    if args.legacy_rounds is not None and args.legacy_scheme is None:
+        parser.error("--legacy-rounds needs --legacy-scheme")
 
     # A plain `kill` should clean up like Ctrl-C does: SystemExit unwinds through the harness.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         with running_service(workers=args.workers) as service:
-            account = create_user(service, args.legacy_scheme)
+            account = create_user(service, args.legacy_scheme, args.legacy_rounds)
             client = Client(service.base_url, service.api_key)
             try:
                 # Warm-up: each worker builds its dummy hash, opens the database, fills caches.

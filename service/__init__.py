@@ -11,6 +11,7 @@ from dotenv import load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from service.accounts.legacy import LegacySamples
 from service.accounts.passwords import build_crypt_context
 from service.accounts.throttle import SignInThrottle
 from service.api import api
@@ -85,6 +86,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     app.extensions["resetdesk.crypt"] = build_crypt_context(cheap=app.config["PASSWORD_HASH_CHEAP"])
+    app.extensions["resetdesk.legacy_samples"] = LegacySamples()
     app.extensions["resetdesk.throttle"] = SignInThrottle(
         app.config["RATELIMIT_STORAGE_URI"],
         app.config["LOGIN_MAX_FAILURES"],

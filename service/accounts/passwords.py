@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import unicodedata
+from dataclasses import dataclass
 from functools import cache
 
 from flask import current_app
@@ -82,6 +83,8 @@ def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str |
     password so that neither can be told apart by time.
     """
     context = crypt_context()
+    if stored_hash and stored_hash.startswith(WRAPPED_PREFIX):
+        return _verify_wrapped(context, password, stored_hash)
     if not stored_hash or context.identify(stored_hash, required=False) is None:
         context.dummy_verify()
         return False, None
@@ -109,8 +112,8 @@ def legacy_candidates(password: str, scheme: str) -> list[str | bytes]:
 
 
 def _verify_legacy(context: CryptContext, scheme: str, password: str, stored_hash: str) -> tuple[bool, str | None]:
-    """Check an imported hash against each form its system may have hashed; on a match the
-    password is rehashed to argon2id the way new passwords are (from its NFKC form)."""
+    """Check a bare legacy hash (imports keep them wrapped; see wrap_legacy_hash) against each
+    form its system may have hashed; on a match the password is rehashed to argon2id."""
     try:
         matched = any(context.verify(candidate, stored_hash) for candidate in legacy_candidates(password, scheme))
     except ValueError:
@@ -118,9 +121,116 @@ def _verify_legacy(context: CryptContext, scheme: str, password: str, stored_has
         return False, None
     if matched:
         return True, hash_password(password)
-    # A legacy hash (from an import, until its first sign-in) is cheaper to check than
-    # argon2id; spend an argon2id's worth too, so a wrong password for such an account
-    # costs at least what one for a missing username does.
+    context.dummy_verify()
+    return False, None
+
+
+# --- imported legacy hashes, wrapped in argon2id ------------------------------------------------
+#
+# An imported hash is not kept as it came: a bcrypt, pbkdf2 or md5_crypt digest in the database
+# could be attacked offline at that scheme's speed. What is kept is
+#     wrapped:<scheme>:<cost>:<the legacy settings, digest blanked>:<argon2id of the legacy digest>
+# Checking a password recomputes the legacy digest with the same settings (salt, cost), then
+# checks that digest against the argon2id hash; a success rehashes the password to plain
+# argon2id. `<scheme>:<cost>` is the hash's kind: what one check costs. It comes first so
+# that the database can be asked which kinds remain (service/accounts/legacy.py).
+
+WRAPPED_PREFIX = "wrapped:"
+
+
+@dataclass(frozen=True)
+class WrappedHash:
+    """The parts of a wrapped legacy hash."""
+
+    scheme: str
+    cost: str
+    settings: str
+    wrapper: str
+
+    @property
+    def kind(self) -> str:
+        """`<scheme>:<cost>`: hashes of one kind cost the same to check."""
+        return f"{self.scheme}:{self.cost}"
+
+    def __str__(self) -> str:
+        return f"{WRAPPED_PREFIX}{self.kind}:{self.settings}:{self.wrapper}"
+
+
+def parse_wrapped(stored_hash: str) -> WrappedHash:
+    """Split a stored wrapped hash; ValueError when it is not one, or is damaged."""
+    if not stored_hash.startswith(WRAPPED_PREFIX):
+        raise ValueError("not a wrapped legacy hash")
+    # No legacy settings or argon2id hash contains ":" (wrap_legacy_hash refuses one that does).
+    parts = stored_hash.removeprefix(WRAPPED_PREFIX).split(":")
+    if len(parts) != 4 or parts[0] not in LEGACY_SCHEMES:
+        raise ValueError("damaged wrapped legacy hash")
+    wrapped = WrappedHash(*parts)
+    if crypt_context().identify(wrapped.wrapper, required=False) != "argon2":
+        raise ValueError("damaged wrapped legacy hash")
+    return wrapped
+
+
+def wrapped_kind(stored_hash: str | None) -> str | None:
+    """The kind (`<scheme>:<cost>`) of a stored wrapped hash; None for any other hash."""
+    if not stored_hash or not stored_hash.startswith(WRAPPED_PREFIX):
+        return None
+    try:
+        return parse_wrapped(stored_hash).kind
+    except ValueError:
+        return None
+
+
+def _digest_text(checksum: str | bytes) -> str:
+    # Most schemes keep their digest as text; pbkdf2's is raw bytes.
+    return checksum if isinstance(checksum, str) else checksum.hex()
+
+
+def wrap_legacy_hash(legacy_hash: str) -> str:
+    """The stored form of an imported legacy hash: its settings and argon2id over its digest.
+
+    Raises ValueError for a hash that is not a well-formed legacy hash.
+    """
+    context = crypt_context()
+    scheme = context.identify(legacy_hash, required=False)
+    if scheme not in LEGACY_SCHEMES:
+        raise ValueError("not a legacy hash")
+    parsed = context.handler(scheme).from_string(legacy_hash)
+    digest = _digest_text(parsed.checksum)
+    # passlib parses settings only with a digest in place: keep its blank placeholder there.
+    parsed.checksum = parsed._stub_checksum
+    settings = parsed.to_string()
+    if ":" in settings:
+        raise ValueError("legacy hash settings contain ':'")
+    cost = str(getattr(parsed, "rounds", None) or "-")
+    return str(WrappedHash(scheme, cost, settings, context.hash(digest)))
+
+
+def check_wrapped(password: str, stored_hash: str) -> bool:
+    """Whether the password matches a wrapped legacy hash: for each form its old system may
+    have hashed, one legacy computation and one argon2id check. ValueError when damaged."""
+    context = crypt_context()
+    wrapped = parse_wrapped(stored_hash)
+    template = context.handler(wrapped.scheme).from_string(wrapped.settings)
+    for candidate in legacy_candidates(password, wrapped.scheme):
+        # The same computation as the scheme's own hash(), with the stored salt and cost.
+        digest = _digest_text(template._calc_checksum(candidate))
+        if context.verify(digest, wrapped.wrapper):
+            return True
+    return False
+
+
+def _verify_wrapped(context: CryptContext, password: str, stored_hash: str) -> tuple[bool, str | None]:
+    """Check a wrapped legacy hash; on a match the password is rehashed to argon2id the way
+    new passwords are (from its NFKC form)."""
+    try:
+        matched = check_wrapped(password, stored_hash)
+    except ValueError:
+        matched = False
+    if matched:
+        return True, hash_password(password)
+    # What a missing username costs (passlib's dummy argon2id) on top: with the same legacy
+    # work that sign_in adds for every other name (legacy.spend_legacy_checks), a wrong
+    # password for this account then costs what one for a missing username does.
     context.dummy_verify()
     return False, None
 

@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from sqlalchemy import or_, select, update
 
 from service.accounts.changes import replace_password_hash, set_password
+from service.accounts.legacy import spend_legacy_checks
 from service.accounts.passwords import verify_password
 from service.accounts.records import find_account
 from service.accounts.throttle import account_throttle_key, sign_in_throttle
@@ -47,14 +48,19 @@ def sign_in(session: DbSession, username: str, password: str, *, ip: str | None,
 
     Every attempt does the same work whether the account exists, is disabled or has no
     password: one lookup, two hash verifications (the current password, then the newest
-    pending temporary password, real or dummy). So neither the answer, its time, nor the
-    throttle tells whether an account exists.
+    pending temporary password, real or dummy), and while imported legacy hashes remain, one
+    check of each legacy kind (the account's own, or a stand-in). So neither the answer, its
+    time, nor the throttle tells whether an account exists, or was imported.
     """
     throttle = sign_in_throttle()
     throttle_key = account_throttle_key(normalise_username(username))
     with throttle.attempt(throttle_key) as attempt:
         account = find_account(session, username)
-        matched, new_hash = verify_password(password, account.password_hash if account else None)
+        stored_hash = account.password_hash if account else None
+        matched, new_hash = verify_password(password, stored_hash)
+        if not matched:
+            # While imported legacy hashes remain: the same legacy work for every name.
+            spend_legacy_checks(session, password, checked_hash=stored_hash, now=now)
         temporary = None if matched else _matching_temporary_password(session, account, password, now)
         if matched and account is not None and _password_expired(account, now):
             # A temporary password, used but never changed, past its lifetime: ask again.

@@ -4,7 +4,7 @@ CryptContext: argon2id for new hashes, legacy hashes verified and upgraded."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import passlib.hash
 import pytest
@@ -18,6 +18,8 @@ from service.accounts.passwords import (
     hash_password,
     password_problems,
     verify_password,
+    wrap_legacy_hash,
+    wrapped_kind,
 )
 from tests.conftest import STRONG_PASSWORD
 
@@ -215,20 +217,65 @@ def test_every_legacy_scheme_has_a_hasher_here() -> None:
     assert set(LEGACY_HASHERS) == set(LEGACY_SCHEMES)
 
 
+# How a legacy hash is stored: wrapped in argon2id as an import keeps it, or bare as it came.
+STORED_FORMS = {"wrapped": wrap_legacy_hash, "bare": lambda legacy: legacy}
+
+
+@pytest.fixture(params=list(STORED_FORMS))
+def stored(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Turn a legacy hash into its stored form."""
+    form: Callable[[str], str] = STORED_FORMS[request.param]
+    return form
+
+
 @pytest.mark.parametrize("scheme", LEGACY_SCHEMES)
-def test_a_legacy_hash_verifies_and_comes_back_as_argon2id(crypt_app: Flask, scheme: str) -> None:
+def test_a_legacy_hash_verifies_and_comes_back_as_argon2id(
+    crypt_app: Flask, stored: Callable[[str], str], scheme: str
+) -> None:
     legacy = LEGACY_HASHERS[scheme].hash(STRONG_PASSWORD)
     assert CryptContext([scheme]).identify(legacy) == scheme
-    matched, new_hash = verify_password(STRONG_PASSWORD, legacy)
+    matched, new_hash = verify_password(STRONG_PASSWORD, stored(legacy))
     assert matched is True
     assert new_hash is not None and new_hash.startswith("$argon2id$")
     assert verify_password(STRONG_PASSWORD, new_hash) == (True, None)
 
 
 @pytest.mark.parametrize("scheme", LEGACY_SCHEMES)
-def test_a_legacy_hash_refuses_a_wrong_password(crypt_app: Flask, scheme: str) -> None:
+def test_a_legacy_hash_refuses_a_wrong_password(crypt_app: Flask, stored: Callable[[str], str], scheme: str) -> None:
     legacy = LEGACY_HASHERS[scheme].hash(STRONG_PASSWORD)
-    assert verify_password("purple elephants juggle quietly", legacy) == (False, None)
+    assert verify_password("purple elephants juggle quietly", stored(legacy)) == (False, None)
+
+
+@pytest.mark.parametrize("scheme", LEGACY_SCHEMES)
+def test_a_wrapped_hash_keeps_the_settings_and_argon2id_but_not_the_legacy_digest(crypt_app: Flask, scheme: str) -> None:
+    legacy = LEGACY_HASHERS[scheme].hash(STRONG_PASSWORD)
+    parsed = CryptContext([scheme]).handler(scheme).from_string(legacy)
+    # Each of these schemes writes its digest last; pbkdf2's is bytes, written after a "$".
+    digest = parsed.checksum if isinstance(parsed.checksum, str) else legacy.rsplit("$", 1)[1]
+    assert legacy.endswith(digest) and len(digest) >= 22
+    wrapped = wrap_legacy_hash(legacy)
+    assert wrapped.startswith(f"wrapped:{scheme}:")
+    assert digest not in wrapped
+    assert legacy.removesuffix(digest) in wrapped  # the scheme, cost and salt: what recomputing needs
+    assert ":$argon2id$" in wrapped
+    assert wrapped_kind(wrapped) == f"{scheme}:{getattr(parsed, 'rounds', None) or '-'}"
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    ["wrapped:", "wrapped:bcrypt:4:$2b$04$x", "wrapped:nosuch:1:$x$:$argon2id$v=19$m=8,t=1,p=1$a$b",
+     "wrapped:md5_crypt:-:$1$abcdefgh$......................:$1$abcdefgh$aaaaaaaaaaaaaaaaaaaaaa"],
+)
+def test_a_damaged_wrapped_hash_matches_nothing(crypt_app: Flask, damaged: str) -> None:
+    assert verify_password(STRONG_PASSWORD, damaged) == (False, None)
+    assert wrapped_kind(damaged) is None
+
+
+def test_only_legacy_hashes_are_wrapped(crypt_app: Flask) -> None:
+    with pytest.raises(ValueError):
+        wrap_legacy_hash(hash_password(STRONG_PASSWORD))
+    with pytest.raises(ValueError):
+        wrap_legacy_hash("garbage")
 
 
 @pytest.mark.parametrize("scheme", ["bcrypt", "pbkdf2_sha256", "md5_crypt"])
@@ -241,24 +288,28 @@ def test_a_legacy_hash_refuses_a_wrong_password(crypt_app: Flask, scheme: str) -
     ],
     ids=["nbsp", "fullwidth", "decomposed"],
 )
-def test_a_legacy_hash_matches_the_password_as_its_old_system_hashed_it(crypt_app: Flask, scheme: str, typed: str) -> None:
+def test_a_legacy_hash_matches_the_password_as_its_old_system_hashed_it(
+    crypt_app: Flask, stored: Callable[[str], str], scheme: str, typed: str
+) -> None:
     legacy = LEGACY_HASHERS[scheme].hash(typed)  # old systems hashed the bytes as typed
-    matched, new_hash = verify_password(typed, legacy)
+    matched, new_hash = verify_password(typed, stored(legacy))
     assert matched is True
     assert new_hash is not None and verify_password(typed, new_hash)[0] is True
 
 
-def test_a_legacy_hash_also_matches_the_nfkc_form(crypt_app: Flask) -> None:
+def test_a_legacy_hash_also_matches_the_nfkc_form(crypt_app: Flask, stored: Callable[[str], str]) -> None:
     legacy = LEGACY_HASHERS["pbkdf2_sha256"].hash(STRONG_PASSWORD)
-    assert verify_password("ｃｏｒｒｅｃｔ horse battery staple", legacy)[0] is True
+    assert verify_password("ｃｏｒｒｅｃｔ horse battery staple", stored(legacy))[0] is True
 
 
-def test_a_bcrypt_hash_of_a_long_password_matches_as_old_systems_truncated(crypt_app: Flask) -> None:
+def test_a_bcrypt_hash_of_a_long_password_matches_as_old_systems_truncated(
+    crypt_app: Flask, stored: Callable[[str], str]
+) -> None:
     import bcrypt
 
     typed = "a long passphrase that goes well past the seventy-two bytes bcrypt ever reads, as some do"
     assert len(typed.encode()) > 72
-    legacy = bcrypt.hashpw(typed.encode()[:72], bcrypt.gensalt(rounds=4)).decode()
+    legacy = stored(bcrypt.hashpw(typed.encode()[:72], bcrypt.gensalt(rounds=4)).decode())
     matched, new_hash = verify_password(typed, legacy)
     assert matched is True
     assert new_hash is not None and verify_password(typed, new_hash) == (True, None)

@@ -171,19 +171,25 @@ def test_users_import_creates_only_the_good_rows(app: Flask, runner: FlaskCliRun
     assert count(app, Account) == 7
 
 
-def test_users_import_keeps_hashes_as_they_were(app: Flask, runner: FlaskCliRunner, import_file: Path) -> None:
+def test_users_import_wraps_legacy_hashes_and_keeps_argon2id_ones(
+    app: Flask, runner: FlaskCliRunner, import_file: Path
+) -> None:
     with import_file.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     runner.invoke(args=["users", "import", str(import_file)])
     for row in rows[:7]:
-        assert account(app, row["username"]).password_hash == row["password_hash"]
+        stored = account(app, row["username"]).password_hash
+        if row["username"] == "argon2_user":
+            assert stored == row["password_hash"]
+        else:
+            assert stored.startswith("wrapped:") and stored != row["password_hash"]
 
 
 def test_an_imported_bcrypt_account_signs_in_and_is_upgraded_to_argon2id(
     app: Flask, runner: FlaskCliRunner, client: FlaskClient, client_key: dict[str, str], import_file: Path
 ) -> None:
     runner.invoke(args=["users", "import", str(import_file)])
-    assert account(app, "bcrypt_user").password_hash.startswith("$2")
+    assert account(app, "bcrypt_user").password_hash.startswith("wrapped:bcrypt:4:$2b$04$")
     response = client.post(
         "/api/v1/auth/verify", json={"username": "bcrypt_user", "password": IMPORT_PASSWORD}, headers=client_key
     )

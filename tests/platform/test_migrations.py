@@ -125,3 +125,26 @@ def test_upgrading_fills_the_search_columns_of_existing_accounts(bare_app: Flask
     with bare_app.app_context():
         row = db.session.execute(text("SELECT search_text, phone_digits FROM accounts")).one()
     assert tuple(row) == ("jose\njose@example.com", "")
+
+
+def test_upgrade_wraps_legacy_hashes_already_imported(bare_app: Flask) -> None:
+    import passlib.hash
+
+    from service.accounts.passwords import verify_password
+
+    bare = passlib.hash.bcrypt.using(rounds=4).hash("legacy systems never forget")
+    modern = passlib.hash.argon2.using(memory_cost=64, rounds=1, parallelism=1).hash("a modern password here")
+    upgrade(bare_app, "0008_issue13_support")
+    with bare_app.app_context():
+        for username, stored in (("legacy", bare), ("modern", modern), ("broken", "$2b$04$tooshort")):
+            create_account(db.session, username=username, email=None, password_hash=stored, actor="cli", now=utcnow())
+        db.session.commit()
+    upgrade(bare_app)
+    with bare_app.app_context():
+        legacy, modern_account, broken = (find_account(db.session, name) for name in ("legacy", "modern", "broken"))
+        assert legacy is not None and modern_account is not None and broken is not None
+        assert legacy.password_hash is not None and legacy.password_hash.startswith("wrapped:bcrypt:4:")
+        assert bare[-31:] not in legacy.password_hash  # bcrypt's digest is its last 31 characters
+        assert verify_password("legacy systems never forget", legacy.password_hash)[0] is True
+        assert modern_account.password_hash == modern
+        assert broken.password_hash == "$2b$04$tooshort"
