@@ -58,6 +58,7 @@ ACTIONS = {
     "freeze": _l("Freeze the account"),
     "unfreeze": _l("Unfreeze the account"),
     "email": _l("Change the email address"),
+    "close": _l("Close the account"),
 }
 DONE_MESSAGES = {
     "reset-link": _l("Sent a reset link to %(address)s."),
@@ -70,6 +71,7 @@ EVENT_LABELS = {
     "account.email_change_requested": _l("New email address sent for confirmation"),
     "account.email_changed": _l("Email address changed"),
     "account.frozen": _l("Account frozen"),
+    "account.closed": _l("Account closed"),
     "account.unfrozen": _l("Account unfrozen"),
     "account.unlocked": _l("Sign-in unlocked"),
     "password.changed": _l("Password changed"),
@@ -316,6 +318,12 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
         elif action == "unfreeze":
             actions.unfreeze(db.session, username, **common)
             message = _("The account is unfrozen.")
+        elif action == "close":
+            actions.close(db.session, username, **common)
+            db.session.commit()
+            # The username no longer names the account: back to the search, not to its page.
+            flash(_("The account is closed: its personal data is erased and a notice went to its address."), "success")
+            return redirect(url_for("support.search"))
         elif action == "email":
             assert isinstance(form, ChangeEmailForm)
             started = actions.change_email(db.session, username, form.email.data or "", **common)

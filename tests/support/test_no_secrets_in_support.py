@@ -199,7 +199,7 @@ class Doors:
             self.api.get(f"/api/v1/support/accounts/{username}/events", query_string={"per_page": 50}, headers=key)
             self.console.get(f"/support/accounts/{username}")
             if confirm_pages:
-                for action in ("reset-link", "temporary-password", "unlock", "freeze", "unfreeze", "email"):
+                for action in ("reset-link", "temporary-password", "unlock", "freeze", "unfreeze", "email", "close"):
                     self.console.get(f"/support/accounts/{username}/{action}")
         # Mistakes and refusals answer too; their bodies count as well.
         self.api.get("/api/v1/support/accounts", query_string={"q": ""}, headers=key)
