@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DDL, ColumnElement, ForeignKey, Index, String, Text, and_, event
+from sqlalchemy import DDL, BigInteger, ColumnElement, ForeignKey, Index, String, Text, and_, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.platform.clock import utcnow
@@ -154,6 +154,12 @@ class Agent(Base):
     status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_sign_in_at: Mapped[datetime | None]
+    # The TOTP secret, sealed (service.platform.sealing); confirmed once the agent entered a
+    # first code from it. Until then it is an enrolment in progress and signs nobody in.
+    totp_secret_sealed: Mapped[str | None] = mapped_column(String(512))
+    totp_confirmed_at: Mapped[datetime | None]
+    # The last time step whose code was accepted: a code seen once is refused after.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AgentSession(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
@@ -29,13 +30,22 @@ def new_pseudonym() -> str:
     return PSEUDONYM_PREFIX + secrets.token_hex(5)
 
 
-def close_account(session: DbSession, account: Account, *, actor: str, ip: str | None, now: datetime) -> str:
+def close_account(
+    session: DbSession,
+    account: Account,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> str:
     """Close an account; flushes, the caller commits. Returns the pseudonym it now goes by.
 
     Sign-in and resets stop at once (the status, and the username no longer names it); pending
     resets are revoked and its queued mail dropped; email, name, phone and password hash are
     erased. Its audit events stay, linked to the same row under the pseudonym, so counts and
     agents' actions remain auditable. The old username is free to be taken again at once.
+    `details` (an agent's verification, note and ticket) go into the `account.closed` event.
     """
     address, language = account.email, account.language
     revoke_pending_resets(session, account, now)
@@ -56,7 +66,7 @@ def close_account(session: DbSession, account: Account, *, actor: str, ip: str |
         .execution_options(synchronize_session=False)
     )
     # Recorded before the rename: the website's webhook names the account it knew.
-    audit.record_event(session, "account.closed", actor=actor, ip=ip, now=now, account=account)
+    audit.record_event(session, "account.closed", actor=actor, ip=ip, now=now, account=account, details=details)
     pseudonym = new_pseudonym()
     account.username = pseudonym
     account.username_key = pseudonym

@@ -1,4 +1,4 @@
-"""`agents create|list|disable|set-password|unlock`: the support agents who use the console."""
+"""`agents create|list|disable|set-password|unlock|totp`: the support agents who use the console."""
 
 from __future__ import annotations
 
@@ -6,10 +6,19 @@ import click
 from flask.cli import AppGroup
 
 from service.cli.common import fail, read_password_from_stdin
+from service.events import audit
 from service.platform.clock import utcnow
 from service.platform.errors import ServiceError
 from service.platform.extensions import db
-from service.support.agents import create_agent, disable_agent, list_agents, set_agent_password, unlock_agent_sign_in
+from service.support import totp
+from service.support.agents import (
+    create_agent,
+    disable_agent,
+    find_agent,
+    list_agents,
+    set_agent_password,
+    unlock_agent_sign_in,
+)
 
 agents_cli = AppGroup("agents", help="Support agents who use the console.")
 
@@ -72,3 +81,21 @@ def agents_unlock(username: str) -> None:
         raise click.ClickException(f"No agent named {username!r}.")
     db.session.commit()
     click.echo(f"Unlocked agent {agent.username}.")
+
+
+@agents_cli.command("totp")
+@click.argument("username")
+def agents_totp(username: str) -> None:
+    """Start (or restart, for a lost device) an agent's authenticator set-up; prints the otpauth:// URI.
+
+    The old codes stop working and the agent's console sessions end at once. Hand the URI to
+    the agent only (it holds the secret), or let them scan the QR code at their next sign-in.
+    """
+    agent = find_agent(db.session, username)
+    if agent is None:
+        raise click.ClickException(f"No agent named {username!r}.")
+    totp.start_enrolment(db.session, agent, now=utcnow(), actor=audit.CLI, ip=None, reset=True)
+    uri = totp.provisioning_uri(agent)
+    db.session.commit()
+    click.echo(f"Started a new authenticator set-up for agent {agent.username}; it is confirmed by a first code.")
+    click.echo(uri)

@@ -15,6 +15,15 @@ class AgentSignInForm(FlaskForm):
     password = PasswordField(_l("Password"), validators=[DataRequired(message=_l("Enter your password.")), Length(max=1000), storable])
 
 
+class TotpCodeForm(FlaskForm):
+    """The second step of signing in (or the first code of an enrolment)."""
+
+    code = StringField(
+        _l("Code from your authenticator app"),
+        validators=[DataRequired(message=_l("Enter the 6-digit code your app shows.")), Length(max=20), storable],
+    )
+
+
 class ConfirmActionForm(FlaskForm):
     """Every action asks how the caller proved who they are, before anything is done."""
 

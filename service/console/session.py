@@ -15,16 +15,20 @@ from itsdangerous import BadSignature
 from werkzeug.wrappers import Response
 
 from service.events import audit
-from service.models import Agent
+from service.models import AccountStatus, Agent
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
 from service.platform.extensions import db
-from service.platform.signing import serializer
+from service.platform.signing import serializer, sha256_hex
 from service.support.sessions import end_session, find_live_session, start_session
 
 COOKIE_NAME = "resetdesk_agent"
 COOKIE_PATH = "/support"
 SALT = "resetdesk.agent-session"
+# Between the password and the code: names the agent, grants nothing, lapses after five minutes.
+PENDING_COOKIE_NAME = "resetdesk_agent_pending"
+PENDING_SALT = "resetdesk.agent-second-step"
+PENDING_MAX_AGE = 300
 
 
 def _idle_timeout() -> timedelta:
@@ -92,3 +96,43 @@ def refresh_agent_session(response: Response) -> Response:
 
 def _cookies_being_set(response: Response) -> set[str]:
     return {header.split("=", 1)[0] for header in response.headers.getlist("Set-Cookie")}
+
+
+def _password_fingerprint(agent: Agent) -> str:
+    # A new password (or `agents set-password`) voids a half-finished sign-in.
+    return sha256_hex(agent.password_hash or "")[:16]
+
+
+def start_second_step(response: Response, agent: Agent) -> None:
+    """The password was right: remember, for a few minutes, whose code the next step asks for."""
+    response.set_cookie(
+        PENDING_COOKIE_NAME,
+        serializer(PENDING_SALT).dumps({"a": agent.id, "p": _password_fingerprint(agent)}),
+        path=COOKIE_PATH,
+        max_age=PENDING_MAX_AGE,
+        httponly=True,
+        samesite="Strict",
+        secure=current_app.config["APP_ENV"] == "production",
+    )
+
+
+def second_step_agent() -> Agent | None:
+    """The active agent whose password this browser gave in the last minutes, or None."""
+    raw = request.cookies.get(PENDING_COOKIE_NAME)
+    if not raw:
+        return None
+    try:
+        payload = serializer(PENDING_SALT).loads(raw, max_age=PENDING_MAX_AGE)
+    except BadSignature:  # expired or forged
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("a"), int):
+        return None
+    agent = db.session.get(Agent, payload["a"])
+    if agent is None or agent.status != AccountStatus.ACTIVE or payload.get("p") != _password_fingerprint(agent):
+        return None
+    return agent
+
+
+def end_second_step(response: Response) -> None:
+    """Forget the half-finished sign-in."""
+    response.delete_cookie(PENDING_COOKIE_NAME, path=COOKIE_PATH)

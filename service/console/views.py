@@ -9,25 +9,36 @@ from typing import Any, ParamSpec, TypeVar
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from service.console.forms import AgentSignInForm, ChangeEmailForm, ConfirmActionForm, FreezeForm, SignOutForm
+from service.console.forms import (
+    AgentSignInForm,
+    ChangeEmailForm,
+    ConfirmActionForm,
+    FreezeForm,
+    SignOutForm,
+    TotpCodeForm,
+)
 from service.console.session import (
     current_agent,
     end_agent_session,
+    end_second_step,
     refresh_agent_session,
+    second_step_agent,
     start_agent_session,
+    start_second_step,
 )
 from service.events.audit import agent_actor
-from service.models import ResetMethod
+from service.models import Agent, ResetMethod
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
 from service.platform.errors import NoEmailOnFile, RateLimited, ValidationFailed
 from service.platform.extensions import db
 from service.platform.ratelimits import page_per_ip
 from service.resets.policy import reset_policy
-from service.support import actions
-from service.support.agents import sign_in_agent
+from service.support import actions, totp
+from service.support.agents import check_agent_password, finish_sign_in
 from service.support.verification import method_label, verification_methods
 
 console = Blueprint("support", __name__, url_prefix="/support")
@@ -47,6 +58,7 @@ ACTIONS = {
     "freeze": _l("Freeze the account"),
     "unfreeze": _l("Unfreeze the account"),
     "email": _l("Change the email address"),
+    "close": _l("Close the account"),
 }
 DONE_MESSAGES = {
     "reset-link": _l("Sent a reset link to %(address)s."),
@@ -59,6 +71,7 @@ EVENT_LABELS = {
     "account.email_change_requested": _l("New email address sent for confirmation"),
     "account.email_changed": _l("Email address changed"),
     "account.frozen": _l("Account frozen"),
+    "account.closed": _l("Account closed"),
     "account.unfrozen": _l("Account unfrozen"),
     "account.unlocked": _l("Sign-in unlocked"),
     "password.changed": _l("Password changed"),
@@ -128,8 +141,9 @@ def sign_in() -> str | tuple[str, int] | Response:
     form = AgentSignInForm()
     status = 200
     if form.validate_on_submit():
+        ip, now = client_ip(), utcnow()
         try:
-            agent = sign_in_agent(db.session, form.username.data, form.password.data, ip=client_ip(), now=utcnow())
+            agent = check_agent_password(db.session, form.username.data, form.password.data, ip=ip, now=now)
         except RateLimited as error:
             form.password.errors = [error.detail]
             status = 429
@@ -138,14 +152,96 @@ def sign_in() -> str | tuple[str, int] | Response:
                 db.session.commit()  # the failed attempt's record
                 form.password.errors = [_("The username or password is wrong.")]
                 status = 401
+            elif totp.second_step_needed(agent):
+                # The password alone opens nothing: only the code step starts a session.
+                response = redirect(url_for("support.sign_in_code"))
+                start_second_step(response, agent)
+                db.session.commit()  # a rehashed password
+                return response
             else:
                 response = redirect(url_for("support.search"))
+                finish_sign_in(db.session, agent, ip=ip, now=now)
                 start_agent_session(response, agent)
                 db.session.commit()
                 return response
     elif form.is_submitted():
         status = 400
     return render_template("support/login.html", form=form), status
+
+
+def _enrolment(agent: Agent) -> dict[str, Any]:
+    """What an enrolment page shows: the QR code and the key to type, starting one if needed."""
+    if totp.is_enrolled(agent):
+        return {}
+    if agent.totp_secret_sealed is None:
+        totp.start_enrolment(db.session, agent, now=utcnow(), actor=agent_actor(agent.username), ip=client_ip())
+        db.session.commit()
+    return {
+        "qr_svg": Markup(totp.qr_code_svg(agent, title=_("QR code to scan with your authenticator app"))),
+        "key": totp.enrolment_key(agent),
+    }
+
+
+def _check_code(agent: Agent, form: TotpCodeForm) -> int:
+    """Check the form's code: 200 when right, else the status to answer with (the error set)."""
+    try:
+        accepted = totp.check_code(db.session, agent, form.code.data or "", ip=client_ip(), now=utcnow())
+    except RateLimited as error:
+        form.code.errors = [error.detail]
+        return 429
+    if not accepted:
+        db.session.commit()  # the failure's record
+        form.code.errors = [_("That code is wrong or was already used. Enter the code your app shows now.")]
+        return 401
+    return 200
+
+
+@console.route("/login/code", methods=["GET", "POST"])
+@page_per_ip
+def sign_in_code() -> str | tuple[str, int] | Response:
+    agent = second_step_agent()
+    if agent is None:
+        flash(_("Sign in again: the time to enter a code ran out."), "error")
+        return redirect(url_for("support.sign_in"))
+    form = TotpCodeForm()
+    status = 200
+    if form.validate_on_submit():
+        status = _check_code(agent, form)
+        if status == 200:
+            response = redirect(url_for("support.search"))
+            finish_sign_in(db.session, agent, ip=client_ip(), now=utcnow())
+            start_agent_session(response, agent)
+            end_second_step(response)
+            db.session.commit()
+            return response
+    elif form.is_submitted():
+        status = 400
+    return render_template(
+        "support/totp.html", form=form, action=url_for("support.sign_in_code"), **_enrolment(agent),
+    ), status
+
+
+@console.route("/totp", methods=["GET", "POST"])
+@agent_required
+def totp_enrolment() -> str | tuple[str, int] | Response:
+    agent = current_agent()
+    assert agent is not None
+    form = TotpCodeForm()
+    status = 200
+    if totp.is_enrolled(agent):
+        return render_template("support/totp.html", enrolled=True, sign_out_form=SignOutForm())
+    if form.validate_on_submit():
+        status = _check_code(agent, form)
+        if status == 200:
+            db.session.commit()
+            flash(_("Your authenticator app is set up: sign-in now asks for its code."), "success")
+            return redirect(url_for("support.search"))
+    elif form.is_submitted():
+        status = 400
+    return render_template(
+        "support/totp.html", form=form, action=url_for("support.totp_enrolment"), sign_out_form=SignOutForm(),
+        **_enrolment(agent),
+    ), status
 
 
 @console.post("/logout")
@@ -222,6 +318,12 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
         elif action == "unfreeze":
             actions.unfreeze(db.session, username, **common)
             message = _("The account is unfrozen.")
+        elif action == "close":
+            actions.close(db.session, username, **common)
+            db.session.commit()
+            # The username no longer names the account: back to the search, not to its page.
+            flash(_("The account is closed: its personal data is erased and a notice went to its address."), "success")
+            return redirect(url_for("support.search"))
         elif action == "email":
             assert isinstance(form, ChangeEmailForm)
             started = actions.change_email(db.session, username, form.email.data or "", **common)

@@ -22,6 +22,8 @@ LIMIT_SETTINGS = ("RATELIMIT_RESET_PER_IP", "RATELIMIT_RESET_PER_USERNAME", "RAT
 WEBHOOK_SECRET_PREFIX = "whsec_"
 RESET_METHODS = ("link", "temporary_password")
 DISPATCH_MODES = ("inline", "external")
+# Booleans whose default follows from other settings when they are not set (see _derive).
+DERIVED_BOOLS = ("AGENT_REQUIRE_TOTP",)
 
 # Every setting the service reads, with its default. The type of the default decides how the
 # environment's string is parsed: bool, int, tuple (comma-separated) or str.
@@ -63,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_TIMEOUT": 10,
     "AGENT_RESETS_PER_HOUR": 30,
     "AGENT_IDLE_MINUTES": 30,
+    # None: derived from APP_ENV (required in production) unless set.
+    "AGENT_REQUIRE_TOTP": None,
     "SUPPORT_VERIFICATION_METHODS": ("callback", "order_number", "date_of_birth", "email_reply"),
     "SUPPORT_REQUIRE_VERIFICATION": False,
     "RATELIMIT_STORAGE_URI": "memory://",
@@ -118,7 +122,7 @@ def load_config(
     settings = dict(DEFAULTS)
     for name, default in DEFAULTS.items():
         if name in environ:
-            settings[name] = _parse(name, environ[name], default)
+            settings[name] = _parse(name, environ[name], False if name in DERIVED_BOOLS else default)
     settings.update(overrides or {})
     _check(settings)
     _derive(settings, Path(instance_path))
@@ -268,6 +272,9 @@ def _derive(settings: dict[str, Any], instance_path: Path) -> None:
             )
         settings["SECRET_KEY"] = secrets.token_urlsafe(48)
     settings["PUBLIC_BASE_URL"] = (settings["PUBLIC_BASE_URL"] or "http://localhost:5000").rstrip("/")
+    if settings["AGENT_REQUIRE_TOTP"] is None:
+        # The console can reset any customer's password: in production a password alone is not enough.
+        settings["AGENT_REQUIRE_TOTP"] = env == "production"
     public = urlsplit(settings["PUBLIC_BASE_URL"])
     hosts = [public.hostname, *settings["TRUSTED_HOSTS"]]
     if env != "production":

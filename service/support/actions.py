@@ -14,6 +14,7 @@ from typing import Any
 from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, or_, select
 
+from service.accounts.closing import close_account
 from service.accounts.emailchange import StartedChange, pending_change, start_email_change
 from service.accounts.freezing import freeze_account, unfreeze_account
 from service.accounts.profile import PHONE_CHARACTERS
@@ -291,6 +292,27 @@ def freeze(
     account = require_account(session, username)
     return freeze_account(
         session, account, reason=reason, actor=actor, ip=ip, now=now,
+        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+    )
+
+
+def close(
+    session: DbSession,
+    username: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    note: str | None = None,
+    ticket: str | None = None,
+    verified_by: str | None = None,
+    require_verification: bool = False,
+) -> str:
+    """Close an account for a verified caller who asks to leave (the website's closing rule); returns its pseudonym."""
+    verified_by = checked_verification(verified_by, required=require_verification)
+    account = require_account(session, username)
+    return close_account(
+        session, account, actor=actor, ip=ip, now=now,
         details=action_details(note=note, ticket=ticket, verified_by=verified_by),
     )
 

@@ -99,11 +99,14 @@ def unlock_agent_sign_in(session: DbSession, username: str, *, now: datetime) ->
     return agent
 
 
-def sign_in_agent(session: DbSession, username: str, password: str, *, ip: str | None, now: datetime) -> Agent | None:
+def check_agent_password(
+    session: DbSession, username: str, password: str, *, ip: str | None, now: datetime
+) -> Agent | None:
     """Check an agent's password, throttled like customers' and at the same cost.
 
     Returns the agent, or None for a failure, which is counted and audited; the caller commits
-    either way. Raises RateLimited while throttled.
+    either way. Raises RateLimited while throttled. A right password alone signs nobody in:
+    `finish_sign_in` does, after the second step when there is one.
     """
     throttle = sign_in_throttle()
     throttle_key = agent_throttle_key(normalise_username(username), ip)
@@ -120,6 +123,18 @@ def sign_in_agent(session: DbSession, username: str, password: str, *, ip: str |
             return None
     if new_hash:
         agent.password_hash = new_hash
+    return agent
+
+
+def finish_sign_in(session: DbSession, agent: Agent, *, ip: str | None, now: datetime) -> None:
+    """Record that the agent signed in (every step passed); the caller opens the session and commits."""
     agent.last_sign_in_at = now
     audit.record_event(session, "agent.signed_in", actor=audit.agent_actor(agent.username), ip=ip, now=now)
+
+
+def sign_in_agent(session: DbSession, username: str, password: str, *, ip: str | None, now: datetime) -> Agent | None:
+    """Sign an agent in with a password alone (where no second step applies); None for a failure."""
+    agent = check_agent_password(session, username, password, ip=ip, now=now)
+    if agent is not None:
+        finish_sign_in(session, agent, ip=ip, now=now)
     return agent

@@ -26,10 +26,12 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import passlib.hash
+import pyotp
 import pytest
 from flask import Flask, Response, request
 from flask.testing import FlaskClient, FlaskCliRunner
@@ -39,8 +41,10 @@ from service.access.apikeys import create_api_key
 from service.models import Account, Agent, ApiKey, PasswordReset
 from service.platform.clock import utcnow
 from service.platform.extensions import db
+from service.platform.sealing import open_sealed
 from service.resets.links import read_link_token
 from service.resets.policy import reset_policy
+from service.support import totp
 from service.support.agents import create_agent
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 from tests.formtools import CSRF_VALUE as CSRF
@@ -195,7 +199,7 @@ class Doors:
             self.api.get(f"/api/v1/support/accounts/{username}/events", query_string={"per_page": 50}, headers=key)
             self.console.get(f"/support/accounts/{username}")
             if confirm_pages:
-                for action in ("reset-link", "temporary-password", "unlock", "freeze", "unfreeze", "email"):
+                for action in ("reset-link", "temporary-password", "unlock", "freeze", "unfreeze", "email", "close"):
                     self.console.get(f"/support/accounts/{username}/{action}")
         # Mistakes and refusals answer too; their bodies count as well.
         self.api.get("/api/v1/support/accounts", query_string={"q": ""}, headers=key)
@@ -354,6 +358,20 @@ def test_no_support_response_ever_carries_a_secret(
         db.session.commit()
     for name in ("jane", "otto", "owen"):
         doors.api.get(f"/api/v1/support/accounts/{name}/export", headers={"Authorization": f"Bearer {admin}"})
+    # The agent sets up an authenticator app (the page shows the agent their own key, and only
+    # then), and signs in again in two steps: password, then code.
+    doors.console.get("/support/totp")
+    with app.app_context():
+        agent = db.session.scalar(select(Agent))
+        generator = pyotp.TOTP(open_sealed(totp.SEALING_PURPOSE, agent.totp_secret_sealed))
+    doors.console.post("/support/totp", data={"csrf_token": doors.csrf("/support/totp"), "code": generator.now()})
+    second = doors.stranger
+    token = CSRF.search(second.get("/support/login").get_data(as_text=True)).group(1)
+    second.post("/support/login", data={"csrf_token": token, "username": "alice", "password": AGENT_PASSWORD})
+    token = CSRF.search(second.get("/support/login/code").get_data(as_text=True)).group(1)
+    answer = second.post("/support/login/code", data={"csrf_token": token, "code": generator.at(utcnow() + timedelta(seconds=30))})
+    assert answer.status_code == 302
+    second.post("/support/logout", data={"csrf_token": CSRF.search(second.get("/support").get_data(as_text=True)).group(1)})
     checkpoint()
     doors.console.post("/support/logout", data={})
     doors.console.post("/support/logout", data={"csrf_token": doors.csrf("/support")})

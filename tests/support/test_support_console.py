@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 
+import pyotp
 import pytest
 import time_machine
 from flask import Flask
@@ -17,9 +18,11 @@ from werkzeug.test import TestResponse
 
 from service import create_app
 from service.accounts.throttle import account_throttle_key, sign_in_throttle
-from service.models import Account, AuditEvent, OutboxMessage, PasswordReset
+from service.models import Account, Agent, AuditEvent, OutboxMessage, PasswordReset
 from service.platform.clock import utcnow
 from service.platform.extensions import db
+from service.platform.sealing import open_sealed
+from service.support import totp
 from service.support.agents import create_agent
 from tests.conftest import PRODUCTION_SERVICES
 from tests.conftest import test_settings as settings_for
@@ -224,6 +227,20 @@ def test_in_production_the_agent_cookie_is_also_secure(production_app: Flask) ->
     token = CSRF.search(page_text(page)).group(1)
     response = browser.post(
         "/support/login", data={"csrf_token": token, "username": "alice", "password": AGENT_PASSWORD}, **https
+    )
+    assert response.status_code == 302, page_text(response)
+    # Production asks for a code after the password; that step's cookie is as strict.
+    pending = SimpleCookie()
+    pending.load(next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("resetdesk_agent_pending=")))
+    assert pending["resetdesk_agent_pending"]["secure"] is True
+    assert pending["resetdesk_agent_pending"]["samesite"] == "Strict"
+    page = browser.get("/support/login/code", **https)
+    with production_app.app_context():
+        agent = db.session.scalar(select(Agent))
+        assert agent is not None
+        code = pyotp.TOTP(open_sealed(totp.SEALING_PURPOSE, agent.totp_secret_sealed or "")).now()
+    response = browser.post(
+        "/support/login/code", data={"csrf_token": CSRF.search(page_text(page)).group(1), "code": code}, **https
     )
     assert response.status_code == 302, page_text(response)
     cookie = agent_cookie(response)["resetdesk_agent"]
