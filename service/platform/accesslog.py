@@ -11,20 +11,29 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-# Paths whose next segment (and anything after it) is a reset token, except these fixed words.
-TOKEN_PREFIXES = ("/reset-password/", "/api/v1/password-resets/")
+# Paths whose next segment (and anything after it) is a token, except these fixed words: reset
+# links, "this wasn't me" links and email-change confirmations.
+TOKEN_PREFIXES = ("/reset-password/", "/api/v1/password-resets/", "/report/", "/confirm-email/")
 FIXED_WORDS = frozenset({"new", "done", "confirm", "code"})
 TOKEN = "<token>"
+# Paths whose next segment is a customer's username: personal data, kept out of the log.
+USERNAME_PREFIXES = ("/api/v1/accounts/", "/api/v1/support/accounts/", "/support/accounts/")
+USERNAME = "<username>"
 
 
 def redact_path(path: str) -> str:
-    """The path as it may be logged: no query string, and `<token>` where a reset token was."""
+    """The path as it may be logged: no query string, `<token>` where a token was and
+    `<username>` where a customer's username was."""
     path = path.split("?", 1)[0]
     for prefix in TOKEN_PREFIXES:
         if path.startswith(prefix):
             rest = path[len(prefix):]
             if rest and rest not in FIXED_WORDS:
                 return prefix + TOKEN
+    for prefix in USERNAME_PREFIXES:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            _username, slash, action = path[len(prefix):].partition("/")
+            return prefix + USERNAME + slash + action
     return path
 
 

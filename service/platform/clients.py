@@ -7,7 +7,7 @@ import ipaddress
 from flask import request
 from werkzeug.exceptions import HTTPException
 
-from service.platform.text import USERNAME_MAX_LENGTH, normalise_username
+from service.platform.sealing import username_hash
 
 
 def client_ip() -> str:
@@ -56,4 +56,6 @@ def submitted_username() -> str:
         return "username:"
     # Cut before normalising, exactly as the request is stored and later looked up: cutting
     # after would let padding (`"   ...victim"`) give every request a fresh key for one account.
-    return "username:" + normalise_username(raw[:USERNAME_MAX_LENGTH])
+    # A keyed hash, not the name: the limiter writes its keys to its storage (Redis) and to its
+    # log line, and people type passwords and email addresses into that box.
+    return "username:" + username_hash(raw)

@@ -87,3 +87,32 @@ def test_the_development_server_request_line_has_no_token(caplog: pytest.LogCapt
 
 def test_an_app_installs_the_development_server_filter(app: Any) -> None:
     assert any(isinstance(f, RedactRequestLine) for f in logging.getLogger("werkzeug").filters)
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/report/eyJrIjoicmVzZXQifQ.abc.def", "/report/<token>"),
+        ("/confirm-email/eyJjIjoxfQ.abc.def", "/confirm-email/<token>"),
+        ("/confirm-email", "/confirm-email"),
+        ("/api/v1/accounts/jane.doe/password", "/api/v1/accounts/<username>/password"),
+        ("/api/v1/support/accounts/jane.doe", "/api/v1/support/accounts/<username>"),
+        ("/support/accounts/jane.doe/unlock", "/support/accounts/<username>/unlock"),
+        ("/api/v1/support/accounts", "/api/v1/support/accounts"),
+    ],
+)
+def test_report_and_email_links_and_usernames_in_paths_stay_out_of_the_log(path: str, logged: str) -> None:
+    from service.platform.accesslog import redact_path
+
+    assert redact_path(path) == logged
+
+
+def test_the_per_username_limit_key_holds_no_typed_name(app: Flask) -> None:
+    from service.platform.clients import submitted_username
+
+    with app.test_request_context("/api/v1/password-resets", method="POST", json={"username": "Hunter2-MyPassword!"}):
+        key = submitted_username()
+    with app.test_request_context("/reset-password", method="POST", data={"username": " hunter2-mypassword! "}):
+        same_name_other_spelling = submitted_username()
+    assert "hunter2" not in key.casefold()
+    assert key == same_name_other_spelling
