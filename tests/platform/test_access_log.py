@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from flask import Flask
 from gunicorn.config import Config
 
 from service.platform.accesslog import JsonAccessLogger, RedactRequestLine, redact_path
