@@ -82,8 +82,11 @@ def seed_messages(app: Flask, recipients: tuple[str, ...]) -> None:
 
 
 def request_row(app: Flask, username: str) -> ResetRequest:
+    """The request for `username`: rows keep the name only sealed (and not once resolved), so
+    it is found by its place in the order `seed_requests` wrote them (POISON, then GOOD)."""
+    position = (POISON, *GOOD).index(username)
     with app.app_context():
-        row = db.session.scalar(select(ResetRequest).where(ResetRequest.username == username))
+        row = db.session.scalars(select(ResetRequest).order_by(ResetRequest.id)).all()[position]
         db.session.expunge(row)
         return row
 
@@ -102,7 +105,8 @@ def nothing_left_of_the_poison(app: Flask) -> None:
         assert db.session.scalars(select(PasswordReset).where(PasswordReset.account_id == poison.id)).all() == []
         assert db.session.scalars(select(OutboxMessage).where(OutboxMessage.recipient == address(POISON))).all() == []
         events = db.session.scalars(select(AuditEvent).where(AuditEvent.type == "reset.requested")).all()
-        assert sorted(event.details["username"] for event in events) == sorted(GOOD)
+        # Events link the account (they keep nothing typed).
+        assert sorted(event.account.username for event in events) == sorted(GOOD)
 
 
 # --- a poisoned reset request, inline ---------------------------------------------------------
