@@ -1,4 +1,4 @@
-"""What rate limits count by: the client's address and the username a request names."""
+"""What rate limits count by: the client's address and the username or email a request names."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import ipaddress
 from flask import request
 from werkzeug.exceptions import HTTPException
 
+from service.platform.sealing import email_hashes
 from service.platform.text import USERNAME_MAX_LENGTH, normalise_username
 
 
@@ -57,3 +58,19 @@ def submitted_username() -> str:
     # Cut before normalising, exactly as the request is stored and later looked up: cutting
     # after would let padding (`"   ...victim"`) give every request a fresh key for one account.
     return "username:" + normalise_username(raw[:USERNAME_MAX_LENGTH])
+
+
+def submitted_email() -> str:
+    """A keyed hash of the email address in a JSON body or form, so one address is limited however
+    spelt, and the rate-limit store (Redis) never holds an address in clear."""
+    try:
+        if request.is_json:
+            body = request.get_json(silent=True)
+            raw = body.get("email") if isinstance(body, dict) else None
+        else:
+            raw = request.form.get("email")
+    except (HTTPException, RecursionError):
+        return "email:"
+    if not isinstance(raw, str):
+        return "email:"
+    return "email:" + email_hashes(raw)[0]

@@ -1,0 +1,24 @@
+"""username reminders: self-service requests say what they ask for
+
+Revision ID: 0012_issue12_reminders
+Revises: 0008_issue13_support
+Create Date: 2026-12-02 09:00:00
+
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012_issue12_reminders"
+down_revision = "0008_issue13_support"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("reset_requests", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("kind", sa.String(length=24), nullable=False, server_default="reset"))
+
+
+def downgrade():
+    with op.batch_alter_table("reset_requests", schema=None) as batch_op:
+        batch_op.drop_column("kind")
