@@ -273,6 +273,8 @@ class PasswordReset(Base):
     # password itself; it finds the reset among several pending ones without a slow hash each.
     code_hash: Mapped[str | None] = mapped_column(String(64))
     code_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The ticket an agent gave when sending the reset: the password-changed notice names it.
+    ticket: Mapped[str | None] = mapped_column(String(200))
 
     account: Mapped[Account] = relationship()
 

@@ -1,4 +1,4 @@
-"""username reminders: self-service requests say what they ask for
+"""username reminders: self-service requests say what they ask for; resets keep an agent's ticket
 
 Revision ID: 0012_issue12_reminders
 Revises: 0008_issue13_support
@@ -17,8 +17,12 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table("reset_requests", schema=None) as batch_op:
         batch_op.add_column(sa.Column("kind", sa.String(length=24), nullable=False, server_default="reset"))
+    with op.batch_alter_table("password_resets", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("ticket", sa.String(length=200), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table("password_resets", schema=None) as batch_op:
+        batch_op.drop_column("ticket")
     with op.batch_alter_table("reset_requests", schema=None) as batch_op:
         batch_op.drop_column("kind")
