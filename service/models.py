@@ -49,6 +49,13 @@ class RequestStatus(StrEnum):
     FAILED = "failed"
 
 
+class RequestKind(StrEnum):
+    """What a self-service request asks for: a password reset, or a reminder of usernames."""
+
+    RESET = "reset"
+    USERNAME_REMINDER = "username_reminder"
+
+
 class OutboxStatus(StrEnum):
     """Where a queued message stands."""
 
@@ -237,6 +244,9 @@ class ResetRequest(Base):
     __table_args__ = (Index("ix_reset_requests_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24), default=RequestKind.RESET, server_default=RequestKind.RESET.value)
+    # What was typed, sealed: a username for a reset, an email address for a reminder (each
+    # kind under its own sealing purpose).
     username_sealed: Mapped[str] = mapped_column(Text)
     ip: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(8))
@@ -269,6 +279,8 @@ class PasswordReset(Base):
     # password itself; it finds the reset among several pending ones without a slow hash each.
     code_hash: Mapped[str | None] = mapped_column(String(64))
     code_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The ticket an agent gave when sending the reset: the password-changed notice names it.
+    ticket: Mapped[str | None] = mapped_column(String(200))
 
     account: Mapped[Account] = relationship()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from sqlalchemy import or_, update
 
 from service.accounts.passwords import check_new_password, hash_password
@@ -31,11 +32,16 @@ def replace_password_hash(
     via: str,
     must_change: bool = False,
     expires_at: datetime | None = None,
+    reset: PasswordReset | None = None,
+    notify: bool = True,
 ) -> None:
     """Everything a password change does, by any route; the caller commits.
 
     Pending reset links and temporary passwords die, the change is audited, and the
-    account's email is told, so a change the owner did not make does not go unnoticed.
+    account's email is told (unless `notify` is off: a change that another one completes in
+    the same step, which sends the notice), so a change the owner did not make does not go
+    unnoticed. The notice says when, how (`via`, and the `reset` used, which names the ticket
+    of an agent who sent it) and from which address.
     """
     account.password_hash = password_hash
     account.password_changed_at = now
@@ -49,14 +55,32 @@ def replace_password_hash(
     audit.record_event(
         session, "password.changed", actor=actor, ip=ip, now=now, account=account, details={"via": via}
     )
-    if account.email:
+    if account.email and notify:
         notice = render_email(
             "password_changed", _l("Your password was changed"),
             language=account.language or current_language(), now=now,
-            account=account, changed_at=now,
+            account=account, changed_at=now, how=how_it_changed(via, reset), ip=ip,
             report_link=f"{settings()['PUBLIC_BASE_URL']}/report/{report_token_for_change(account.id, now)}",
         )
         queue_email(session, account.email, notice, account_id=account.id, now=now)
+
+
+def how_it_changed(via: str, reset: PasswordReset | None) -> LazyString:
+    """The notice's sentence on how a password was changed (translated when the mail is written)."""
+    if reset is not None and reset.requested_by != audit.SELF:
+        if reset.ticket:
+            return _l(
+                "Customer service sent you a password reset (ticket %(ticket)s), and it was used to choose this password.",
+                ticket=reset.ticket,
+            )
+        return _l("Customer service sent you a password reset, and it was used to choose this password.")
+    if via == "reset_link":
+        return _l("It was changed with a password-reset link sent to this address.")
+    if via == "reset_code":
+        return _l("It was changed with the code from a password-reset email sent to this address.")
+    if via == "temporary_password":
+        return _l("It was changed by signing in with a temporary password sent to this address.")
+    return _l("It was changed by someone who signed in with the previous password.")
 
 
 def revoke_pending_resets(
@@ -85,10 +109,18 @@ def revoke_pending_resets(
 
 
 def set_password(
-    session: DbSession, account: Account, new_password: str, *, actor: str, ip: str | None, now: datetime, via: str
+    session: DbSession,
+    account: Account,
+    new_password: str,
+    *,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    via: str,
+    reset: PasswordReset | None = None,
 ) -> None:
     """Check the new password against the policy and set it; the caller commits."""
     check_new_password(new_password, username=account.username, email=account.email)
     replace_password_hash(
-        session, account, hash_password(new_password), actor=actor, ip=ip, now=now, via=via
+        session, account, hash_password(new_password), actor=actor, ip=ip, now=now, via=via, reset=reset
     )

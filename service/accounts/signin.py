@@ -4,20 +4,26 @@ a password given the current one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import or_, select, update
 
 from service.accounts.changes import replace_password_hash, set_password
 from service.accounts.legacy import spend_legacy_checks
 from service.accounts.passwords import verify_password
 from service.accounts.records import find_account
-from service.accounts.throttle import account_throttle_key, sign_in_throttle
+from service.accounts.throttle import WINDOW_MINUTES, account_throttle_key, sign_in_throttle
 from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
+from service.outbox.mail import render_email
+from service.outbox.queue import queue_email
+from service.platform.config import settings
 from service.platform.database import DbSession, rows_changed
 from service.platform.errors import AccountFrozen
+from service.platform.i18n import current_language
 from service.platform.sealing import username_hash
 from service.platform.signing import keyed_hashes
 from service.platform.text import normalise_username
@@ -29,6 +35,8 @@ class SignIn:
 
     account: Account | None
     must_change_password: bool = False
+    # The temporary password this sign-in used, if it used one.
+    temporary: PasswordReset | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -38,7 +46,9 @@ class SignIn:
 FAILED = SignIn(account=None)
 
 
-def sign_in(session: DbSession, username: str, password: str, *, ip: str | None, now: datetime) -> SignIn:
+def sign_in(
+    session: DbSession, username: str, password: str, *, ip: str | None, now: datetime, notify: bool = True
+) -> SignIn:
     """Check a username and a password or pending temporary password; flushes what it changes.
 
     Raises RateLimited while the username is throttled, and AccountFrozen for the right
@@ -72,15 +82,34 @@ def sign_in(session: DbSession, username: str, password: str, *, ip: str | None,
                     # Nothing typed is kept: the account link, or a keyed hash for no account.
                     details={} if account is not None else {"username_hash": username_hash(username)},
                 )
+                _tell_throttled(session, account, throttle_key, now=now)
             return FAILED
     if account.is_frozen:
         # The right password for a frozen account: say so (a wrong one fails like any other).
         raise AccountFrozen(_("This account is frozen. Call customer service to have it unfrozen."))
-    if temporary is not None and not _use_temporary_password(session, account, temporary, ip=ip, now=now):
+    if temporary is not None and not _use_temporary_password(session, account, temporary, ip=ip, now=now, notify=notify):
         return FAILED
     if matched and new_hash:
         account.password_hash = new_hash
-    return SignIn(account=account, must_change_password=account.must_change_password)
+    return SignIn(account=account, must_change_password=account.must_change_password, temporary=temporary)
+
+
+def _tell_throttled(session: DbSession, account: Account | None, throttle_key: str, *, now: datetime) -> None:
+    """Mail the account's owner that sign-in is paused, once per throttle window, with a way to reset.
+
+    The notice is written for every name that starts a throttle, and queued only for an account
+    with an email: the work on this request's path does not tell a missing name from another.
+    """
+    base_url = settings()["PUBLIC_BASE_URL"]
+    username = account.username if account is not None else "-"
+    notice = render_email(
+        "sign_in_throttled", _l("Sign-in to your account is paused"),
+        language=(account.language if account is not None else None) or current_language(), now=now,
+        username=username, until=now + timedelta(minutes=WINDOW_MINUTES), minutes=WINDOW_MINUTES,
+        reset_link=f"{base_url}/reset-password?{urlencode({'username': username})}",
+    )
+    if account is not None and account.email and account.is_active and sign_in_throttle().first_notice(throttle_key):
+        queue_email(session, account.email, notice, account_id=account.id, now=now)
 
 
 def _password_expired(account: Account, now: datetime) -> bool:
@@ -114,7 +143,7 @@ def _matching_temporary_password(
 
 
 def _use_temporary_password(
-    session: DbSession, account: Account, reset: PasswordReset, *, ip: str | None, now: datetime
+    session: DbSession, account: Account, reset: PasswordReset, *, ip: str | None, now: datetime, notify: bool = True
 ) -> bool:
     """The temporary password becomes the password, to be changed at once; False if another
     sign-in used it first (the conditional update lets only one of them win)."""
@@ -128,7 +157,7 @@ def _use_temporary_password(
         return False
     replace_password_hash(
         session, account, reset.secret_hash, actor=audit.SELF, ip=ip, now=now,
-        via="temporary_password", must_change=True, expires_at=reset.expires_at,
+        via="temporary_password", must_change=True, expires_at=reset.expires_at, reset=reset, notify=notify,
     )
     return True
 
@@ -148,8 +177,13 @@ def change_password(
     A failed sign-in is returned as such and changes nothing; a refused new password raises
     WeakPassword after the sign-in's changes were flushed, so the caller rolls them back.
     """
-    signed_in = sign_in(session, username, current_password, ip=ip, now=now)
+    # Signing in with a temporary password and replacing it is one change to the customer:
+    # one notice, sent by the replacement, saying a temporary password was used.
+    signed_in = sign_in(session, username, current_password, ip=ip, now=now, notify=False)
     if signed_in.account is None:
         return signed_in
-    set_password(session, signed_in.account, new_password, actor=actor, ip=ip, now=now, via="change")
+    set_password(
+        session, signed_in.account, new_password, actor=actor, ip=ip, now=now,
+        via="temporary_password" if signed_in.temporary is not None else "change", reset=signed_in.temporary,
+    )
     return signed_in

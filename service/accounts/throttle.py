@@ -133,6 +133,13 @@ class SignInThrottle:
         """Forget the failures, as an agent's unlock does."""
         self._run(lambda limiter: limiter.clear(self.item, key))
 
+    def first_notice(self, key: str) -> bool:
+        """True once per throttle window of the key: whether to tell the account's owner now.
+
+        Several attempts can see the lock start at once; the atomic counter lets one of them tell.
+        """
+        return int(self._run(lambda limiter: limiter.storage.incr(f"notice:{key}", WINDOW_MINUTES * 60))) == 1
+
     def generation(self, name: str) -> int:
         """A counter that `new_generation` moves on; keys that embed it are all dropped at once."""
         return int(self._run(lambda limiter: limiter.storage.get(f"throttle-generation:{name}")))

@@ -1,7 +1,7 @@
 """The JSON API under /api/v1, a door: each view reads its body, calls the rules, commits once
 and answers; importing the view modules attaches their routes."""
 
-from service.api import accounts, admin, contact, docs, resets, support
+from service.api import accounts, admin, contact, docs, reminders, resets, support
 from service.api.blueprint import api
 
-__all__ = ["accounts", "admin", "api", "contact", "docs", "resets", "support"]
+__all__ = ["accounts", "admin", "api", "contact", "docs", "reminders", "resets", "support"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
 from flask import Flask
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from service.contact.hours import clock_text, day_name
@@ -31,6 +33,19 @@ def opening_time(iso_time: str, zone_name: str) -> str:
     ))
 
 
+def local_moment(moment: datetime, zone_name: str) -> str:
+    """A UTC moment in the shop's zone and the current language: `Tuesday, December 1, 2026 at 9:14 AM EST`."""
+    local = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(ZoneInfo(zone_name))
+    return str(_(
+        "%(day)s, %(date)s at %(time)s %(zone)s",
+        day=day_name(local.weekday()),
+        date=format_date(local.date(), "long", locale=get_locale()),
+        time=clock_text(local.time()),
+        zone=local.tzname(),
+    ))
+
+
 def register_template_filters(app: Flask) -> None:
     app.add_template_filter(tel_href)
     app.add_template_filter(opening_time)
+    app.add_template_filter(local_moment)

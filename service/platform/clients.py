@@ -1,4 +1,4 @@
-"""What rate limits count by: the client's address and the username a request names."""
+"""What rate limits count by: the client's address and the username or email a request names."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ipaddress
 from flask import request
 from werkzeug.exceptions import HTTPException
 
-from service.platform.sealing import username_hash
+from service.platform.sealing import email_hashes, username_hash
 
 
 def client_ip() -> str:
@@ -59,3 +59,19 @@ def submitted_username() -> str:
     # A keyed hash, not the name: the limiter writes its keys to its storage (Redis) and to its
     # log line, and people type passwords and email addresses into that box.
     return "username:" + username_hash(raw)
+
+
+def submitted_email() -> str:
+    """A keyed hash of the email address in a JSON body or form, so one address is limited however
+    spelt, and the rate-limit store (Redis) never holds an address in clear."""
+    try:
+        if request.is_json:
+            body = request.get_json(silent=True)
+            raw = body.get("email") if isinstance(body, dict) else None
+        else:
+            raw = request.form.get("email")
+    except (HTTPException, RecursionError):
+        return "email:"
+    if not isinstance(raw, str):
+        return "email:"
+    return "email:" + email_hashes(raw)[0]

@@ -18,7 +18,10 @@ from limits import parse_many
 
 ENVIRONMENTS = ("development", "production", "testing")
 # The rate-limit settings that hold a limit string (Flask-Limiter's notation, "10/minute;100/hour").
-LIMIT_SETTINGS = ("RATELIMIT_RESET_PER_IP", "RATELIMIT_RESET_PER_USERNAME", "RATELIMIT_TOKEN_PER_IP", "RATELIMIT_PAGES_PER_IP")
+LIMIT_SETTINGS = (
+    "RATELIMIT_RESET_PER_IP", "RATELIMIT_RESET_PER_USERNAME", "RATELIMIT_TOKEN_PER_IP", "RATELIMIT_PAGES_PER_IP",
+    "RATELIMIT_REMINDER_PER_IP", "RATELIMIT_REMINDER_PER_ADDRESS",
+)
 WEBHOOK_SECRET_PREFIX = "whsec_"
 RESET_METHODS = ("link", "temporary_password")
 DISPATCH_MODES = ("inline", "external")
@@ -74,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_ENABLED": True,
     "RATELIMIT_RESET_PER_IP": "10/minute;100/hour",
     "RATELIMIT_RESET_PER_USERNAME": "5/hour",
+    "RATELIMIT_REMINDER_PER_IP": "5/minute;30/hour",
+    "RATELIMIT_REMINDER_PER_ADDRESS": "3/hour",
     "RATELIMIT_TOKEN_PER_IP": "30/minute",
     "RATELIMIT_PAGES_PER_IP": "120/minute",
     "TRUSTED_PROXIES": 0,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from flask import current_app
 
-from service.platform.clients import client_rate_limit_key, submitted_username
+from service.platform.clients import client_rate_limit_key, submitted_email, submitted_username
 from service.platform.extensions import limiter
 
 
@@ -23,6 +23,12 @@ reset_request_per_ip = limiter.shared_limit(
 )
 reset_request_per_username = limiter.shared_limit(
     _setting("RATELIMIT_RESET_PER_USERNAME"), scope="reset-request-username", key_func=submitted_username
+)
+reminder_per_ip = limiter.shared_limit(
+    _setting("RATELIMIT_REMINDER_PER_IP"), scope="reminder-ip", key_func=client_rate_limit_key
+)
+reminder_per_address = limiter.shared_limit(
+    _setting("RATELIMIT_REMINDER_PER_ADDRESS"), scope="reminder-address", key_func=submitted_email
 )
 token_per_ip = limiter.shared_limit(_setting("RATELIMIT_TOKEN_PER_IP"), scope="token-ip", key_func=client_rate_limit_key)
 page_per_ip = limiter.shared_limit(_setting("RATELIMIT_PAGES_PER_IP"), scope="page-ip", key_func=client_rate_limit_key)

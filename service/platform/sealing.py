@@ -15,12 +15,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from service.platform.config import settings
-from service.platform.text import USERNAME_MAX_LENGTH, normalise_username
+from service.platform.text import EMAIL_MAX_LENGTH, USERNAME_MAX_LENGTH, normalise_email, normalise_username
 
 # One purpose per kind of sealed text: a key derived for one cannot open another's rows.
 TYPED_USERNAME = "resetdesk.typed-username"
 QUEUED_MAIL = "resetdesk.queued-mail"
+TYPED_EMAIL = "resetdesk.typed-email"
 USERNAME_LOOKUP = b"resetdesk.username-lookup"
+EMAIL_LOOKUP = b"resetdesk.email-lookup"
 
 
 class SealBroken(Exception):
@@ -57,8 +59,8 @@ def open_sealed(purpose: str, sealed: str) -> str:
         raise SealBroken("sealed text no current key opens") from error
 
 
-def _lookup_keys(secrets: Sequence[str]) -> list[bytes]:
-    return [hmac.new(secret.encode(), USERNAME_LOOKUP, hashlib.sha256).digest() for secret in secrets]
+def _lookup_keys(secrets: Sequence[str], purpose: bytes = USERNAME_LOOKUP) -> list[bytes]:
+    return [hmac.new(secret.encode(), purpose, hashlib.sha256).digest() for secret in secrets]
 
 
 def username_hash(typed: str) -> str:
@@ -70,3 +72,9 @@ def username_hashes(typed: str) -> list[str]:
     """The name's keyed hash under SECRET_KEY, then under each fallback (for rows kept before a rotation)."""
     key_text = normalise_username(typed[:USERNAME_MAX_LENGTH]).encode("utf-8", "surrogatepass")
     return [hmac.new(key, key_text, hashlib.sha256).hexdigest() for key in _lookup_keys(_secrets())]
+
+
+def email_hashes(typed: str) -> list[str]:
+    """A typed email address's keyed hash under SECRET_KEY, then each fallback: checkable, never readable."""
+    key_text = normalise_email(typed[:EMAIL_MAX_LENGTH]).encode("utf-8", "surrogatepass")
+    return [hmac.new(key, key_text, hashlib.sha256).hexdigest() for key in _lookup_keys(_secrets(), EMAIL_LOOKUP)]

@@ -74,7 +74,7 @@ def issue_reset(
     reset = PasswordReset(
         account_id=account.id, method=method, requested_by=requested_by, ip=ip,
         secret_hash=secret_hash, created_at=now, expires_at=now + policy.lifetime(method),
-        code_hash=keyed_hash(code),
+        code_hash=keyed_hash(code), ticket=((details or {}).get("ticket") or None),
     )
     session.add(reset)
     session.flush()  # the link token carries the reset's id

@@ -144,6 +144,6 @@ def use_reset(
         recheck()
         raise TokenUsed(_("This reset link has already been used."))
     replace_password_hash(
-        session, account, hash_password(new_password), actor=audit.SELF, ip=ip, now=now, via=via
+        session, account, hash_password(new_password), actor=audit.SELF, ip=ip, now=now, via=via, reset=reset
     )
     return account

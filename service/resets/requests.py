@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, or_, select, update
 
 from service.accounts.records import find_account
+from service.accounts.reminders import resolve_username_reminder
 from service.events import audit
-from service.models import AuditEvent, RequestStatus, ResetRequest
+from service.models import AuditEvent, RequestKind, RequestStatus, ResetRequest
 from service.outbox.queue import backoff
 from service.platform.counters import count
 from service.platform.database import DbSession, note_queued_work, rows_changed
@@ -149,7 +150,7 @@ def due_request_ids(session: DbSession, *, now: datetime, limit: int) -> list[in
 
 
 def take_and_resolve(session: DbSession, request_id: int, *, policy: ResetPolicy, now: datetime) -> str | None:
-    """Take one pending request and resolve it; flushes. None when another worker took it.
+    """Take one pending request (a reset or a username reminder) and resolve it; flushes. None when another worker took it.
 
     The conditional update lets one worker only take each request, on SQLite as on
     PostgreSQL; if resolving raises, the caller's rollback hands the request back.
@@ -165,6 +166,8 @@ def take_and_resolve(session: DbSession, request_id: int, *, policy: ResetPolicy
     request = session.get(ResetRequest, request_id)
     if request is None:
         return None
+    if request.kind == RequestKind.USERNAME_REMINDER:
+        return resolve_username_reminder(session, request, base_url=policy.base_url, now=now)
     return resolve_reset_request(session, request, policy=policy, now=now)
 
 

@@ -8,7 +8,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from service.platform.forms import storable
-from service.platform.text import USERNAME_MAX_LENGTH
+from service.platform.text import EMAIL_MAX_LENGTH, USERNAME_MAX_LENGTH
 
 FIELD_MAX_LENGTH = 1000
 CODE_FIELD_MAX_LENGTH = 64
@@ -20,6 +20,17 @@ class ResetRequestForm(FlaskForm):
         validators=[
             DataRequired(message=_l("Enter your username.")),
             Length(max=USERNAME_MAX_LENGTH, message=_l("A username has at most %(maximum)d characters.", maximum=USERNAME_MAX_LENGTH)),
+            storable,
+        ],
+    )
+
+
+class UsernameReminderForm(FlaskForm):
+    email = StringField(
+        _l("Email address"),
+        validators=[
+            DataRequired(message=_l("Enter your email address.")),
+            Length(max=EMAIL_MAX_LENGTH, message=_l("An email address has at most %(maximum)d characters.", maximum=EMAIL_MAX_LENGTH)),
             storable,
         ],
     )

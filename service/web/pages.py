@@ -1,5 +1,5 @@
-"""Reset Your Password, the new-password form reached from an emailed link, confirming a new
-email address, and login help."""
+"""Reset Your Password, forgotten usernames, the new-password form reached from an emailed link,
+confirming a new email address, and login help."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from service.accounts.emailchange import check_email_change, confirm_email_change
 from service.accounts.passwords import password_rules
+from service.accounts.reminders import request_username_reminder
 from service.accounts.reportlinks import read_report
 from service.accounts.reports import report_not_me
 from service.contact.hours import contact_details
@@ -20,15 +21,18 @@ from service.platform.extensions import db
 from service.platform.i18n import LANGUAGE_COOKIE, current_language, supported_language
 from service.platform.ratelimits import (
     page_per_ip,
+    reminder_per_address,
+    reminder_per_ip,
     reset_request_per_ip,
     reset_request_per_username,
     token_per_ip,
 )
+from service.platform.text import USERNAME_MAX_LENGTH
 from service.resets.codes import check_code
 from service.resets.links import check_link, confirm_reset, confirm_reset_by_code
 from service.resets.policy import reset_policy
 from service.resets.requests import request_reset
-from service.web.forms import ConfirmEmailForm, NewPasswordForm, ResetCodeForm, ResetRequestForm
+from service.web.forms import ConfirmEmailForm, NewPasswordForm, ResetCodeForm, ResetRequestForm, UsernameReminderForm
 
 pages = Blueprint("pages", __name__)
 
@@ -52,7 +56,27 @@ def index() -> Response:
 @pages.get("/reset-password")
 @page_per_ip
 def reset_request_form() -> PageResult:
-    return render_template("reset_request.html", form=ResetRequestForm(), method=current_app.config["RESET_METHOD"])
+    # `?username=` (from a username reminder) only fills the box in: a GET sends nothing.
+    form = ResetRequestForm(username=request.args.get("username", "")[:USERNAME_MAX_LENGTH])
+    return render_template("reset_request.html", form=form, method=current_app.config["RESET_METHOD"])
+
+
+@pages.get("/forgot-username")
+@page_per_ip
+def username_reminder_form() -> PageResult:
+    return render_template("forgot_username.html", form=UsernameReminderForm())
+
+
+@pages.post("/forgot-username")
+@reminder_per_ip
+@reminder_per_address
+def username_reminder_submit() -> PageResult:
+    form = UsernameReminderForm()
+    if not form.validate_on_submit():
+        return render_template("forgot_username.html", form=form), 400
+    request_username_reminder(db.session, form.email.data, ip=client_ip(), now=utcnow(), language=current_language())
+    db.session.commit()
+    return render_template("username_sent.html")
 
 
 @pages.post("/reset-password")
