@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, or_, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -43,3 +43,11 @@ def take_reset_mail(session: DbSession, account_id: int, *, per_hour: int, now: 
         .execution_options(synchronize_session=False)
     )
     return rows_changed(taken) == 1
+
+
+def seconds_until_next_mail(session: DbSession, account_id: int, *, now: datetime) -> int:
+    """How long until the account's hour of reset mails starts afresh."""
+    started = session.scalar(select(ResetMailQuota.window_started_at).where(ResetMailQuota.account_id == account_id))
+    if started is None:
+        return 1
+    return max(1, int((started + MAIL_WINDOW - now).total_seconds()) + 1)

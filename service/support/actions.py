@@ -24,9 +24,10 @@ from service.events import audit
 from service.models import Account, AuditEvent, EmailChange, OutboxKind, OutboxMessage, OutboxStatus, PasswordReset
 from service.platform.counters import count
 from service.platform.database import DbSession
-from service.platform.errors import AccountNotFound, FieldError, NoEmailOnFile, ValidationFailed
+from service.platform.errors import AccountNotFound, FieldError, NoEmailOnFile, RateLimited, ValidationFailed
 from service.platform.text import digits_of, is_storable, normalise_username, searchable
 from service.resets.issuing import IssuedReset, issue_reset
+from service.resets.mailcap import seconds_until_next_mail, take_reset_mail
 from service.resets.policy import ResetPolicy
 from service.support.quotas import take_reset_from_quota
 from service.support.verification import action_details, checked_verification
@@ -232,12 +233,22 @@ def send_reset(
     verified_by: str | None = None,
     require_verification: bool = False,
 ) -> IssuedReset:
-    """Send a reset for a customer on the phone, within the agent's hourly quota; flushes."""
+    """Send a reset for a customer on the phone, within the agent's hourly quota and the
+    account's hourly cap on reset mails (which counts every mail, whoever asked); flushes."""
     verified_by = checked_verification(verified_by, required=require_verification)
     take_reset_from_quota(session, actor, quota=quota, now=now)
     account = require_account(session, username)
     if not account.email:
         raise NoEmailOnFile(_("The account has no email address: confirm one with the customer first."))
+    if not take_reset_mail(session, account.id, per_hour=policy.mails_per_hour, now=now):
+        raise RateLimited(
+            _(
+                "This account has had %(count)d reset mails in the past hour, the most it may receive. "
+                "Ask the customer to use the newest one, or the code in it.",
+                count=policy.mails_per_hour,
+            ),
+            retry_after=seconds_until_next_mail(session, account.id, now=now),
+        )
     details = action_details(note=note, ticket=ticket, verified_by=verified_by)
     audit.record_event(
         session, "reset.requested", actor=actor, ip=ip, now=now, account=account,

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service.models import Account, AuditEvent, PasswordReset
 from service.platform.clock import utcnow
@@ -153,3 +153,20 @@ def test_the_429_says_how_long_to_wait_in_words_and_offers_the_phone(
     assert page.status_code == 429
     html = page.get_data(as_text=True)
     assert "about" in html and 'href="tel:+18445607790"' in html
+
+
+@pytest.mark.parametrize("app_settings", [{"RESET_MAILS_PER_HOUR": 2}], indirect=True, ids=["two-an-hour"])
+def test_agent_resets_count_toward_the_accounts_hourly_cap_too(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], make_key: Callable[[str], dict[str, str]]
+) -> None:
+    make_account("jane")
+    agent = make_key("agent")
+    url = "/api/v1/support/accounts/jane/password-resets"
+    assert client.post(url, json={"method": "link"}, headers=agent).status_code == 202
+    assert client.post(url, json={"method": "link"}, headers=agent).status_code == 202
+    refused = client.post(url, json={"method": "link"}, headers=agent)
+    assert refused.status_code == 429 and refused.get_json()["code"] == "rate_limited"
+    assert 3000 < int(refused.headers["Retry-After"]) <= 3601
+    with app.app_context():
+        issued = db.session.scalar(select(func.count()).select_from(PasswordReset))
+    assert issued == 2

@@ -29,7 +29,8 @@ MakeKey = Callable[[str], dict[str, str]]
 
 @pytest.fixture
 def app_settings() -> dict[str, Any]:
-    return {"AGENT_RESETS_PER_HOUR": RESETS_PER_HOUR}
+    # The account's own cap on reset mails is another rule (tests/resets); here only the agent's quota binds.
+    return {"AGENT_RESETS_PER_HOUR": RESETS_PER_HOUR, "RESET_MAILS_PER_HOUR": 100}
 
 
 def send_reset(client: FlaskClient, key: dict[str, str], username: str = "jane") -> TestResponse:
