@@ -16,6 +16,7 @@ from service.models import Account
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.platform.text import digits_of, searchable
+from tests.conftest import BACKENDS
 
 Headers = dict[str, str]
 
@@ -93,10 +94,9 @@ def test_the_search_columns_follow_profile_changes(
     assert found(client, key, "4385550000") == ["jane"]
 
 
+@pytest.mark.parametrize("database_url", [BACKENDS[1]], indirect=True)
 def test_search_columns_are_indexed_with_trigrams_on_postgresql(app: Flask) -> None:
     with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("trigram indexes exist on PostgreSQL only")
         rows = db.session.execute(
             text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'accounts'")
         ).all()
