@@ -58,6 +58,14 @@ def _verification_required() -> bool:
     return required
 
 
+def _agent_action(fields: dict[str, Any]) -> actions.AgentAction:
+    """This key's action, with the note, ticket and verification its body gives."""
+    return actions.AgentAction.checked(
+        actor=current_key_actor(), ip=client_ip(), now=utcnow(), note=fields["note"], ticket=fields["ticket"],
+        verified_by=fields["verified_by"], require_verification=_verification_required(),
+    )
+
+
 def _optional_body(names: tuple[str, ...]) -> dict[str, Any]:
     """The named optional fields of a body that may also be absent altogether (unlock, unfreeze)."""
     if not request.get_data():
@@ -144,9 +152,8 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
             errors=[FieldError("method", "Choose link or temporary_password.")],
         )
     issued = actions.send_reset(
-        db.session, username, method, policy=reset_policy(), quota=current_app.config["AGENT_RESETS_PER_HOUR"],
-        actor=current_key_actor(), ip=client_ip(), now=utcnow(), note=fields["note"], ticket=fields["ticket"],
-        verified_by=fields["verified_by"], require_verification=_verification_required(),
+        db.session, username, method, _agent_action(fields),
+        policy=reset_policy(), quota=current_app.config["AGENT_RESETS_PER_HOUR"],
     )
     db.session.commit()
     return {
@@ -167,11 +174,7 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
 @require_role("agent")
 def unlock(username: str) -> Response:
     fields = _optional_body(("note", "ticket", "verified_by"))
-    actions.unlock_account(
-        db.session, username, actor=current_key_actor(), ip=client_ip(), now=utcnow(),
-        note=fields["note"], ticket=fields["ticket"],
-        verified_by=fields["verified_by"], require_verification=_verification_required(),
-    )
+    actions.unlock_account(db.session, username, _agent_action(fields))
     db.session.commit()
     return Response(status=204)
 
@@ -187,11 +190,7 @@ def unlock(username: str) -> Response:
 @require_role("agent")
 def freeze(username: str) -> Response:
     fields = string_fields(json_object(), required=("reason",), optional=("note", "ticket", "verified_by"))
-    actions.freeze(
-        db.session, username, reason=fields["reason"], actor=current_key_actor(), ip=client_ip(), now=utcnow(),
-        note=fields["note"], ticket=fields["ticket"],
-        verified_by=fields["verified_by"], require_verification=_verification_required(),
-    )
+    actions.freeze(db.session, username, _agent_action(fields), reason=fields["reason"])
     db.session.commit()
     return Response(status=204)
 
@@ -207,11 +206,7 @@ def freeze(username: str) -> Response:
 @require_role("agent")
 def unfreeze(username: str) -> Response:
     fields = _optional_body(("note", "ticket", "verified_by"))
-    actions.unfreeze(
-        db.session, username, actor=current_key_actor(), ip=client_ip(), now=utcnow(),
-        note=fields["note"], ticket=fields["ticket"],
-        verified_by=fields["verified_by"], require_verification=_verification_required(),
-    )
+    actions.unfreeze(db.session, username, _agent_action(fields))
     db.session.commit()
     return Response(status=204)
 
@@ -227,11 +222,7 @@ def unfreeze(username: str) -> Response:
 @require_role("agent")
 def change_email(username: str) -> tuple[dict[str, Any], int]:
     fields = string_fields(json_object(), required=("email",), optional=("note", "ticket", "verified_by"))
-    started = actions.change_email(
-        db.session, username, fields["email"], actor=current_key_actor(), ip=client_ip(), now=utcnow(),
-        note=fields["note"], ticket=fields["ticket"],
-        verified_by=fields["verified_by"], require_verification=_verification_required(),
-    )
+    started = actions.change_email(db.session, username, fields["email"], _agent_action(fields))
     db.session.commit()
     return {"sent_to": started.sent_to, "expires_at": started.change.expires_at.isoformat()}, 202
 

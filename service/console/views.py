@@ -302,31 +302,31 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
             "support/confirm.html", account=overview, action=action, label=ACTIONS[action], form=form,
             sign_out_form=SignOutForm(),
         ), (400 if form.is_submitted() else 200)
-    common: dict[str, Any] = {
-        "actor": actor(), "ip": client_ip(), "now": utcnow(),
-        "note": form.note.data or None, "ticket": form.ticket.data or None,
-        "verified_by": form.verified_by.data, "require_verification": True,
-    }
     try:
+        # The console always asks how the caller was verified.
+        agent_action = actions.AgentAction.checked(
+            actor=actor(), ip=client_ip(), now=utcnow(), note=form.note.data or None,
+            ticket=form.ticket.data or None, verified_by=form.verified_by.data, require_verification=True,
+        )
         if action == "unlock":
-            actions.unlock_account(db.session, username, **common)
+            actions.unlock_account(db.session, username, agent_action)
             message = _("Sign-in is unlocked.")
         elif action == "freeze":
             assert isinstance(form, FreezeForm)
-            actions.freeze(db.session, username, reason=form.reason.data or "", **common)
+            actions.freeze(db.session, username, agent_action, reason=form.reason.data or "")
             message = _("The account is frozen: no sign-in and no reset mail until it is unfrozen.")
         elif action == "unfreeze":
-            actions.unfreeze(db.session, username, **common)
+            actions.unfreeze(db.session, username, agent_action)
             message = _("The account is unfrozen.")
         elif action == "close":
-            actions.close(db.session, username, **common)
+            actions.close(db.session, username, agent_action)
             db.session.commit()
             # The username no longer names the account: back to the search, not to its page.
             flash(_("The account is closed: its personal data is erased and a notice went to its address."), "success")
             return redirect(url_for("support.search"))
         elif action == "email":
             assert isinstance(form, ChangeEmailForm)
-            started = actions.change_email(db.session, username, form.email.data or "", **common)
+            started = actions.change_email(db.session, username, form.email.data or "", agent_action)
             message = _(
                 "Sent a confirmation link to %(address)s. The address becomes the account's email once the customer follows it.",
                 address=started.sent_to,
@@ -334,8 +334,8 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
         else:
             method = ResetMethod.LINK if action == "reset-link" else ResetMethod.TEMPORARY_PASSWORD
             issued = actions.send_reset(
-                db.session, username, method, policy=reset_policy(), quota=current_app.config["AGENT_RESETS_PER_HOUR"],
-                **common,
+                db.session, username, method, agent_action,
+                policy=reset_policy(), quota=current_app.config["AGENT_RESETS_PER_HOUR"],
             )
             message = str(DONE_MESSAGES[action]) % {"address": issued.sent_to}
         db.session.commit()

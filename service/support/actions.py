@@ -218,25 +218,46 @@ def _pending_email_json(change: EmailChange | None) -> dict[str, str] | None:
     return {"email": change.new_email, "requested_by": change.requested_by, "expires_at": change.expires_at.isoformat()}
 
 
+@dataclass(frozen=True)
+class AgentAction:
+    """Who acts on a customer's account, from where and when, what they noted and how they
+    verified the caller: what every agent action records with its audit event."""
+
+    actor: str
+    ip: str | None
+    now: datetime
+    note: str | None = None
+    ticket: str | None = None
+    verified_by: str | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        actor: str,
+        ip: str | None,
+        now: datetime,
+        note: str | None = None,
+        ticket: str | None = None,
+        verified_by: str | None = None,
+        require_verification: bool = False,
+    ) -> AgentAction:
+        """The action, once its verification method is known (and given, where required)."""
+        verified = checked_verification(verified_by, required=require_verification)
+        return cls(actor=actor, ip=ip, now=now, note=note, ticket=ticket, verified_by=verified)
+
+    def details(self) -> dict[str, str]:
+        """What the audit event keeps of the action (never a secret)."""
+        return action_details(note=self.note, ticket=self.ticket, verified_by=self.verified_by)
+
+
 def send_reset(
-    session: DbSession,
-    username: str,
-    method: str,
-    *,
-    policy: ResetPolicy,
-    quota: int,
-    actor: str,
-    ip: str | None,
-    now: datetime,
-    note: str | None = None,
-    ticket: str | None = None,
-    verified_by: str | None = None,
-    require_verification: bool = False,
+    session: DbSession, username: str, method: str, action: AgentAction, *, policy: ResetPolicy, quota: int
 ) -> IssuedReset:
     """Send a reset for a customer on the phone, within the agent's hourly quota and the
     account's hourly cap on reset mails (which counts every mail, whoever asked); flushes."""
-    verified_by = checked_verification(verified_by, required=require_verification)
-    take_reset_from_quota(session, actor, quota=quota, now=now)
+    now = action.now
+    take_reset_from_quota(session, action.actor, quota=quota, now=now)
     account = require_account(session, username)
     if not account.email:
         raise NoEmailOnFile(_("The account has no email address: confirm one with the customer first."))
@@ -249,125 +270,59 @@ def send_reset(
             ),
             retry_after=seconds_until_next_mail(session, account.id, now=now),
         )
-    details = action_details(note=note, ticket=ticket, verified_by=verified_by)
+    details = action.details()
     audit.record_event(
-        session, "reset.requested", actor=actor, ip=ip, now=now, account=account,
+        session, "reset.requested", actor=action.actor, ip=action.ip, now=now, account=account,
         details={"method": method, "outcome": "issued", **details},
     )
     issued = issue_reset(
-        session, account, method, policy=policy, requested_by=actor, ip=ip, now=now, details=details
+        session, account, method, policy=policy, requested_by=action.actor, ip=action.ip, now=now, details=details
     )
     count("resets", method, "agent")
     return issued
 
 
-def unlock_account(
-    session: DbSession,
-    username: str,
-    *,
-    actor: str,
-    ip: str | None,
-    now: datetime,
-    note: str | None = None,
-    ticket: str | None = None,
-    verified_by: str | None = None,
-    require_verification: bool = False,
-) -> Account:
+def unlock_account(session: DbSession, username: str, action: AgentAction) -> Account:
     """End a sign-in throttle early, as a customer on the phone asks; audited."""
-    verified_by = checked_verification(verified_by, required=require_verification)
     account = require_account(session, username)
     sign_in_throttle().unlock(account_throttle_key(account.username_key))
-    details = action_details(note=note, ticket=ticket, verified_by=verified_by)
-    audit.record_event(session, "account.unlocked", actor=actor, ip=ip, now=now, account=account, details=details)
+    audit.record_event(
+        session, "account.unlocked", actor=action.actor, ip=action.ip, now=action.now, account=account,
+        details=action.details(),
+    )
     return account
 
 
-def freeze(
-    session: DbSession,
-    username: str,
-    *,
-    reason: str,
-    actor: str,
-    ip: str | None,
-    now: datetime,
-    note: str | None = None,
-    ticket: str | None = None,
-    verified_by: str | None = None,
-    require_verification: bool = False,
-) -> bool:
+def freeze(session: DbSession, username: str, action: AgentAction, *, reason: str) -> bool:
     """Freeze an account (fraud, a caller who says "this wasn't me"); False if it was frozen already."""
-    verified_by = checked_verification(verified_by, required=require_verification)
     reason = reason.strip()
     if not reason:
         raise ValidationFailed("Say why the account is frozen.", errors=[FieldError("reason", "Give a reason.")])
     account = require_account(session, username)
     return freeze_account(
-        session, account, reason=reason, actor=actor, ip=ip, now=now,
-        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+        session, account, reason=reason, actor=action.actor, ip=action.ip, now=action.now, details=action.details()
     )
 
 
-def close(
-    session: DbSession,
-    username: str,
-    *,
-    actor: str,
-    ip: str | None,
-    now: datetime,
-    note: str | None = None,
-    ticket: str | None = None,
-    verified_by: str | None = None,
-    require_verification: bool = False,
-) -> str:
+def close(session: DbSession, username: str, action: AgentAction) -> str:
     """Close an account for a verified caller who asks to leave (the website's closing rule); returns its pseudonym."""
-    verified_by = checked_verification(verified_by, required=require_verification)
     account = require_account(session, username)
     return close_account(
-        session, account, actor=actor, ip=ip, now=now,
-        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+        session, account, actor=action.actor, ip=action.ip, now=action.now, details=action.details()
     )
 
 
-def unfreeze(
-    session: DbSession,
-    username: str,
-    *,
-    actor: str,
-    ip: str | None,
-    now: datetime,
-    note: str | None = None,
-    ticket: str | None = None,
-    verified_by: str | None = None,
-    require_verification: bool = False,
-) -> bool:
+def unfreeze(session: DbSession, username: str, action: AgentAction) -> bool:
     """Lift a freeze once the owner is confirmed; False if the account was not frozen."""
-    verified_by = checked_verification(verified_by, required=require_verification)
     account = require_account(session, username)
-    return unfreeze_account(
-        session, account, actor=actor, ip=ip, now=now,
-        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
-    )
+    return unfreeze_account(session, account, actor=action.actor, ip=action.ip, now=action.now, details=action.details())
 
 
-def change_email(
-    session: DbSession,
-    username: str,
-    new_email: str,
-    *,
-    actor: str,
-    ip: str | None,
-    now: datetime,
-    note: str | None = None,
-    ticket: str | None = None,
-    verified_by: str | None = None,
-    require_verification: bool = False,
-) -> StartedChange:
+def change_email(session: DbSession, username: str, new_email: str, action: AgentAction) -> StartedChange:
     """Send a confirmation link to the address the caller gives; it becomes the email once confirmed."""
-    verified_by = checked_verification(verified_by, required=require_verification)
     account = require_account(session, username)
     return start_email_change(
-        session, account, new_email, actor=actor, ip=ip, now=now,
-        details=action_details(note=note, ticket=ticket, verified_by=verified_by),
+        session, account, new_email, actor=action.actor, ip=action.ip, now=action.now, details=action.details()
     )
 
 
