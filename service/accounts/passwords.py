@@ -222,16 +222,19 @@ def check_wrapped(password: str, stored_hash: str) -> bool:
 def _verify_wrapped(context: CryptContext, password: str, stored_hash: str) -> tuple[bool, str | None]:
     """Check a wrapped legacy hash; on a match the password is rehashed to argon2id the way
     new passwords are (from its NFKC form)."""
+    # What a missing username costs first (passlib's dummy argon2id), then the legacy check:
+    # a missing name runs the dummy and then the legacy stand-in (legacy.spend_legacy_checks),
+    # so this account runs the same work in the same order. The order matters: the dummy's
+    # 19 MiB leaves the caches cold for what follows, and measured over HTTP the other order
+    # made a missing name 1.5 to 2 ms slower (bench/README.md). On a match the dummy is spent
+    # once more than needed, at most once per imported account (it is rehashed then).
+    context.dummy_verify()
     try:
         matched = check_wrapped(password, stored_hash)
     except ValueError:
         matched = False
     if matched:
         return True, hash_password(password)
-    # What a missing username costs (passlib's dummy argon2id) on top: with the same legacy
-    # work that sign_in adds for every other name (legacy.spend_legacy_checks), a wrong
-    # password for this account then costs what one for a missing username does.
-    context.dummy_verify()
     return False, None
 
 
