@@ -315,7 +315,7 @@ def test_without_sign_in_url_the_done_page_says_where_to_sign_in_and_links_nowhe
     "Sign in" link at all, only where to go."""
     html = page(client.get("/reset-password/done"))
     assert "Your password has been changed" in html
-    assert "Sign in on the Canadian Insulin website with your new password." in html
+    assert "You can now sign in on the Canadian Insulin website with your new password." in html
     assert 'class="button"' not in html
     assert f'href="{PUBLIC_BASE_URL}/"' not in html and 'href="/"' not in html
 
