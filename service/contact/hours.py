@@ -8,13 +8,16 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_time, get_day_names
+from babel.dates import format_time, get_day_names, get_timezone_location, get_timezone_name
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from service.platform.config import ConfigError, settings
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+# The catalogs' French is Canada's ("courriel", "service à la clientèle"); CLDR's plain `fr`
+# names North American zones as France does ("heure de l'Est nord-américain").
+ZONE_NAME_LOCALES = {"fr": "fr_CA"}
 SEGMENT = re.compile(
     r"^(?P<first>[a-z]{3})(?:-(?P<last>[a-z]{3}))?\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})$"
 )
@@ -113,6 +116,25 @@ def clock_text(value: time | datetime) -> str:
 def day_name(weekday: int) -> str:
     """The weekday's name in the current language (0 is Monday)."""
     return str(get_day_names("wide", locale=get_locale())[weekday])
+
+
+def zone_name(zone: ZoneInfo, moment: datetime) -> str:
+    """A time zone as customers say it, in the current language: `Eastern Time`, `heure de l’Est`.
+
+    The generic name holds all year; a zone CLDR has none for (UTC, India) gets the name
+    of its time at `moment` rather than CLDR's stand-in ("Unknown Region (UTC) Time").
+    """
+    language = str(get_locale() or "en")
+    locale = ZONE_NAME_LOCALES.get(language, language)
+    generic = get_timezone_name(zone, width="long", zone_variant="generic", locale=locale)
+    if generic != get_timezone_location(zone, locale=locale):
+        return str(generic)
+    return str(get_timezone_name(moment.astimezone(zone), width="long", locale=locale))
+
+
+def shop_zone_name(now: datetime) -> str:
+    """The name of the zone customer-service hours are given in (CONTACT_TIMEZONE)."""
+    return zone_name(parse_timezone(settings()["CONTACT_TIMEZONE"]), now)
 
 
 def describe_hours(periods: list[OpeningPeriod]) -> list[str]:

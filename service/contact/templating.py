@@ -11,7 +11,7 @@ from flask import Flask
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from service.contact.hours import clock_text, day_name
+from service.contact.hours import clock_text, day_name, zone_name
 
 
 def tel_href(phone: str) -> str:
@@ -22,14 +22,16 @@ def tel_href(phone: str) -> str:
     return "+" + digits
 
 
-def opening_time(iso_time: str, zone_name: str) -> str:
-    """`2026-11-25T09:00:00-05:00` becomes `Wednesday at 9:00 AM EST` (in the page's language)."""
-    moment = datetime.fromisoformat(iso_time).astimezone(ZoneInfo(zone_name))
+def opening_time(iso_time: str, timezone: str) -> str:
+    """`2026-11-25T09:00:00-05:00` becomes `Wednesday at 9:00 AM Eastern Time`, or in French
+    `mercredi à 09:00, heure de l’Est`: the zone as people say it, never `America/New_York`."""
+    zone = ZoneInfo(timezone)
+    moment = datetime.fromisoformat(iso_time).astimezone(zone)
     return str(_(
         "%(day)s at %(time)s %(zone)s",
         day=day_name(moment.weekday()),
         time=clock_text(moment.time()),
-        zone=moment.tzname(),
+        zone=zone_name(zone, moment),
     ))
 
 

@@ -206,6 +206,11 @@ def _check(settings: dict[str, Any]) -> None:
     logo = settings["LOGO_URL"]
     if logo and urlsplit(logo).scheme not in ("https", "http") and not logo.startswith("/"):
         raise ConfigError("LOGO_URL must be an http(s) URL or a path on this site, such as /static/logo.png.")
+    sign_in = urlsplit(settings["SIGN_IN_URL"])
+    if settings["SIGN_IN_URL"] and (sign_in.scheme not in ("https", "http") or not sign_in.netloc):
+        raise ConfigError(
+            f"SIGN_IN_URL must be the http(s) address of the shop's sign-in page, not {settings['SIGN_IN_URL']!r}."
+        )
     if settings["LOG_FORMAT"] not in ("", "json", "text"):
         raise ConfigError(f"LOG_FORMAT must be json or text, not {settings['LOG_FORMAT']!r}.")
     if settings["TRUSTED_PROXIES"] < 0:

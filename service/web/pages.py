@@ -13,7 +13,7 @@ from service.accounts.passwords import password_rules
 from service.accounts.reminders import request_username_reminder
 from service.accounts.reportlinks import read_report
 from service.accounts.reports import report_not_me
-from service.contact.hours import contact_details
+from service.contact.hours import contact_details, shop_zone_name
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
 from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed, WeakPassword
@@ -42,9 +42,10 @@ SESSION_EMAIL_TOKEN_KEY = "email_change_token"
 PageResult = str | tuple[str, int] | Response
 
 
-def sign_in_url() -> str:
-    """Where the done page sends people to sign in: the shop's own sign-in page."""
-    return str(current_app.config["SIGN_IN_URL"] or current_app.config["PUBLIC_BASE_URL"] + "/")
+def sign_in_url() -> str | None:
+    """The shop's own sign-in page (SIGN_IN_URL), or None: this service's root is the reset box,
+    so a "Sign in" link there would only lead back to where the customer started."""
+    return str(current_app.config["SIGN_IN_URL"]) or None
 
 
 @pages.get("/")
@@ -226,10 +227,17 @@ def brand_css() -> Response:
     return response
 
 
+@pages.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers and crawlers ask for /favicon.ico whatever a page links: send them to the icon."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
+
+
 @pages.get("/login-help")
 @page_per_ip
 def login_help() -> PageResult:
-    return render_template("login_help.html", contact=contact_details(utcnow()))
+    now = utcnow()
+    return render_template("login_help.html", contact=contact_details(now), zone_name=shop_zone_name(now))
 
 
 @pages.get("/report/<path:token>")

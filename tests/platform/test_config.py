@@ -195,6 +195,17 @@ def test_a_cli_command_in_development_says_the_key_is_random_in_one_plain_line(t
     assert not [line for line in lines if "Warning" in line or line.startswith(" ")], done.stderr
 
 
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "shop.example.com/login", "ftp://shop.example.com/"])
+def test_a_sign_in_url_that_is_no_web_address_stops_the_start(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match="SIGN_IN_URL"):
+        load(tmp_path, {"SIGN_IN_URL": url})
+
+
+@pytest.mark.parametrize("url", ["https://shop.example.com/login", "http://localhost:8000/sign-in", ""])
+def test_a_sign_in_url_on_the_web_or_none_is_accepted(tmp_path: Path, url: str) -> None:
+    assert load(tmp_path, {"SIGN_IN_URL": url})["SIGN_IN_URL"] == url
+
+
 @pytest.mark.parametrize("length", ["7", "0", "-1"])
 def test_password_min_length_below_8_is_refused(tmp_path: Path, length: str) -> None:
     with pytest.raises(ConfigError, match="PASSWORD_MIN_LENGTH"):

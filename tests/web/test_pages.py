@@ -34,6 +34,8 @@ PUBLIC_BASE_URL = "http://account.example.com"
 CSRF_INPUT = re.compile(r'<input[^>]*name="csrf_token"[^>]*>')
 WEDNESDAY_3PM_UTC = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # 10:00 in New York
 SATURDAY_3PM_UTC = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
+SIGN_IN_URL = "https://shop.example.com/login"
+FRENCH = {"Accept-Language": "fr-CA,fr;q=0.9"}
 
 
 @pytest.fixture
@@ -202,6 +204,21 @@ def test_the_new_password_form_shows_the_rules_and_two_new_password_fields(
     assert CSRF_INPUT.search(html)
 
 
+def test_the_new_password_form_names_its_account_for_password_managers(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    """Password managers file a new password under the username in the same form: a hidden
+    field holds it, out of sight, out of the tab order and of assistive technology."""
+    make_account()
+    html = page(open_link(client, emailed_token(app, client, smtp)))
+    form = html[html.index("<form"):html.index("</form>")]
+    fields = re.findall(r'<input\b[^>]*autocomplete="username"[^>]*>', form)
+    assert len(fields) == 1, form
+    assert 'type="text"' in fields[0] and 'value="jane"' in fields[0]
+    assert re.search(r"\shidden(?:\s|>|=)", fields[0]), fields[0]
+    assert form.index('autocomplete="username"') < form.index('autocomplete="new-password"')
+
+
 def test_mismatched_passwords_are_refused_with_the_error_tied_to_the_field(
     app: Flask,
     client: FlaskClient,
@@ -262,6 +279,7 @@ def test_a_weak_password_is_refused_in_the_policys_words_and_the_link_still_work
     assert verify(client, client_key, OTHER_STRONG_PASSWORD) == 200
 
 
+@pytest.mark.parametrize("app_settings", [{"SIGN_IN_URL": SIGN_IN_URL}], indirect=True, ids=["SIGN_IN_URL"])
 def test_setting_the_new_password_leads_to_the_done_page_with_a_sign_in_link(
     app: Flask,
     client: FlaskClient,
@@ -287,9 +305,19 @@ def test_setting_the_new_password_leads_to_the_done_page_with_a_sign_in_link(
     assert done.status_code == 200
     html = page(done)
     assert "Your password has been changed" in html
-    assert f'href="{PUBLIC_BASE_URL}/"' in html and "Sign in" in html
+    assert f'<a class="button" href="{SIGN_IN_URL}">Sign in</a>' in html
     assert verify(client, client_key, OTHER_STRONG_PASSWORD) == 200
     assert verify(client, client_key, STRONG_PASSWORD) == 401
+
+
+def test_without_sign_in_url_the_done_page_says_where_to_sign_in_and_links_nowhere(client: FlaskClient) -> None:
+    """The service's own root only leads back to the reset box: without SIGN_IN_URL there is no
+    "Sign in" link at all, only where to go."""
+    html = page(client.get("/reset-password/done"))
+    assert "Your password has been changed" in html
+    assert "You can now sign in on the Canadian Insulin website with your new password." in html
+    assert 'class="button"' not in html
+    assert f'href="{PUBLIC_BASE_URL}/"' not in html and 'href="/"' not in html
 
 
 def test_a_used_link_leads_to_a_page_offering_a_new_one(
@@ -345,7 +373,9 @@ def test_login_help_lists_every_way_to_reach_customer_service(client: FlaskClien
     assert '<a href="tel:+18445607790">1-844-560-7790</a>' in html
     assert '<a href="mailto:service@canadianinsulin.com">service@canadianinsulin.com</a>' in html
     assert "1-866-951-0118" in html
-    assert "America/New_York" in html
+    # The zone as a customer says it, not as the settings spell it.
+    assert "Eastern Time" in html
+    assert "America/New_York" not in html
 
 
 def test_login_help_says_open_now_on_a_weekday_afternoon(client: FlaskClient) -> None:
@@ -358,11 +388,93 @@ def test_login_help_says_open_now_on_a_weekday_afternoon(client: FlaskClient) ->
 def test_login_help_says_closed_on_saturday_and_when_it_opens_again(client: FlaskClient) -> None:
     with time_machine.travel(SATURDAY_3PM_UTC, tick=False):
         html = page(client.get("/login-help"))
-    assert "Customer service is closed now." in html
-    assert "opens again" in html
-    assert "Monday at 9:00 AM EST" in html
-    assert 'datetime="2026-11-30T09:00:00-05:00"' in html
+    assert "We're closed now." in html
+    assert 'We open again <time datetime="2026-11-30T09:00:00-05:00">Monday at 9:00 AM Eastern Time</time>.' in html
     assert "open now" not in html
+    assert "status-closed" not in html  # the alarming red of an error is for errors
+
+
+def test_login_help_when_closed_says_what_the_customer_can_do_meanwhile(client: FlaskClient) -> None:
+    with time_machine.travel(SATURDAY_3PM_UTC, tick=False):
+        html = page(client.get("/login-help"))
+    meanwhile = html[html.index("Meanwhile you can:"):]
+    meanwhile = meanwhile[:meanwhile.index("</ul>")]
+    assert '<a href="/reset-password">' in meanwhile
+    assert '<a href="/forgot-username">' in meanwhile
+    assert '<a href="mailto:service@canadianinsulin.com">service@canadianinsulin.com</a>' in meanwhile
+
+
+def test_login_help_when_open_has_no_meanwhile(client: FlaskClient) -> None:
+    with time_machine.travel(WEDNESDAY_3PM_UTC, tick=False):
+        html = page(client.get("/login-help"))
+    assert "Meanwhile" not in html
+
+
+def test_login_help_says_when_it_opens_in_french_words(client: FlaskClient) -> None:
+    with time_machine.travel(SATURDAY_3PM_UTC, tick=False):
+        html = page(client.get("/login-help", headers=FRENCH))
+    assert "Nous sommes fermés en ce moment." in html
+    assert "lundi à 09:00, heure de l’Est</time>" in html
+    assert "En attendant, vous pouvez :" in html
+    assert "America/New_York" not in html and "EST" not in html
+
+
+# --- the show-password toggle, the favicon ----------------------------------------------------
+
+SCRIPT_TAG = re.compile(r"<script\b[^>]*>")
+
+
+def test_pages_run_only_the_sites_own_script_files(client: FlaskClient) -> None:
+    response = client.get("/reset-password")
+    policy = response.headers["Content-Security-Policy"]
+    directives = {part.strip().split(" ", 1)[0]: part.strip() for part in policy.split(";") if part.strip()}
+    assert directives["script-src"] == "script-src 'self'", policy
+    assert "unsafe" not in policy
+    html = page(response)
+    tags = SCRIPT_TAG.findall(html)
+    assert tags, html
+    for tag in tags:  # no inline script: each one names its file on this site
+        assert re.search(r'\ssrc="/static/[\w.-]+\.js"', tag), tag
+    assert html.count("<script") == html.count("</script>") == len(tags)
+    assert not re.search(r"<script\b[^>]*>[^<]+</script>", html)
+    assert not re.search(r"\son[a-z]+=", html)  # nor inline event handlers
+
+
+@pytest.mark.parametrize(
+    ("headers", "show", "hide"),
+    [({}, "Show password", "Hide password"), (FRENCH, "Afficher le mot de passe", "Masquer le mot de passe")],
+    ids=["en", "fr"],
+)
+def test_the_show_password_script_gets_its_words_from_the_page(
+    client: FlaskClient, headers: dict[str, str], show: str, hide: str
+) -> None:
+    html = page(client.get("/support/login", headers=headers))
+    tag = next(tag for tag in SCRIPT_TAG.findall(html) if "reveal-password.js" in tag)
+    assert f'data-show="{show}"' in tag and f'data-hide="{hide}"' in tag
+    assert "defer" in tag
+    # Without JavaScript nothing of the toggle is on the page: the script adds the button.
+    assert show not in html.replace(tag, "")
+    with client.get(re.search(r'src="([^"]+)"', tag).group(1)) as script:
+        assert script.status_code == 200 and script.mimetype == "text/javascript"
+        assert "aria-controls" in script.get_data(as_text=True)
+
+
+def test_every_page_has_a_favicon_of_its_own(client: FlaskClient) -> None:
+    for path in ("/reset-password", "/login-help", "/support/login", "/api/v1/docs"):
+        html = page(client.get(path))
+        assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in html, path
+    with client.get("/static/favicon.svg") as icon:
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+        assert icon.get_data(as_text=True).lstrip().startswith("<svg")
+
+
+def test_favicon_ico_leads_to_the_favicon(client: FlaskClient) -> None:
+    """Browsers and crawlers ask for /favicon.ico whatever the page says: no 404 in the logs."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response.headers["Location"] == "/static/favicon.svg"
+    with client.get("/favicon.ico", follow_redirects=True) as icon:
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
 
 
 # --- headers and hosts on every page ----------------------------------------------------------
