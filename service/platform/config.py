@@ -206,6 +206,13 @@ def _check(settings: dict[str, Any]) -> None:
     logo = settings["LOGO_URL"]
     if logo and urlsplit(logo).scheme not in ("https", "http") and not logo.startswith("/"):
         raise ConfigError("LOGO_URL must be an http(s) URL or a path on this site, such as /static/logo.png.")
+    if env == "production" and urlsplit(logo).scheme == "http":
+        # Over plain http a browser blocks the logo on the HTTPS pages, and every mail client that
+        # shows it tells the network who opened a mail from the shop, and when.
+        raise ConfigError(
+            "LOGO_URL is a plain http:// address: set an https:// one (or a path on this site, such as "
+            "/static/logo.png) so pages and mail load it encrypted."
+        )
     if settings["LOG_FORMAT"] not in ("", "json", "text"):
         raise ConfigError(f"LOG_FORMAT must be json or text, not {settings['LOG_FORMAT']!r}.")
     if settings["TRUSTED_PROXIES"] < 0:
