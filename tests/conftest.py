@@ -9,6 +9,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as email_policy
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -17,6 +18,7 @@ from sqlalchemy import inspect, text
 
 from service import create_app
 from service.access.apikeys import create_api_key
+from service.accounts import breached
 from service.accounts.records import create_account
 from service.models import Account
 from service.platform.clock import utcnow
@@ -63,13 +65,33 @@ def test_settings(database_url: str, **overrides: Any) -> dict[str, Any]:
     }
 
 
-# What production insists on beyond the secrets: an SMTP server and a shared rate-limit store.
+# What production insists on beyond the secrets: an SMTP server and a shared rate-limit store;
+# and what it asks by default: the breached-password range API, never the real one from a test.
 # Nothing listens on port 9 of loopback, so a test that reaches them sees them down at once.
 PRODUCTION_SERVICES: dict[str, Any] = {
     "MAIL_SERVER": "127.0.0.1",
     "MAIL_PORT": 9,
     "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:9/0",
+    "PWNED_PASSWORDS_URL": "http://127.0.0.1:9/range",
 }
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@pytest.fixture(autouse=True)
+def breached_password_checks_stay_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a test's settings say, the breached-password check asks loopback only: a test
+    that would ask another host (the real API) fails, in its own thread, saying so."""
+    real_fetch = breached.fetch_range
+
+    def loopback_only(url: str, timeout: float) -> tuple[breached.CheckOutcome | None, bytes]:
+        host = urlsplit(url).hostname
+        if host not in LOOPBACK_HOSTS:
+            pytest.fail(f"a test asked {host} for a breached-password range: tests never leave the machine")
+        return real_fetch(url, timeout)
+
+    monkeypatch.setattr(breached, "fetch_range", loopback_only)
 
 
 def reset_postgresql(url: str) -> None:

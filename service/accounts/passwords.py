@@ -13,6 +13,7 @@ from passlib.context import CryptContext
 from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from service.accounts.breached import is_breached
 from service.platform.config import settings
 from service.platform.errors import FieldError, WeakPassword
 from service.platform.i18n import current_language
@@ -285,7 +286,12 @@ def password_problems(
 def check_new_password(
     password: str, *, username: str = "", email: str | None = None, field: str = "new_password"
 ) -> None:
-    """Raise WeakPassword, naming each problem under `field`, unless the password meets the policy."""
+    """Raise WeakPassword, naming each problem under `field`, unless the password meets the policy.
+
+    A password the local rules accept is then looked up in the breached-password range API
+    (PWNED_PASSWORDS_URL; only 5 hex characters of its hash leave), which may take up to
+    PWNED_PASSWORDS_TIMEOUT and lets it through when the API cannot answer.
+    """
     config = settings()
     problems = password_problems(
         password,
@@ -294,6 +300,12 @@ def check_new_password(
         min_length=config["PASSWORD_MIN_LENGTH"],
         min_score=config["PASSWORD_MIN_SCORE"],
     )
+    if not problems and is_breached(
+        normalise_password(password), url=config["PWNED_PASSWORDS_URL"], timeout=config["PWNED_PASSWORDS_TIMEOUT"]
+    ):
+        problems = [
+            _("This password has appeared in a data breach, so attackers try it first. Choose another one.")
+        ]
     if problems:
         raise WeakPassword(
             problems[0], errors=[FieldError(field, message) for message in problems]
@@ -310,4 +322,5 @@ def password_rules() -> list[str]:
         ),
         _("Any characters you like, spaces included; a few unrelated words make a good one."),
         _("Not a common password, and not your username or email address."),
+        *([_("Not a password that has appeared in a known data breach.")] if settings()["PWNED_PASSWORDS_URL"] else []),
     ]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import formataddr, make_msgid, parseaddr
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import flask_mail
 from flask import current_app, render_template
@@ -18,6 +19,49 @@ from service.platform.config import settings
 from service.platform.i18n import speaking
 
 log = logging.getLogger("service.mail")
+
+
+@dataclass(frozen=True)
+class MailBrand:
+    """What the HTML layout shows of the shop: its name, its logo, its colour and a text colour
+    that stays readable on it."""
+
+    name: str
+    logo: str
+    accent: str
+    on_accent: str
+
+
+def relative_luminance(colour: str) -> float:
+    """WCAG 2's relative luminance of a `#rgb` or `#rrggbb` colour."""
+    value = colour.lstrip("#")
+    if len(value) == 3:
+        value = "".join(digit * 2 for digit in value)
+    channels = [int(value[start:start + 2], 16) / 255 for start in (0, 2, 4)]
+    red, green, blue = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def readable_on(background: str) -> str:
+    """Black or white, whichever contrasts more with `background`: one of them always reaches
+    4.5:1 (WCAG AA for text), whatever colour the shop picked."""
+    luminance = relative_luminance(background)
+    on_white = 1.05 / (luminance + 0.05)
+    on_black = (luminance + 0.05) / 0.05
+    return "#ffffff" if on_white >= on_black else "#000000"
+
+
+def mail_brand(config: Mapping[str, Any]) -> MailBrand:
+    """The shop as its mail shows it. A logo given as a path on this site becomes an address on
+    the public host: a mail is read far from the site."""
+    logo = config["LOGO_URL"]
+    accent = config["PRIMARY_COLOUR"].lower()
+    return MailBrand(
+        name=config["SHOP_NAME"],
+        logo=urljoin(config["PUBLIC_BASE_URL"] + "/", logo) if logo else "",
+        accent=accent,
+        on_accent=readable_on(accent),
+    )
 
 
 @dataclass(frozen=True)
@@ -34,10 +78,10 @@ def render_email(
 ) -> RenderedEmail:
     """Render `mail/<template>.txt` and `.html` in `language` (English when unknown), each
     ending with the customer-service details as they stand at `now`. `subject` may be a lazy
-    translation."""
+    translation. The HTML extends the one layout, `mail/_layout.html`."""
     with speaking(language):
         subject = str(subject)
-        context = {"contact": contact_details(now), "subject": subject, **context}
+        context = {"contact": contact_details(now), "subject": subject, "brand": mail_brand(settings()), **context}
         return RenderedEmail(
             subject=subject,
             text_body=render_template(f"mail/{template}.txt", **context),

@@ -58,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
     "PASSWORD_MIN_LENGTH": 15,
     "PASSWORD_MIN_SCORE": 3,
     "PASSWORD_HASH_CHEAP": False,
+    # None: derived from APP_ENV (the public API in production, off elsewhere) unless set;
+    # set to nothing, it is off.
+    "PWNED_PASSWORDS_URL": None,
+    "PWNED_PASSWORDS_TIMEOUT": 1.5,
     "LOGIN_MAX_FAILURES": 10,
     "WEBHOOK_URLS": (),
     "WEBHOOK_SECRET": "",
@@ -104,6 +108,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 PASSWORD_MIN_LENGTH_FLOOR = 8
+# Have I Been Pwned's Pwned Passwords range API: GET <this>/<first 5 hex of a SHA-1>.
+PWNED_PASSWORDS_RANGE_URL = "https://api.pwnedpasswords.com/range"
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +194,14 @@ def _check(settings: dict[str, Any]) -> None:
         )
     if not 0 <= settings["PASSWORD_MIN_SCORE"] <= 4:
         raise ConfigError("PASSWORD_MIN_SCORE must be between 0 and 4.")
+    pwned = settings["PWNED_PASSWORDS_URL"]
+    if pwned and (urlsplit(pwned).scheme not in ("http", "https") or not urlsplit(pwned).hostname):
+        raise ConfigError(
+            f"PWNED_PASSWORDS_URL must be an http(s) URL such as {PWNED_PASSWORDS_RANGE_URL}, or empty "
+            f"to turn the breached-password check off, not {pwned!r}."
+        )
+    if not settings["PWNED_PASSWORDS_TIMEOUT"] > 0:
+        raise ConfigError("PWNED_PASSWORDS_TIMEOUT must be more than 0 (seconds).")
     if settings["RESET_METHOD"] not in RESET_METHODS:
         raise ConfigError(f"RESET_METHOD must be link or temporary_password, not {settings['RESET_METHOD']!r}.")
     if settings["OUTBOX_DISPATCH"] not in DISPATCH_MODES:
@@ -206,6 +220,13 @@ def _check(settings: dict[str, Any]) -> None:
     logo = settings["LOGO_URL"]
     if logo and urlsplit(logo).scheme not in ("https", "http") and not logo.startswith("/"):
         raise ConfigError("LOGO_URL must be an http(s) URL or a path on this site, such as /static/logo.png.")
+    if env == "production" and urlsplit(logo).scheme == "http":
+        # Over plain http a browser blocks the logo on the HTTPS pages, and every mail client that
+        # shows it tells the network who opened a mail from the shop, and when.
+        raise ConfigError(
+            "LOGO_URL is a plain http:// address: set an https:// one (or a path on this site, such as "
+            "/static/logo.png) so pages and mail load it encrypted."
+        )
     sign_in = urlsplit(settings["SIGN_IN_URL"])
     if settings["SIGN_IN_URL"] and (sign_in.scheme not in ("https", "http") or not sign_in.netloc):
         raise ConfigError(
@@ -282,6 +303,10 @@ def _derive(settings: dict[str, Any], instance_path: Path) -> None:
             )
         settings["SECRET_KEY"] = secrets.token_urlsafe(48)
     settings["PUBLIC_BASE_URL"] = (settings["PUBLIC_BASE_URL"] or "http://localhost:5000").rstrip("/")
+    if settings["PWNED_PASSWORDS_URL"] is None:
+        # Production asks the public API; a laptop or a test suite asks nobody unless told to.
+        settings["PWNED_PASSWORDS_URL"] = PWNED_PASSWORDS_RANGE_URL if env == "production" else ""
+    settings["PWNED_PASSWORDS_URL"] = settings["PWNED_PASSWORDS_URL"].rstrip("/")
     if settings["AGENT_REQUIRE_TOTP"] is None:
         # The console can reset any customer's password: in production a password alone is not enough.
         settings["AGENT_REQUIRE_TOTP"] = env == "production"

@@ -1,4 +1,4 @@
-"""Prometheus metrics at /metrics: requests, resets, mail, throttling and the outbox.
+"""Prometheus metrics at /metrics: requests, resets, mail, throttling, breached-password checks and the outbox.
 
 Under gunicorn, set PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py does) so that every worker's
 counts add up in one scrape.
@@ -50,9 +50,15 @@ class ServiceMetrics:
         self.throttled = Counter(
             "resetdesk_sign_ins_throttled", "Sign-in attempts refused by the throttle.", registry=None
         )
+        self.pwned_checks = Counter(
+            "resetdesk_pwned_password_checks",
+            "New passwords checked against the breached-password range API, by outcome (breached, "
+            "not_breached; timeout, unreachable and bad_answer let the password through).",
+            ["outcome"], registry=None,
+        )
 
     def all(self) -> list[Collector]:
-        return [self.requests, self.latency, self.resets, self.mail, self.throttled]
+        return [self.requests, self.latency, self.resets, self.mail, self.throttled, self.pwned_checks]
 
 
 def reader_allowed(app_env: str, token: str, authorization: str) -> bool:

@@ -130,8 +130,9 @@ def test_production_refuses_a_blank_required_setting(tmp_path: Path, missing: st
         ({"RATELIMIT_STORAGE_URI": "memory://"}, "RATELIMIT_STORAGE_URI"),
         ({"WEBHOOK_SECRET": "whsec_not*base64!"}, "WEBHOOK_SECRET"),
         ({"WEBHOOK_SECRET": "a plain shared secret of some length"}, "WEBHOOK_SECRET"),
+        ({"LOGO_URL": "http://cdn.example.com/logo.png"}, "LOGO_URL"),
     ],
-    ids=["no-mail-server", "memory-limits", "bad-base64-secret", "secret-without-prefix"],
+    ids=["no-mail-server", "memory-limits", "bad-base64-secret", "secret-without-prefix", "plain-http-logo"],
 )
 def test_production_refuses_what_would_leak_or_loosen(tmp_path: Path, change: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named) as raised:
@@ -161,6 +162,15 @@ def test_good_limits_and_a_standard_webhooks_secret_are_accepted(tmp_path: Path)
         instance_path=tmp_path,
     )
     assert settings["WEBHOOK_SECRET"] == secret
+
+
+@pytest.mark.parametrize("logo", ["https://cdn.example.com/logo.png", "/static/logo.png"])
+def test_production_takes_a_logo_over_https_or_from_this_site(tmp_path: Path, logo: str) -> None:
+    assert load_config(environ={**PRODUCTION, "LOGO_URL": logo}, instance_path=tmp_path)["LOGO_URL"] == logo
+
+
+def test_development_takes_a_logo_over_plain_http(tmp_path: Path) -> None:
+    assert load(tmp_path, {"LOGO_URL": "http://localhost:8080/logo.png"})["LOGO_URL"] == "http://localhost:8080/logo.png"
 
 
 def test_production_refuses_to_start_through_create_app(monkeypatch: pytest.MonkeyPatch) -> None:
