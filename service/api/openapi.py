@@ -97,7 +97,9 @@ def documented(
 ) -> Callable[[V], V]:
     """Record the view's part of the document; the view itself is left as it is.
 
-    Put it under the route decorator and above `require_role`, whose role it reads.
+    Put it under the route decorator and above `require_role`, whose role it reads. The
+    `request` schema is compiled here into the validator that `validated_body()` runs, which
+    the view calls itself so that its key and rate limits answer before its body does.
     """
 
     def decorator(view: V) -> V:
