@@ -9,7 +9,7 @@ from flask import Response
 from service.access.apikeys import create_api_key, revoke_api_key
 from service.api.auth import current_key_actor, require_role
 from service.api.blueprint import api
-from service.api.body import json_object, string_fields
+from service.api.body import validated_body
 from service.api.openapi import STRING, body, documented, obj
 from service.models import API_ROLES
 from service.platform.clients import client_ip
@@ -29,12 +29,12 @@ class ApiKeyNotFound(ServiceError):
 @documented(
     "Create an API key",
     description="The key is shown once, in this answer; only its hash is kept.",
-    request=body(["name", "role"], role={"type": "string", "enum": list(API_ROLES)}),
+    request=body(["name", "role"], role={"enum": list(API_ROLES)}),
     responses={201: obj({"name": STRING, "role": STRING, "key": STRING})},
 )
 @require_role("admin")
 def create_key() -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("name", "role"))
+    fields = validated_body()
     api_key, presented_key = create_api_key(
         db.session, fields["name"], fields["role"], actor=current_key_actor(), ip=client_ip(), now=utcnow()
     )
@@ -62,9 +62,9 @@ def revoke_key(name: str) -> Response:
 )
 @require_role("admin")
 def create_support_agent() -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("username", "email"), optional=("password",))
+    fields = validated_body()
     agent = create_agent(
-        db.session, username=fields["username"], email=fields["email"], password=fields["password"],
+        db.session, username=fields["username"], email=fields["email"], password=fields.get("password"),
         actor=current_key_actor(), ip=client_ip(), now=utcnow(),
     )
     db.session.commit()

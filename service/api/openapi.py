@@ -1,8 +1,10 @@
 """The API's OpenAPI 3.1 description, built from the views themselves.
 
-Each view carries its own schemas through `@documented(...)`, next to the code that reads the
-body; `openapi_document(app)` walks the app's routes under /api/v1 and assembles what they
-recorded with apispec, adding the Bearer scheme, the problem answers and the webhooks.
+Each view carries its own schemas through `@documented(...)`; the request schema is also what
+checks the body (`service.api.body.validated_body`), with a validator compiled here once per
+call, so the document states every rule a body must follow. `openapi_document(app)` walks the
+app's routes under /api/v1 and assembles what they recorded with apispec, adding the Bearer
+scheme, the problem answers and the webhooks.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, TypeVar
 
 from apispec import APISpec
 from flask import Flask
+from jsonschema import Draft202012Validator
 
 from service.access.apikeys import role_allows
 from service.models import API_ROLES
@@ -71,6 +74,8 @@ class Operation:
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     tag: str = ""
     response_type: str = "application/json"
+    # The request schema compiled (Draft 2020-12, the dialect of OpenAPI 3.1): what checks the body.
+    request_validator: Draft202012Validator | None = field(default=None, compare=False, repr=False)
 
 
 # Keyed by the view function's name, which is also its endpoint within the API blueprint.
@@ -92,7 +97,9 @@ def documented(
 ) -> Callable[[V], V]:
     """Record the view's part of the document; the view itself is left as it is.
 
-    Put it under the route decorator and above `require_role`, whose role it reads.
+    Put it under the route decorator and above `require_role`, whose role it reads. The
+    `request` schema is compiled here into the validator that `validated_body()` runs, which
+    the view calls itself so that its key and rate limits answer before its body does.
     """
 
     def decorator(view: V) -> V:
@@ -101,6 +108,10 @@ def documented(
         unknown = [code for code in codes if code not in ERROR_STATUS]
         if unknown:
             raise ValueError(f"{view.__name__}: unknown error codes {unknown}")
+        request_validator = None
+        if request is not None:
+            Draft202012Validator.check_schema(request)
+            request_validator = Draft202012Validator(request)
         OPERATIONS[view.__name__] = Operation(
             summary=summary,
             description=description,
@@ -112,6 +123,7 @@ def documented(
             query=dict(query or {}),
             tag=tag or view.__module__.rsplit(".", 1)[-1],
             response_type=response_type,
+            request_validator=request_validator,
         )
         view.__dict__["documented_role"] = role
         return view
@@ -129,22 +141,37 @@ BOOLEAN: dict[str, Any] = {"type": "boolean"}
 INTEGER: dict[str, Any] = {"type": "integer"}
 
 
-def text_field(description: str = "", *, max_length: int = 1000) -> dict[str, Any]:
-    """A string field as the body reader accepts it (at most 1000 characters, no NUL)."""
-    schema: dict[str, Any] = {"type": "string", "maxLength": max_length}
-    if description:
-        schema["description"] = description
-    return schema
+# Every text field: at most this long, and nothing a database column cannot hold (NUL, which
+# PostgreSQL refuses, or a lone surrogate, which UTF-8 cannot encode). Patterns are written so
+# that Python's `re` (which checks them here) and ECMA-262 with Unicode read them the same way.
+FIELD_MAX_LENGTH = 1000
+STORABLE = r"^[^\u0000\ud800-\udfff]*$"
+# A required field holds one character that is not whitespace: exactly what `str.strip()`
+# removes, spelt out, since `\s` differs between Python and ECMA-262.
+NOT_BLANK = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def required_text(max_length: int = FIELD_MAX_LENGTH) -> dict[str, Any]:
+    """A string that must be there, not blank, at most `max_length` characters, storable."""
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": STORABLE, "allOf": [{"pattern": NOT_BLANK}]}
+
+
+def optional_text(max_length: int = FIELD_MAX_LENGTH) -> dict[str, Any]:
+    """A string or null (or left out), at most `max_length` characters, storable."""
+    return {"type": ["string", "null"], "maxLength": max_length, "pattern": STORABLE}
 
 
 def body(required: Iterable[str], optional: Iterable[str] = (), **special: dict[str, Any]) -> dict[str, Any]:
-    """A JSON object body of string fields: the required ones non-empty, the optional ones nullable."""
+    """A JSON object body of text fields: the required ones not blank, the optional ones nullable.
+
+    `special` adds keywords to a field (an `enum`, say) on top of those of its kind.
+    """
     required = tuple(required)
     properties: dict[str, Any] = {}
     for name in required:
-        properties[name] = special.get(name, {**text_field(), "minLength": 1, "pattern": r"\S"})
+        properties[name] = {**required_text(), **special.get(name, {})}
     for name in optional:
-        properties[name] = special.get(name, {"type": ["string", "null"], "maxLength": 1000})
+        properties[name] = {**optional_text(), **special.get(name, {})}
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         schema["required"] = list(required)

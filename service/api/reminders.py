@@ -6,7 +6,7 @@ from typing import Any
 
 from service.accounts.reminders import request_username_reminder
 from service.api.blueprint import api
-from service.api.body import json_object, string_fields
+from service.api.body import validated_body
 from service.api.openapi import STRING, body, documented, obj
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
@@ -34,9 +34,9 @@ ACCEPTED_MESSAGE = (
 @reminder_per_ip
 @reminder_per_address
 def request_username_reminders() -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("email",), optional=("language",))
+    fields = validated_body()
     request_username_reminder(
-        db.session, fields["email"], ip=client_ip(), now=utcnow(), language=supported_language(fields["language"])
+        db.session, fields["email"], ip=client_ip(), now=utcnow(), language=supported_language(fields.get("language"))
     )
     db.session.commit()
     return {"status": "accepted", "message": ACCEPTED_MESSAGE}, 202

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response
 
 from service.api.blueprint import api
-from service.api.body import json_object, string_fields
+from service.api.body import validated_body
 from service.api.openapi import DATE_TIME, STRING, body, documented, obj
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
@@ -39,10 +39,10 @@ ACCEPTED_MESSAGE = (
 @reset_request_per_ip
 @reset_request_per_username
 def request_password_reset() -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("username",), optional=("language",))
+    fields = validated_body()
     request_reset(
         db.session, fields["username"], policy=reset_policy(), ip=client_ip(), now=utcnow(),
-        language=supported_language(fields["language"]),
+        language=supported_language(fields.get("language")),
     )
     db.session.commit()
     return {"status": "accepted", "message": ACCEPTED_MESSAGE}, 202
@@ -69,20 +69,24 @@ def check_password_reset(token: str) -> dict[str, Any]:
         "With the token from a reset link, or with the username and the one-time code from the same mail. A "
         "wrong code is `token_invalid`; after too many, the reset dies."
     ),
-    request={"anyOf": [body(["token", "new_password"]), body(["username", "code", "new_password"])]},
+    request={
+        "type": "object",
+        "description": "A body with `code` and no `token` is the code form; any other is the link form.",
+        "if": {"required": ["code"], "not": {"required": ["token"]}},
+        "then": body(["username", "code", "new_password"]),
+        "else": body(["token", "new_password"]),
+    },
     responses={204: None},
     errors=["token_invalid", "token_expired", "token_used", "weak_password", "rate_limited"],
 )
 @token_per_ip
 def confirm_password_reset() -> Response:
-    body = json_object()
-    if "token" in body or "code" not in body:
-        fields = string_fields(body, required=("token", "new_password"))
+    fields = validated_body()
+    if "token" in fields:
         confirm_reset(
             db.session, fields["token"], fields["new_password"], policy=reset_policy(), ip=client_ip(), now=utcnow()
         )
     else:
-        fields = string_fields(body, required=("username", "code", "new_password"))
         try:
             confirm_reset_by_code(
                 db.session, fields["username"], fields["code"], fields["new_password"], policy=reset_policy(),

@@ -10,7 +10,7 @@ from flask import Response, current_app, request
 from service.accounts.export import export_account as export_account_record
 from service.api.auth import current_key_actor, require_role
 from service.api.blueprint import api
-from service.api.body import json_object, string_fields
+from service.api.body import validated_body
 from service.api.openapi import (
     BOOLEAN,
     DATE_TIME,
@@ -61,16 +61,9 @@ def _verification_required() -> bool:
 def _agent_action(fields: dict[str, Any]) -> actions.AgentAction:
     """This key's action, with the note, ticket and verification its body gives."""
     return actions.AgentAction.checked(
-        actor=current_key_actor(), ip=client_ip(), now=utcnow(), note=fields["note"], ticket=fields["ticket"],
-        verified_by=fields["verified_by"], require_verification=_verification_required(),
+        actor=current_key_actor(), ip=client_ip(), now=utcnow(), note=fields.get("note"), ticket=fields.get("ticket"),
+        verified_by=fields.get("verified_by"), require_verification=_verification_required(),
     )
-
-
-def _optional_body(names: tuple[str, ...]) -> dict[str, Any]:
-    """The named optional fields of a body that may also be absent altogether (unlock, unfreeze)."""
-    if not request.get_data():
-        return dict.fromkeys(names)
-    return string_fields(json_object(), required=(), optional=names)
 
 
 @api.get("/support/accounts")
@@ -138,21 +131,15 @@ def account_overview(username: str) -> dict[str, Any]:
 @documented(
     "Send a reset link or a temporary password",
     description="`sent_to` is the masked address. Each agent key has an hourly quota (429 when spent).",
-    request=body(["method"], NOTE_FIELDS, method={"type": "string", "enum": list(RESET_METHODS)}),
+    request=body(["method"], NOTE_FIELDS, method={"enum": list(RESET_METHODS)}),
     responses={202: obj({"sent_to": STRING, "method": STRING, "expires_at": DATE_TIME})},
     errors=["account_not_found", "no_email_on_file", "account_frozen", "rate_limited"],
 )
 @require_role("agent")
 def send_reset(username: str) -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("method",), optional=("note", "ticket", "verified_by"))
-    method = fields["method"]
-    if method not in RESET_METHODS:
-        raise ValidationFailed(
-            "method must be link or temporary_password.",
-            errors=[FieldError("method", "Choose link or temporary_password.")],
-        )
+    fields = validated_body()
     issued = actions.send_reset(
-        db.session, username, method, _agent_action(fields),
+        db.session, username, fields["method"], _agent_action(fields),
         policy=reset_policy(), quota=current_app.config["AGENT_RESETS_PER_HOUR"],
     )
     db.session.commit()
@@ -173,7 +160,7 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
 )
 @require_role("agent")
 def unlock(username: str) -> Response:
-    fields = _optional_body(("note", "ticket", "verified_by"))
+    fields = validated_body()
     actions.unlock_account(db.session, username, _agent_action(fields))
     db.session.commit()
     return Response(status=204)
@@ -189,7 +176,7 @@ def unlock(username: str) -> Response:
 )
 @require_role("agent")
 def freeze(username: str) -> Response:
-    fields = string_fields(json_object(), required=("reason",), optional=("note", "ticket", "verified_by"))
+    fields = validated_body()
     actions.freeze(db.session, username, _agent_action(fields), reason=fields["reason"])
     db.session.commit()
     return Response(status=204)
@@ -205,7 +192,7 @@ def freeze(username: str) -> Response:
 )
 @require_role("agent")
 def unfreeze(username: str) -> Response:
-    fields = _optional_body(("note", "ticket", "verified_by"))
+    fields = validated_body()
     actions.unfreeze(db.session, username, _agent_action(fields))
     db.session.commit()
     return Response(status=204)
@@ -221,7 +208,7 @@ def unfreeze(username: str) -> Response:
 )
 @require_role("agent")
 def change_email(username: str) -> tuple[dict[str, Any], int]:
-    fields = string_fields(json_object(), required=("email",), optional=("note", "ticket", "verified_by"))
+    fields = validated_body()
     started = actions.change_email(db.session, username, fields["email"], _agent_action(fields))
     db.session.commit()
     return {"sent_to": started.sent_to, "expires_at": started.change.expires_at.isoformat()}, 202
