@@ -221,7 +221,7 @@ def desk_overview(session: DbSession, *, days: int, zone: ZoneInfo, now: datetim
         counts[index]["resets"][route] += number
     for index, event_type, number in _events_by_day(session, starts):
         counts[index][DAY_EVENTS[event_type]] += number
-    day_counts = [DayCounts(date=day, **count) for (day, _start), count in zip(window, counts)]
+    day_counts = [DayCounts(date=day, **count) for (day, _start), count in zip(window[:-1], counts, strict=True)]
 
     actions: dict[str, dict[str, int]] = {actor: dict.fromkeys(ACTION_KINDS, 0) for actor in _active_agent_actors(session)}
     for actor, event_type, number in _actions_by_actor(session, starts):

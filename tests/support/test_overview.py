@@ -8,6 +8,7 @@ import io
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -92,7 +93,7 @@ def test_the_window_ends_with_today_and_knows_nothing_before_it(app: Flask) -> N
     assert len(overview.days) == 30
     assert overview.days[-1].date == date(2026, 11, 2)
     assert overview.days[0].date == date(2026, 10, 4)
-    assert all(later.date - earlier.date == timedelta(days=1) for earlier, later in zip(overview.days, overview.days[1:]))
+    assert all(later.date - earlier.date == timedelta(days=1) for earlier, later in pairwise(overview.days))
     assert all(sum(day.resets.values()) == 0 and day.mail_sent == 0 for day in overview.days)
     # 15:00 UTC is already the next day in Tokyo.
     assert [day.date for day in one_day.days] == [date(2026, 11, 3)]
