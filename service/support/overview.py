@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
-from sqlalchemy import Case, ColumnElement, case, func, or_, select
+from sqlalchemy import Case, ColumnElement, Integer, case, func, literal, or_, select
 
 from service.events import audit
 from service.models import AccountStatus, Agent, AuditEvent, PasswordReset, ResetMethod
@@ -29,7 +29,6 @@ from service.platform.errors import FieldError, ValidationFailed
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 90
-DAYS_DIGITS = 2
 
 # How a reset was done: by the customer with the link, with the code beside it, with a
 # temporary password; or any way at all, once support (an agent, an agent key, the shell) sent it.
@@ -124,7 +123,8 @@ def parse_days(raw: str | None) -> int:
     """The `days` a caller asked for: a whole number from 1 to MAX_DAYS; DEFAULT_DAYS when absent."""
     if raw is None:
         return DEFAULT_DAYS
-    if raw.isascii() and raw.isdigit() and len(raw) <= DAYS_DIGITS + 1 and 1 <= int(raw) <= MAX_DAYS:
+    # Digits only, and few of them, before int(): no sign, space, other script's digits or huge number.
+    if raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_DAYS)) and 1 <= int(raw) <= MAX_DAYS:
         return int(raw)
     message = _("days must be a whole number from 1 to %(most)d.", most=MAX_DAYS)
     raise ValidationFailed(message, errors=[FieldError("days", message)])
@@ -148,9 +148,16 @@ def day_starts(days: int, zone: ZoneInfo, now: datetime) -> list[tuple[date, dat
     return [(day, datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)) for day in dates]
 
 
-def _day_index(column: Any, starts: list[datetime]) -> Case[Any]:
-    """Which day of the window (0 for the first) a time falls on, as SQL; `column` is within it."""
-    return case(*((column < end, index) for index, end in enumerate(starts[1:])))
+def _day_index(column: Any, ends: list[datetime], first: int = 0) -> ColumnElement[int]:
+    """Which day of the window a time within it falls on, as SQL: `ends` are the ends of days
+    `first`, `first + 1`, ... Nested halves, so a row meets about log2(days) comparisons, not days."""
+    if len(ends) == 1:
+        return literal(first, Integer)
+    middle = len(ends) // 2
+    return case(
+        (column < ends[middle - 1], _day_index(column, ends[:middle], first)),
+        else_=_day_index(column, ends[middle:], first + middle),
+    )
 
 
 def _in_window(column: Any, starts: list[datetime]) -> ColumnElement[bool]:
@@ -172,7 +179,7 @@ def _resets_by_day(session: DbSession, starts: list[datetime]) -> list[tuple[int
     # Grouped outside the subquery: the day's CASE carries parameters, and PostgreSQL would
     # not see two renderings of it (SELECT and GROUP BY) as the same expression.
     used = (
-        select(_day_index(PasswordReset.used_at, starts).label("day"), _reset_route().label("route"))
+        select(_day_index(PasswordReset.used_at, starts[1:]).label("day"), _reset_route().label("route"))
         .where(_in_window(PasswordReset.used_at, starts))
         .subquery()
     )
@@ -183,7 +190,7 @@ def _resets_by_day(session: DbSession, starts: list[datetime]) -> list[tuple[int
 def _events_by_day(session: DbSession, starts: list[datetime]) -> list[tuple[int, str, int]]:
     """(day, event type, count) of the day events in the window."""
     happened = (
-        select(_day_index(AuditEvent.at, starts).label("day"), AuditEvent.type.label("type"))
+        select(_day_index(AuditEvent.at, starts[1:]).label("day"), AuditEvent.type.label("type"))
         .where(AuditEvent.type.in_(DAY_EVENTS), _in_window(AuditEvent.at, starts))
         .subquery()
     )
