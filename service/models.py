@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DDL, BigInteger, ColumnElement, ForeignKey, Index, String, Text, and_, event
+from sqlalchemy import DDL, BigInteger, ColumnElement, ForeignKey, Index, String, Text, and_, event, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.platform.clock import utcnow
@@ -167,6 +167,8 @@ class Agent(Base):
     totp_confirmed_at: Mapped[datetime | None]
     # The last time step whose code was accepted: a code seen once is refused after.
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # A supervisor also sees the desk overview in the console; set with `agents supervisor`.
+    supervisor: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class AgentSession(Base):
@@ -218,7 +220,11 @@ class AuditEvent(Base):
     """Something that happened to an account; written once, never changed."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_account_at", "account_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_events_account_at", "account_id", "at"),
+        # The desk overview counts a few types of event over a few weeks.
+        Index("ix_audit_events_type_at", "type", "at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -263,7 +269,11 @@ class PasswordReset(Base):
     """A reset link or temporary password issued to an account; its secret only as a hash."""
 
     __tablename__ = "password_resets"
-    __table_args__ = (Index("ix_password_resets_account_pending", "account_id", "used_at", "revoked_at"),)
+    __table_args__ = (
+        Index("ix_password_resets_account_pending", "account_id", "used_at", "revoked_at"),
+        # The desk overview counts the resets used in a window of days.
+        Index("ix_password_resets_used_at", "used_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
@@ -274,6 +284,9 @@ class PasswordReset(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    # How it was used (a `via` of service.accounts.changes): `reset_link`, `reset_code` (a link's
+    # reset, by the code in its mail) or `temporary_password`.
+    used_via: Mapped[str | None] = mapped_column(String(32))
     revoked_at: Mapped[datetime | None]
     # A keyed hash of what the customer types: the code beside a link, or the temporary
     # password itself; it finds the reset among several pending ones without a slow hash each.

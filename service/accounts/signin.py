@@ -150,7 +150,7 @@ def _use_temporary_password(
     used = session.execute(
         update(PasswordReset)
         .where(PasswordReset.id == reset.id, PasswordReset.usable_at(now))
-        .values(used_at=now)
+        .values(used_at=now, used_via="temporary_password")
         .execution_options(synchronize_session=False)
     )
     if rows_changed(used) != 1:

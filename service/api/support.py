@@ -1,4 +1,5 @@
-"""The support API for agent keys: find a customer, see the account, reset, unlock, freeze, change the email."""
+"""The support API for agent keys: find a customer, see the account, reset, unlock, freeze, change
+the email; and for admin keys, the export of an account and the desk overview."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from service.api.openapi import (
     obj,
     ref,
 )
+from service.contact.hours import parse_timezone
 from service.models import RESET_METHODS
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
@@ -30,7 +32,7 @@ from service.platform.errors import FieldError, ValidationFailed
 from service.platform.extensions import db
 from service.resets.policy import reset_policy
 from service.resets.requests import requests_for_name
-from service.support import actions
+from service.support import actions, overview
 
 ASKED_FOR_DEFAULT_DAYS = 30
 ASKED_FOR_MAX_DAYS = 366
@@ -281,3 +283,96 @@ def reset_requests_for_name() -> dict[str, Any]:
 def export_account(username: str) -> dict[str, Any]:
     """Everything kept about the account, for a customer's access request (admin only)."""
     return export_account_record(db.session, actions.require_account(db.session, username))
+
+
+OVERVIEW_DAYS_QUERY: dict[str, dict[str, Any]] = {
+    "days": {
+        "type": "integer", "minimum": 1, "maximum": overview.MAX_DAYS,
+        "description": f"How many days, ending today in the shop's time zone; {overview.DEFAULT_DAYS} when absent.",
+    },
+}
+COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+DAY_COUNTS: dict[str, Any] = obj(
+    {
+        "resets": obj({route: COUNT for route in overview.ROUTES}),
+        "mail": obj({"sent": COUNT, "failed": COUNT}),
+        "throttles": COUNT,
+        "freezes": COUNT,
+    }
+)
+
+
+def _desk_overview(shown_as: str, table: str | None = None) -> overview.DeskOverview:
+    """The overview for the `days` asked for, its look recorded under this key."""
+    days = overview.parse_days(request.args.get("days"))
+    now = utcnow()
+    found = overview.desk_overview(
+        db.session, days=days, zone=parse_timezone(current_app.config["CONTACT_TIMEZONE"]), now=now
+    )
+    overview.record_overview_viewed(
+        db.session, days=days, shown_as=shown_as, table=table, actor=current_key_actor(), ip=client_ip(), now=now
+    )
+    db.session.commit()
+    return found
+
+
+@api.get("/support/overview")
+@documented(
+    "The desk overview",
+    description=(
+        "Per day of the shop's time zone (`CONTACT_TIMEZONE`), oldest first: resets done by route "
+        "(`self_link`, `self_code`, `self_temporary_password`; `agent`: sent by support, used any way), "
+        "counted on the day they were used; mail sent and failed; sign-in throttles; freezes. Then the "
+        "actions of each support actor (`agent:<name>`, `key:<name>`), every active agent listed. "
+        "Recorded as an audit event (`support.overview_viewed`)."
+    ),
+    query=OVERVIEW_DAYS_QUERY,
+    responses={
+        200: obj(
+            {
+                "timezone": STRING,
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+                "days": {
+                    "type": "array",
+                    "items": {"allOf": [obj({"date": {"type": "string", "format": "date"}}), DAY_COUNTS]},
+                },
+                "totals": DAY_COUNTS,
+                "agents": {
+                    "type": "array",
+                    "items": obj({"actor": STRING, "actions": COUNT, **{kind: COUNT for kind in overview.ACTION_KINDS}}),
+                },
+            }
+        )
+    },
+    errors=["validation_failed"],
+)
+@require_role("admin")
+def desk_overview() -> dict[str, Any]:
+    return overview.overview_json(_desk_overview("json"))
+
+
+@api.get("/support/overview.csv")
+@documented(
+    "The desk overview as CSV",
+    description=(
+        "`table=days` (the default): one row a day, columns "
+        + ", ".join(f"`{column}`" for column in overview.DAYS_CSV_COLUMNS)
+        + "; `table=agents`: one row per support actor, columns "
+        + ", ".join(f"`{column}`" for column in overview.AGENTS_CSV_COLUMNS)
+        + ". Recorded as an audit event (`support.overview_viewed`)."
+    ),
+    query={**OVERVIEW_DAYS_QUERY, "table": {"type": "string", "enum": list(overview.CSV_TABLES)}},
+    responses={200: {"type": "string"}},
+    errors=["validation_failed"],
+    response_type="text/csv",
+)
+@require_role("admin")
+def desk_overview_csv() -> Response:
+    table = overview.parse_csv_table(request.args.get("table"))
+    found = _desk_overview("csv", table)
+    body = overview.days_csv(found) if table == "days" else overview.agents_csv(found)
+    return Response(
+        body, mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{overview.csv_filename(found, table)}"'},
+    )

@@ -1,4 +1,4 @@
-"""`agents create|list|disable|set-password|unlock|totp`: the support agents who use the console."""
+"""`agents create|list|disable|set-password|unlock|totp|supervisor`: the support agents who use the console."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from service.support.agents import (
     find_agent,
     list_agents,
     set_agent_password,
+    set_supervisor,
     unlock_agent_sign_in,
 )
 
@@ -27,11 +28,14 @@ agents_cli = AppGroup("agents", help="Support agents who use the console.")
 @click.argument("username")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-def agents_create(username: str, email: str, password_stdin: bool) -> None:
+@click.option("--supervisor", is_flag=True, help="Also show them the desk overview.")
+def agents_create(username: str, email: str, password_stdin: bool, supervisor: bool) -> None:
     """Create a support agent who signs in to the console at /support."""
     password = read_password_from_stdin() if password_stdin else None
     try:
-        agent = create_agent(db.session, username=username, email=email, password=password, now=utcnow())
+        agent = create_agent(
+            db.session, username=username, email=email, password=password, now=utcnow(), supervisor=supervisor
+        )
     except ServiceError as error:
         fail(error)
     db.session.commit()
@@ -40,10 +44,11 @@ def agents_create(username: str, email: str, password_stdin: bool) -> None:
 
 @agents_cli.command("list")
 def agents_list() -> None:
-    """List agents: username, email, status, last sign-in."""
+    """List agents: username, email, status, last sign-in, and `supervisor` for supervisors."""
     for agent in list_agents(db.session):
         last = agent.last_sign_in_at.isoformat() if agent.last_sign_in_at else "never"
-        click.echo(f"{agent.username}\t{agent.email}\t{agent.status}\tlast sign-in {last}")
+        role = "\tsupervisor" if agent.supervisor else ""
+        click.echo(f"{agent.username}\t{agent.email}\t{agent.status}\tlast sign-in {last}{role}")
 
 
 @agents_cli.command("disable")
@@ -81,6 +86,23 @@ def agents_unlock(username: str) -> None:
         raise click.ClickException(f"No agent named {username!r}.")
     db.session.commit()
     click.echo(f"Unlocked agent {agent.username}.")
+
+
+@agents_cli.command("supervisor")
+@click.argument("username")
+@click.option("--on/--off", "supervisor", default=None, help="Make the agent a supervisor, or no longer one.")
+def agents_supervisor(username: str, supervisor: bool | None) -> None:
+    """Make an agent a supervisor, who also sees the desk overview (--on), or no longer one (--off)."""
+    if supervisor is None:
+        raise click.UsageError("Say --on or --off.")
+    agent = set_supervisor(db.session, username, supervisor, now=utcnow())
+    if agent is None:
+        raise click.ClickException(f"No agent named {username!r}.")
+    db.session.commit()
+    if supervisor:
+        click.echo(f"{agent.username} is now a supervisor.")
+    else:
+        click.echo(f"{agent.username} is no longer a supervisor.")
 
 
 @agents_cli.command("totp")

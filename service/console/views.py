@@ -1,17 +1,22 @@
-"""The support console: sign in, find a customer, see the account and its trail, act on it."""
+"""The support console: sign in, find a customer, see the account and its trail, act on it;
+for supervisors, the desk overview."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import date
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from babel.dates import format_skeleton
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
+from service.console.chart import Series, stacked_bars
 from service.console.forms import (
     AgentSignInForm,
     ChangeEmailForm,
@@ -29,6 +34,7 @@ from service.console.session import (
     start_agent_session,
     start_second_step,
 )
+from service.contact.hours import parse_timezone
 from service.events.audit import agent_actor
 from service.models import Agent, ResetMethod
 from service.platform.clients import client_ip
@@ -37,7 +43,7 @@ from service.platform.errors import NoEmailOnFile, RateLimited, ValidationFailed
 from service.platform.extensions import db
 from service.platform.ratelimits import page_per_ip
 from service.resets.policy import reset_policy
-from service.support import actions, totp
+from service.support import actions, overview, totp
 from service.support.agents import check_agent_password, finish_sign_in
 from service.support.verification import method_label, verification_methods
 
@@ -127,6 +133,28 @@ def agent_required(view: Callable[P, R]) -> Callable[P, R | Response]:
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def supervisor_required(view: Callable[P, R]) -> Callable[P, R | Response | tuple[str, int]]:
+    """Send anyone not signed in to the sign-in page; tell an agent who is no supervisor why not."""
+
+    @wraps(view)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R | Response | tuple[str, int]:
+        agent = current_agent()
+        if agent is None:
+            return redirect(url_for("support.sign_in"))
+        if not agent.supervisor:
+            return render_template("support/supervisors_only.html", sign_out_form=SignOutForm()), 403
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@console.context_processor
+def console_context() -> dict[str, Any]:
+    """Whether the signed-in agent (if any) is a supervisor, for the console's links."""
+    agent = g.get("agent")
+    return {"is_supervisor": bool(agent is not None and agent.supervisor)}
 
 
 def actor() -> str:
@@ -344,3 +372,121 @@ def confirm_action(username: str, action: str) -> str | tuple[str, int] | Respon
         db.session.rollback()
         flash(str(error.detail), "error")
     return redirect(url_for("support.account", username=username))
+
+
+# --- the desk overview (supervisors) ----------------------------------------------------------
+
+OVERVIEW_PERIODS = (7, 30, 90)
+ROUTE_LABELS = {
+    "self_link": _l("Link"),
+    "self_code": _l("Code"),
+    "self_temporary_password": _l("Temporary password"),
+    "agent": _l("Sent by support"),
+}
+# Colours of the routes in the chart: each at least 3:1 against white (WCAG 1.4.11), and told
+# apart by people who see red and green alike (after Okabe and Ito's palette).
+ROUTE_COLOURS = {
+    "self_link": "#0b5394",
+    "self_code": "#c24e00",
+    "self_temporary_password": "#00795b",
+    "agent": "#a6437e",
+}
+ACTION_LABELS = {
+    "resets": _l("Resets sent"),
+    "unlocks": _l("Unlocks"),
+    "freezes": _l("Freezes"),
+    "unfreezes": _l("Unfreezes"),
+    "email_changes": _l("Email changes"),
+    "closures": _l("Closures"),
+}
+
+
+def _looked_at(shown_as: str, table: str | None = None) -> overview.DeskOverview:
+    """The overview for the `days` asked for, its look recorded under the agent's name."""
+    days = overview.parse_days(request.args.get("days"))
+    now = utcnow()
+    found = overview.desk_overview(
+        db.session, days=days, zone=parse_timezone(current_app.config["CONTACT_TIMEZONE"]), now=now
+    )
+    overview.record_overview_viewed(
+        db.session, days=days, shown_as=shown_as, table=table, actor=actor(), ip=client_ip(), now=now
+    )
+    db.session.commit()
+    return found
+
+
+def _short_date(day: date) -> str:
+    return format_skeleton("MMMd", day, locale=get_locale())
+
+
+def _long_date(day: date) -> str:
+    return format_skeleton("yMMMEd", day, locale=get_locale())
+
+
+def _route_counts(counts: Sequence[int]) -> dict[str, int]:
+    return dict(zip(("link", "code", "temporary", "agent"), counts, strict=True))
+
+
+def resets_chart(found: overview.DeskOverview) -> Markup:
+    """The stacked bars of resets per day by route, with their words."""
+    totals = found.totals
+    # Counts follow a colon, so the sentence needs no plural forms.
+    description = _(
+        "From %(first)s to %(last)s, resets done: %(num)d (link %(link)d, code %(code)d, "
+        "temporary password %(temporary)d, sent by support %(agent)d).",
+        first=_long_date(found.first_day), last=_long_date(found.last_day), num=totals.resets_total,
+        **_route_counts([totals.resets[route] for route in overview.ROUTES]),
+    )
+    if totals.resets_total:
+        busiest = max(found.days, key=lambda day: day.resets_total)
+        assert busiest.date is not None
+        description += " " + _(
+            "Busiest day: %(date)s, with %(num)d.", date=_long_date(busiest.date), num=busiest.resets_total
+        )
+    return stacked_bars(
+        [day.date for day in found.days if day.date is not None],
+        [Series(route, str(ROUTE_LABELS[route]), ROUTE_COLOURS[route]) for route in overview.ROUTES],
+        [[day.resets[route] for route in overview.ROUTES] for day in found.days],
+        chart_id="resets-chart",
+        title=_("Resets per day, by route"),
+        description=description,
+        x_label=_("Day (%(zone)s)", zone=found.timezone),
+        y_label=_("Resets done"),
+        empty_text=_("No reset was done in these days."),
+        date_label=_short_date,
+        bar_title=lambda day, counts: _(
+            "%(date)s: link %(link)d, code %(code)d, temporary password %(temporary)d, sent by support %(agent)d",
+            date=_long_date(day), **_route_counts(counts),
+        ),
+    )
+
+
+def actor_label(agent: overview.AgentActions) -> str:
+    """An agent by username; an API key as such."""
+    if agent.agent_username is not None:
+        return agent.agent_username
+    return str(_("API key %(name)s", name=agent.actor.removeprefix("key:")))
+
+
+@console.get("/overview")
+@supervisor_required
+def desk_overview() -> str:
+    found = _looked_at("page")
+    return render_template(
+        "support/overview.html", overview=found, days=len(found.days), periods=OVERVIEW_PERIODS,
+        chart=resets_chart(found), routes=overview.ROUTES, route_labels=ROUTE_LABELS,
+        action_kinds=overview.ACTION_KINDS, action_labels=ACTION_LABELS, actor_label=actor_label,
+        long_date=_long_date, sign_out_form=SignOutForm(),
+    )
+
+
+@console.get("/overview.csv")
+@supervisor_required
+def desk_overview_csv() -> Response:
+    table = overview.parse_csv_table(request.args.get("table"))
+    found = _looked_at("csv", table)
+    body = overview.days_csv(found) if table == "days" else overview.agents_csv(found)
+    return Response(
+        body, mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{overview.csv_filename(found, table)}"'},
+    )

@@ -135,7 +135,7 @@ def use_reset(
     won = session.execute(
         update(PasswordReset)
         .where(PasswordReset.id == reset.id, PasswordReset.usable_at(now))
-        .values(used_at=now)
+        .values(used_at=now, used_via=via)
         .execution_options(synchronize_session=False)
     )
     if rows_changed(won) != 1:

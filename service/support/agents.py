@@ -32,9 +32,10 @@ def create_agent(
     now: datetime,
     actor: str = audit.CLI,
     ip: str | None = None,
+    supervisor: bool = False,
 ) -> Agent:
     """Create an agent with its audit event; flushes, the caller commits. Without a password
-    the agent cannot sign in yet."""
+    the agent cannot sign in yet; a supervisor also sees the desk overview."""
     problems = [p for p in (username_problem(username), email_problem(email)) if p is not None]
     if problems:
         raise ValidationFailed(problems[0].message, errors=problems)
@@ -50,10 +51,27 @@ def create_agent(
         email=email.strip(),
         password_hash=password_hash,
         created_at=now,
+        supervisor=supervisor,
     )
     session.add(agent)
     session.flush()
-    audit.record_event(session, "agent.created", actor=actor, ip=ip, now=now, details={"agent": agent.username})
+    details: dict[str, object] = {"agent": agent.username, **({"supervisor": True} if supervisor else {})}
+    audit.record_event(session, "agent.created", actor=actor, ip=ip, now=now, details=details)
+    return agent
+
+
+def set_supervisor(session: DbSession, username: str, supervisor: bool, *, now: datetime) -> Agent | None:
+    """Make an agent a supervisor (who also sees the desk overview) or no longer one; audited
+    when it changes. None when no agent has that name; the caller commits."""
+    agent = find_agent(session, username)
+    if agent is None:
+        return None
+    if agent.supervisor != supervisor:
+        agent.supervisor = supervisor
+        audit.record_event(
+            session, "agent.supervisor_changed", actor=audit.CLI, ip=None, now=now,
+            details={"agent": agent.username, "supervisor": supervisor},
+        )
     return agent
 
 

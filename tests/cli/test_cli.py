@@ -367,3 +367,47 @@ def test_agents_create_refuses_duplicates_bad_emails_and_weak_passwords(
     result = runner.invoke(args=args, input=stdin)
     assert result.exit_code != 0
     assert count(app, Agent) == 1
+
+
+# --- supervisors ------------------------------------------------------------------------------
+
+
+def supervisor_events(app: Flask) -> list[dict[str, object]]:
+    with app.app_context():
+        return list(
+            db.session.scalars(select(AuditEvent.details).where(AuditEvent.type == "agent.supervisor_changed").order_by(AuditEvent.id))
+        )
+
+
+def test_agents_create_supervisor_and_list_shows_it(app: Flask, runner: FlaskCliRunner) -> None:
+    assert runner.invoke(args=["agents", "create", "alice", "alice@example.com", "--supervisor"]).exit_code == 0
+    assert runner.invoke(args=["agents", "create", "bob", "bob@example.com"]).exit_code == 0
+    with app.app_context():
+        assert dict(db.session.execute(select(Agent.username, Agent.supervisor)).all()) == {"alice": True, "bob": False}
+        created = db.session.scalars(select(AuditEvent.details).where(AuditEvent.type == "agent.created").order_by(AuditEvent.id)).all()
+    assert created == [{"agent": "alice", "supervisor": True}, {"agent": "bob"}]
+    listed = runner.invoke(args=["agents", "list"]).output.splitlines()
+    assert listed[0].startswith("alice\t") and listed[0].endswith("\tsupervisor")
+    assert listed[1].startswith("bob\t") and not listed[1].endswith("\tsupervisor")
+
+
+def test_agents_supervisor_turns_the_flag_on_and_off_audited(app: Flask, runner: FlaskCliRunner) -> None:
+    assert runner.invoke(args=["agents", "create", "alice", "alice@example.com"]).exit_code == 0
+    on = runner.invoke(args=["agents", "supervisor", "ALICE", "--on"])
+    assert on.exit_code == 0, on.output
+    assert "alice is now a supervisor" in on.output
+    # Asking again changes nothing and records nothing.
+    assert runner.invoke(args=["agents", "supervisor", "alice", "--on"]).exit_code == 0
+    off = runner.invoke(args=["agents", "supervisor", "alice", "--off"])
+    assert off.exit_code == 0 and "alice is no longer a supervisor" in off.output
+    assert supervisor_events(app) == [{"agent": "alice", "supervisor": True}, {"agent": "alice", "supervisor": False}]
+    with app.app_context():
+        assert db.session.scalar(select(Agent.supervisor)) is False
+
+
+def test_agents_supervisor_refuses_an_unknown_agent_or_a_missing_choice(app: Flask, runner: FlaskCliRunner) -> None:
+    unknown = runner.invoke(args=["agents", "supervisor", "nobody", "--on"])
+    assert unknown.exit_code != 0 and "No agent named 'nobody'" in unknown.output
+    assert runner.invoke(args=["agents", "create", "alice", "alice@example.com"]).exit_code == 0
+    assert runner.invoke(args=["agents", "supervisor", "alice"]).exit_code != 0
+    assert supervisor_events(app) == []

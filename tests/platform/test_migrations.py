@@ -148,3 +148,42 @@ def test_upgrade_wraps_legacy_hashes_already_imported(bare_app: Flask) -> None:
         assert verify_password("legacy systems never forget", legacy.password_hash)[0] is True
         assert modern_account.password_hash == modern
         assert broken.password_hash == "$2b$04$tooshort"
+
+
+def test_upgrade_tells_how_each_reset_already_used_was_used(bare_app: Flask) -> None:
+    # Before the column, only the audit event of the change said whether a link's code was typed.
+    upgrade(bare_app, "0012_issue12_reminders")
+    with bare_app.app_context():
+        account = create_account(db.session, username="jane", email=None, password=None, actor="cli", now=utcnow())
+        db.session.flush()
+        for number, (method, used_at, via) in enumerate(
+            (
+                ("link", "2026-11-01 10:00:00", "reset_code"),
+                ("link", "2026-11-01 11:00:00", "reset_link"),
+                ("temporary_password", "2026-11-01 12:00:00", "temporary_password"),
+                ("link", None, None),
+            )
+        ):
+            db.session.execute(
+                text(
+                    "INSERT INTO password_resets (account_id, method, requested_by, secret_hash, created_at, expires_at,"
+                    " used_at, code_attempts) VALUES (:account, :method, 'self', :hash, '2026-11-01 09:00:00',"
+                    " '2026-11-02 09:00:00', :used_at, 0)"
+                ),
+                {"account": account.id, "method": method, "hash": f"h{number}", "used_at": used_at},
+            )
+            if via is not None:
+                db.session.execute(
+                    text(
+                        "INSERT INTO audit_events (at, type, account_id, actor, details)"
+                        " VALUES (:at, 'password.changed', :account, 'self', :details)"
+                    ),
+                    {"at": used_at, "account": account.id, "details": f'{{"via": "{via}"}}'},
+                )
+        db.session.commit()
+    upgrade(bare_app)
+    with bare_app.app_context():
+        rows = db.session.execute(text("SELECT method, used_via FROM password_resets ORDER BY id")).all()
+    assert [tuple(row) for row in rows] == [
+        ("link", "reset_code"), ("link", "reset_link"), ("temporary_password", "temporary_password"), ("link", None),
+    ]

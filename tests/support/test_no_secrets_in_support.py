@@ -229,7 +229,10 @@ def doors(
     support_responses: list[Recorded], app: Flask, make_key: Callable[[str], dict[str, str]], client_key: dict[str, str]
 ) -> Doors:
     with app.app_context():
-        create_agent(db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD, now=utcnow())
+        create_agent(
+            db.session, username="alice", email="alice@shop.example", password=AGENT_PASSWORD, now=utcnow(),
+            supervisor=True,
+        )
         _key, presented = create_api_key(db.session, "helpdesk", "agent", now=utcnow())
         db.session.commit()
     console = app.test_client()
@@ -358,6 +361,12 @@ def test_no_support_response_ever_carries_a_secret(
         db.session.commit()
     for name in ("jane", "otto", "owen"):
         doors.api.get(f"/api/v1/support/accounts/{name}/export", headers={"Authorization": f"Bearer {admin}"})
+    # The desk overview counts what all of this did: counts and actors, nothing else.
+    for table in ("days", "agents"):
+        doors.api.get("/api/v1/support/overview.csv", query_string={"table": table}, headers={"Authorization": f"Bearer {admin}"})
+        doors.console.get("/support/overview.csv", query_string={"table": table})
+    doors.api.get("/api/v1/support/overview", headers={"Authorization": f"Bearer {admin}"})
+    doors.console.get("/support/overview")
     # The agent sets up an authenticator app (the page shows the agent their own key, and only
     # then), and signs in again in two steps: password, then code.
     doors.console.get("/support/totp")

@@ -1,5 +1,6 @@
 """In a real browser: the reset by link, the help page, a used link, the console's reset, the
-keyboard, a 320 px screen, axe-core on every page in English and French, and screenshots.
+keyboard, a 320 px screen, axe-core on every page in English and French (the console's desk
+overview included), and screenshots.
 
 Chromium (Debian's, never a downloaded one) is driven by Playwright's client against one
 gunicorn server for the whole module, with mail going to a real SMTP sink on loopback.
@@ -55,16 +56,71 @@ CUSTOMER_PAGES = (
     "reset-password", "reset-password-sent", "reset-password-new", "reset-password-new-error",
     "reset-password-done", "reset-password-invalid-link", "login-help",
 )
-CONSOLE_PAGES = ("support-login", "support-search", "support-account", "support-confirm")
+CONSOLE_PAGES = (
+    "support-login", "support-search", "support-account", "support-confirm", "support-overview",
+    "support-supervisors-only",
+)
 DOC_PAGES = tuple(name for name in CUSTOMER_PAGES + CONSOLE_PAGES if name != "reset-password-new-error")
+
+
+def a_month_at_the_desk(database_url: str) -> None:
+    """Thirty days of used resets, mail, throttles, freezes and agents' actions, written straight
+    into the database, so that the overview shows a desk at work. A seeded generator draws them:
+    the same every run."""
+    import random
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from service import create_app
+    from service.events import audit
+    from service.models import Account, PasswordReset
+    from service.platform.clock import utcnow
+    from service.platform.extensions import db
+    from tests.conftest import test_settings
+
+    draw = random.Random(13)
+    routes = (("self", "link", "reset_link"), ("self", "link", "reset_code"),
+              ("self", "temporary_password", "temporary_password"), ("agent:alice", "link", "reset_link"))
+    app = create_app(test_settings(database_url))
+    with app.app_context():
+        account_id = db.session.scalar(select(Account.id).where(Account.username == "kim"))
+        now = utcnow()
+        for days_ago in range(1, 30):
+            that_day = now - timedelta(days=days_ago)
+            weekend = that_day.weekday() >= 5
+            for (requested_by, method, via), most in zip(routes, (9, 4, 2, 3), strict=True):
+                for _ in range(draw.randint(0, most // 2 if weekend else most)):
+                    used_at = that_day - timedelta(minutes=draw.randint(0, 600))
+                    db.session.add(PasswordReset(
+                        account_id=account_id, method=method, requested_by=requested_by, secret_hash="seeded",
+                        created_at=used_at - timedelta(minutes=10), expires_at=used_at + timedelta(hours=1),
+                        used_at=used_at, used_via=via,
+                    ))
+            for event_type, actor, most in (
+                ("mail.sent", "outbox", 16), ("mail.failed", "outbox", 1), ("sign_in.throttled", "self", 3),
+                ("account.frozen", "agent:bob", 1), ("reset.issued", "agent:alice", 3),
+                ("account.unlocked", "agent:bob", 2), ("account.email_change_requested", "agent:alice", 1),
+            ):
+                for _ in range(draw.randint(0, most)):
+                    audit.record_event(db.session, event_type, actor=actor, ip=None, now=that_day)
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator[Server]:
-    """jane, kim, lea, agent alice and a client key; the done page links to SIGN_IN_URL."""
+    """jane, kim, lea, agents alice (a supervisor) and bob, a client key, and a month of the
+    desk's work for the overview to show; the done page links to SIGN_IN_URL."""
 
-    def add_agent(env: dict[str, str]) -> None:
-        flask(env, "agents", "create", "alice", "alice@shop.example", "--password-stdin", stdin=AGENT_PASSWORD + "\n")
+    def add_agents(env: dict[str, str]) -> None:
+        flask(
+            env, "agents", "create", "alice", "alice@shop.example", "--password-stdin", "--supervisor",
+            stdin=AGENT_PASSWORD + "\n",
+        )
+        flask(env, "agents", "create", "bob", "bob@shop.example", "--password-stdin", stdin=AGENT_PASSWORD + "\n")
+        a_month_at_the_desk(env["DATABASE_URL"])
 
     with serve(
         tmp_path_factory.mktemp("browser"), sink,
@@ -72,7 +128,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator
         # The tours ask lea for a reset in each language and on each screen size: more than the
         # three mails an hour a customer gets.
         settings={"RESET_MAILS_PER_HOUR": "1000", "SIGN_IN_URL": SIGN_IN_URL},
-        before_start=add_agent,
+        before_start=add_agents,
     ) as running:
         yield running
 
@@ -89,10 +145,10 @@ def choose_password(page: Page, link: str, password: str) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text("Your password has been changed")
 
 
-def sign_in_agent(page: Page, server: Server) -> None:
-    """Sign alice in to the console (any language: the fields are found by id)."""
+def sign_in_agent(page: Page, server: Server, username: str = "alice") -> None:
+    """Sign an agent in to the console (any language: the fields are found by id)."""
     page.goto("/support/login")
-    page.locator("#username").fill("alice")
+    page.locator("#username").fill(username)
     page.locator("#password").fill(AGENT_PASSWORD)
     page.locator("main form button[type=submit]").click()
     page.wait_for_url(f"{server.base}/support")
@@ -163,6 +219,19 @@ def tour(page: Page, server: Server, sink: SmtpSink, language: str, console: boo
     page.wait_for_url(f"{base}/support/accounts/jane/reset-link")
     expect(page.locator("#ticket")).to_be_visible()
     yield "support-confirm"
+
+    page.locator('footer a[href="/support/overview"]').click()
+    page.wait_for_url(f"{base}/support/overview")
+    expect(page.locator("main svg[role=img] rect.bar").first).to_be_visible()
+    yield "support-overview"
+
+    page.locator("footer form button[type=submit]").click()  # alice signs out; bob, no supervisor, signs in
+    page.wait_for_url(f"{base}/support/login")
+    sign_in_agent(page, server, "bob")
+    expect(page.locator('footer a[href="/support/overview"]')).to_have_count(0)
+    response = page.goto("/support/overview")
+    assert response is not None and response.status == 403
+    yield "support-supervisors-only"
 
 
 # --- 1. reset by link -------------------------------------------------------------------------
