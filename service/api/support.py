@@ -304,13 +304,9 @@ DAY_COUNTS: dict[str, Any] = obj(
 
 def _desk_overview(shown_as: str, table: str | None = None) -> overview.DeskOverview:
     """The overview for the `days` asked for, its look recorded under this key."""
-    days = overview.parse_days(request.args.get("days"))
-    now = utcnow()
-    found = overview.desk_overview(
-        db.session, days=days, zone=parse_timezone(current_app.config["CONTACT_TIMEZONE"]), now=now
-    )
-    overview.record_overview_viewed(
-        db.session, days=days, shown_as=shown_as, table=table, actor=current_key_actor(), ip=client_ip(), now=now
+    found = overview.look_at_overview(
+        db.session, days_asked=request.args.get("days"), zone=parse_timezone(current_app.config["CONTACT_TIMEZONE"]),
+        shown_as=shown_as, table=table, actor=current_key_actor(), ip=client_ip(), now=utcnow(),
     )
     db.session.commit()
     return found

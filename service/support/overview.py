@@ -320,3 +320,22 @@ def record_overview_viewed(
     """Record that someone looked at the overview (a page, JSON or a CSV); the caller commits."""
     details: Mapping[str, Any] = {"days": days, "shown_as": shown_as, **({"table": table} if table else {})}
     audit.record_event(session, "support.overview_viewed", actor=actor, ip=ip, now=now, details=dict(details))
+
+
+def look_at_overview(
+    session: DbSession,
+    *,
+    days_asked: str | None,
+    zone: ZoneInfo,
+    shown_as: str,
+    actor: str,
+    ip: str | None,
+    now: datetime,
+    table: str | None = None,
+) -> DeskOverview:
+    """The overview for the `days` asked for (ValidationFailed for a bad value), its look
+    recorded under `actor`; flushes, the caller commits."""
+    days = parse_days(days_asked)
+    found = desk_overview(session, days=days, zone=zone, now=now)
+    record_overview_viewed(session, days=days, shown_as=shown_as, table=table, actor=actor, ip=ip, now=now)
+    return found

@@ -28,17 +28,16 @@ from tests.conftest import test_settings as settings_for
 from tests.outbox.mail_samples import SampleMail, sample_mail
 from tests.web.browsing import (
     AXE,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DOC_SCREENSHOTS,
     SCREENSHOTS,
+    launch_chromium,
     needs_axe,
     sync_api,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-expect, sync_playwright = sync_api.expect, sync_api.sync_playwright
+expect = sync_api.expect
 
 PUBLIC_BASE_URL = "https://account.example.com"
 LOGO_URL = "https://cdn.example.com/logo.svg"
@@ -61,15 +60,7 @@ DOC_MAILS = {"reset_link": "mail-reset-link", "temporary_password": "mail-tempor
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    playwright = sync_playwright().start()
-    try:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        playwright.stop()
+    yield from launch_chromium()
 
 
 @pytest.fixture
