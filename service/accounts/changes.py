@@ -18,7 +18,7 @@ from service.outbox.mail import render_email
 from service.outbox.queue import queue_email
 from service.platform.config import settings
 from service.platform.database import DbSession
-from service.platform.i18n import current_language
+from service.platform.i18n import LazyText, current_language, lazy_text
 
 
 def replace_password_hash(
@@ -65,11 +65,11 @@ def replace_password_hash(
         queue_email(session, account.email, notice, account_id=account.id, now=now)
 
 
-def how_it_changed(via: str, reset: PasswordReset | None) -> LazyString:
+def how_it_changed(via: str, reset: PasswordReset | None) -> LazyString | LazyText:
     """The notice's sentence on how a password was changed (translated when the mail is written)."""
     if reset is not None and reset.requested_by != audit.SELF:
         if reset.ticket:
-            return _l(
+            return lazy_text(
                 "Customer service sent you a password reset (ticket %(ticket)s), and it was used to choose this password.",
                 ticket=reset.ticket,
             )

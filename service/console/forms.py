@@ -7,7 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
-from service.platform.forms import storable
+from service.platform.forms import one_line, storable
 
 
 class AgentSignInForm(FlaskForm):
@@ -31,14 +31,14 @@ class ConfirmActionForm(FlaskForm):
         _l("How did you verify the caller?"),
         validators=[DataRequired(message=_l("Say how you verified the caller before acting."))],
     )
-    ticket = StringField(_l("Ticket number (optional)"), validators=[Optional(), Length(max=100), storable])
-    note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=200), storable])
+    ticket = StringField(_l("Ticket number (optional)"), validators=[Optional(), Length(max=100), storable, one_line])
+    note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=200), storable, one_line])
 
 
 class FreezeForm(ConfirmActionForm):
     reason = StringField(
         _l("Why freeze it?"),
-        validators=[DataRequired(message=_l("Give the reason for freezing.")), Length(max=200), storable],
+        validators=[DataRequired(message=_l("Give the reason for freezing.")), Length(max=200), storable, one_line],
     )
 
 
