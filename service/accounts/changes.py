@@ -84,18 +84,26 @@ def how_it_changed(via: str, reset: PasswordReset | None) -> LazyString | LazyTe
 
 
 def revoke_pending_resets(
-    session: DbSession, account: Account, now: datetime, *, keep_self_service: str | None = None
+    session: DbSession,
+    account: Account,
+    now: datetime,
+    *,
+    keep_self_service: str | None = None,
+    created_up_to: datetime | None = None,
 ) -> None:
     """End every reset link and temporary password of the account not yet used; the caller commits.
 
     `keep_self_service` (a method) spares the pending self-service resets of that method: a
     customer who asks again and then opens the first mail to arrive must not find it dead.
+    `created_up_to` ends only the resets made by then (those a given mail can speak for).
     """
     conditions = [
         PasswordReset.account_id == account.id,
         PasswordReset.used_at.is_(None),
         PasswordReset.revoked_at.is_(None),
     ]
+    if created_up_to is not None:
+        conditions.append(PasswordReset.created_at <= created_up_to)
     if keep_self_service is not None:
         conditions.append(
             or_(PasswordReset.requested_by != audit.SELF, PasswordReset.method != keep_self_service)

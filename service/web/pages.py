@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from service.accounts.emailchange import check_email_change, confirm_email_change
 from service.accounts.passwords import password_rules
 from service.accounts.reminders import request_username_reminder
-from service.accounts.reportlinks import read_report
+from service.accounts.reportlinks import ReportOutOfDate, read_report
 from service.accounts.reports import report_not_me
 from service.contact.hours import contact_details, shop_zone_name
 from service.platform.clients import client_ip
@@ -246,9 +246,16 @@ def report_form(token: str) -> PageResult:
     """"This wasn't me": only a page with a button, so a mail scanner's visit does nothing."""
     try:
         report = read_report(db.session, token)
+    except ReportOutOfDate as error:
+        return report_out_of_date(error)
     except TokenInvalid as error:
         return render_template("error.html", title=error.title, detail=error.detail), error.status
     return render_template("report.html", form=FlaskForm(), token=token, report=report, done=False)
+
+
+def report_out_of_date(error: ReportOutOfDate) -> PageResult:
+    """A genuine report link that has done its work: say so kindly, and whom to call when."""
+    return render_template("report.html", out_of_date=error, done=False, contact=contact_details(utcnow())), error.status
 
 
 @pages.post("/report/<path:token>")
@@ -260,6 +267,9 @@ def report_submit(token: str) -> PageResult:
     try:
         report = read_report(db.session, token)
         report_not_me(db.session, report, ip=client_ip(), now=utcnow())
+    except ReportOutOfDate as error:
+        db.session.rollback()
+        return report_out_of_date(error)
     except TokenInvalid as error:
         db.session.rollback()
         return render_template("error.html", title=error.title, detail=error.detail), error.status
