@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from service.accounts.emailchange import check_email_change, confirm_email_change
@@ -32,7 +31,14 @@ from service.resets.codes import check_code
 from service.resets.links import check_link, confirm_reset, confirm_reset_by_code
 from service.resets.policy import reset_policy
 from service.resets.requests import request_reset
-from service.web.forms import ConfirmEmailForm, NewPasswordForm, ResetCodeForm, ResetRequestForm, UsernameReminderForm
+from service.web.forms import (
+    ConfirmEmailForm,
+    NewPasswordForm,
+    ReportForm,
+    ResetCodeForm,
+    ResetRequestForm,
+    UsernameReminderForm,
+)
 
 pages = Blueprint("pages", __name__)
 
@@ -250,7 +256,7 @@ def report_form(token: str) -> PageResult:
         return report_out_of_date(error)
     except TokenInvalid as error:
         return render_template("error.html", title=error.title, detail=error.detail), error.status
-    return render_template("report.html", form=FlaskForm(), token=token, report=report, done=False)
+    return render_template("report.html", form=ReportForm(), token=token, report=report, done=False)
 
 
 def report_out_of_date(error: ReportOutOfDate) -> PageResult:
@@ -261,7 +267,7 @@ def report_out_of_date(error: ReportOutOfDate) -> PageResult:
 @pages.post("/report/<path:token>")
 @token_per_ip
 def report_submit(token: str) -> PageResult:
-    form = FlaskForm()
+    form = ReportForm()
     if not form.validate_on_submit():
         return render_template("error.html", title=_("This form has expired"), detail=_("Go back, reload the page and try again.")), 400
     try:
