@@ -45,6 +45,10 @@ pages = Blueprint("pages", __name__)
 SESSION_TOKEN_KEY = "reset_token"
 SESSION_CODE_KEY = "reset_code"
 SESSION_EMAIL_TOKEN_KEY = "email_change_token"
+# Set by a successful change (when, in seconds): only that browser sees the done page, for a while
+# (long enough to reload it or switch its language).
+SESSION_DONE_KEY = "reset_done_at"
+DONE_PAGE_MINUTES = 10
 PageResult = str | tuple[str, int] | Response
 
 
@@ -182,6 +186,7 @@ def new_password_form() -> PageResult:
             db.session.commit()
             session.pop(SESSION_TOKEN_KEY, None)
             session.pop(SESSION_CODE_KEY, None)
+            session[SESSION_DONE_KEY] = int(utcnow().timestamp())
             return redirect(url_for("pages.reset_done"))
     elif form.is_submitted():
         status = 400
@@ -193,6 +198,11 @@ def new_password_form() -> PageResult:
 @pages.get("/reset-password/done")
 @page_per_ip
 def reset_done() -> PageResult:
+    # "Your password has been changed" is news only for the browser that just changed it.
+    changed_at = session.get(SESSION_DONE_KEY)
+    if not isinstance(changed_at, int) or not 0 <= utcnow().timestamp() - changed_at <= DONE_PAGE_MINUTES * 60:
+        session.pop(SESSION_DONE_KEY, None)
+        return redirect(url_for("pages.reset_request_form"))
     return render_template("reset_done.html", sign_in_url=sign_in_url())
 
 
