@@ -47,7 +47,7 @@ translations-compile: $(CATALOGS)
 
 # After changing wording: collect every string again and merge it into each language's .po.
 translations-extract: install
-	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --sort-output --project resetdesk -w 100 -o translations/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_text --no-location --sort-output --project resetdesk -w 100 -o translations/messages.pot .
 	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete -w 100
 
 migrate: install

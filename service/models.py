@@ -96,6 +96,9 @@ class Account(Base):
     # Frozen: no sign-in and no reset mail until an agent unfreezes it ("this wasn't me", fraud).
     frozen_at: Mapped[datetime | None]
     frozen_reason: Mapped[str | None] = mapped_column(String(200))
+    # The password change (its `password_changed_at`) that a "this wasn't me" link has reported:
+    # that link has done its work, and cannot freeze the account again once it is unfrozen.
+    reported_change_at: Mapped[datetime | None]
     # Set while the password is a used temporary one: unchanged past this, it stops working.
     password_expires_at: Mapped[datetime | None]
     # What a customer on the phone spells out: their name and number, both optional.
@@ -294,6 +297,8 @@ class PasswordReset(Base):
     code_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     # The ticket an agent gave when sending the reset: the password-changed notice names it.
     ticket: Mapped[str | None] = mapped_column(String(200))
+    # When the "this wasn't me" link of this reset's mail was used: it works once.
+    reported_at: Mapped[datetime | None]
 
     account: Mapped[Account] = relationship()
 

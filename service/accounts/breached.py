@@ -5,10 +5,10 @@ million hashes shares them); the API answers every hash suffix it holds under th
 padded with made-up ones of count 0 (`Add-Padding: true`) so not even the answer's size tells
 anything, and the match is made here. The password, its hash and the account never leave.
 
-The check fails open: an API that is slow, down or answers oddly lets the password through
-(the shipped list of common passwords still applies), and each outcome is counted in
-`resetdesk_pwned_password_checks_total`. Plain urllib does the asking, as for webhooks: one
-GET needs no client library.
+The check fails open: an API that is slow, down or answers oddly (a redirect included, which
+is never followed) lets the password through (the shipped list of common passwords still
+applies), and each outcome is counted in `resetdesk_pwned_password_checks_total`. Plain
+urllib does the asking, as for webhooks: one GET needs no client library.
 """
 
 from __future__ import annotations
@@ -46,14 +46,25 @@ def sha1_hex(password: str) -> str:
     return hashlib.sha1(password.encode("utf-8"), usedforsecurity=False).hexdigest().upper()
 
 
+class RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is not followed: urllib then raises it as an HTTPError, a bad answer. The range
+    is asked of the configured API only, never of wherever an answer points."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+OPENER = urllib.request.build_opener(RefuseRedirects)
+
+
 def _get(url: str, timeout: float) -> tuple[CheckOutcome | None, bytes]:
     request = urllib.request.Request(url, headers={"Add-Padding": "true", "User-Agent": "resetdesk"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with OPENER.open(request, timeout=timeout) as response:
             if response.status != 200:
                 return CheckOutcome.BAD_ANSWER, b""
             body: bytes = response.read(MAX_ANSWER_BYTES + 1)
-    except urllib.error.HTTPError:  # a 4xx or 5xx answer (before URLError: it is one)
+    except urllib.error.HTTPError:  # a 3xx, 4xx or 5xx answer (before URLError: it is one)
         return CheckOutcome.BAD_ANSWER, b""
     except TimeoutError:
         return CheckOutcome.TIMEOUT, b""

@@ -18,7 +18,7 @@ from service.outbox.mail import render_email
 from service.outbox.queue import queue_email
 from service.platform.config import settings
 from service.platform.database import DbSession
-from service.platform.i18n import current_language
+from service.platform.i18n import LazyText, current_language, lazy_text
 
 
 def replace_password_hash(
@@ -65,11 +65,11 @@ def replace_password_hash(
         queue_email(session, account.email, notice, account_id=account.id, now=now)
 
 
-def how_it_changed(via: str, reset: PasswordReset | None) -> LazyString:
+def how_it_changed(via: str, reset: PasswordReset | None) -> LazyString | LazyText:
     """The notice's sentence on how a password was changed (translated when the mail is written)."""
     if reset is not None and reset.requested_by != audit.SELF:
         if reset.ticket:
-            return _l(
+            return lazy_text(
                 "Customer service sent you a password reset (ticket %(ticket)s), and it was used to choose this password.",
                 ticket=reset.ticket,
             )
@@ -84,18 +84,26 @@ def how_it_changed(via: str, reset: PasswordReset | None) -> LazyString:
 
 
 def revoke_pending_resets(
-    session: DbSession, account: Account, now: datetime, *, keep_self_service: str | None = None
+    session: DbSession,
+    account: Account,
+    now: datetime,
+    *,
+    keep_self_service: str | None = None,
+    created_up_to: datetime | None = None,
 ) -> None:
     """End every reset link and temporary password of the account not yet used; the caller commits.
 
     `keep_self_service` (a method) spares the pending self-service resets of that method: a
     customer who asks again and then opens the first mail to arrive must not find it dead.
+    `created_up_to` ends only the resets made by then (those a given mail can speak for).
     """
     conditions = [
         PasswordReset.account_id == account.id,
         PasswordReset.used_at.is_(None),
         PasswordReset.revoked_at.is_(None),
     ]
+    if created_up_to is not None:
+        conditions.append(PasswordReset.created_at <= created_up_to)
     if keep_self_service is not None:
         conditions.append(
             or_(PasswordReset.requested_by != audit.SELF, PasswordReset.method != keep_self_service)

@@ -1,5 +1,7 @@
 """Sign-in throttling: wrong passwords per username in a 15-minute moving window.
 
+Counts are kept under a keyed hash of the normalised name, never the name typed.
+
 The counters live in the rate-limit storage (Redis in production), so every process and host
 sees the same count. If that storage fails, the throttle keeps counting in this process's
 memory until it answers again: limits loosen to per-process, requests never fail.
@@ -23,6 +25,7 @@ from limits.strategies import MovingWindowRateLimiter
 from service.platform.clients import rate_limit_key_for_ip
 from service.platform.counters import count
 from service.platform.errors import RateLimited
+from service.platform.sealing import username_hash
 
 WINDOW_MINUTES = 15
 RETRY_SHARED_STORAGE_AFTER = 30.0
@@ -168,21 +171,28 @@ def sign_in_throttle() -> SignInThrottle:
 
 
 def account_throttle_key(username_key: str) -> str:
-    """The throttle key of a customer username (existing or not)."""
-    return f"sign-in:account:{username_key}"
+    """The throttle key of a customer username (existing or not).
+
+    A keyed hash of the normalised name, not the name: the storage (Redis) keeps its keys in
+    clear, and people type passwords and email addresses into the username box. One name has
+    one key however spelt; a new SECRET_KEY starts every count afresh.
+    """
+    return f"sign-in:account:{username_hash(username_key)}"
 
 
 def agent_throttle_key(username_key: str, ip: str | None) -> str:
     """The throttle key of a support agent's username from one client address.
 
     Per address, so strangers guessing cannot lock an agent out from everywhere; with the
-    agent's generation, so `agents unlock` lifts every address's count at once.
+    agent's generation, so `agents unlock` lifts every address's count at once. The name is
+    kept as a keyed hash, as for customers: a mistyped name may be anything.
     """
-    generation = sign_in_throttle().generation(f"agent:{username_key}")
+    name = username_hash(username_key)
+    generation = sign_in_throttle().generation(f"agent:{name}")
     # By /64 for IPv6, as every per-address limit: one customer's network is one address.
-    return f"sign-in:agent:{username_key}:{generation}:{rate_limit_key_for_ip(ip or 'unknown')}"
+    return f"sign-in:agent:{name}:{generation}:{rate_limit_key_for_ip(ip or 'unknown')}"
 
 
 def unlock_agent(username_key: str) -> None:
     """Lift an agent's sign-in throttle from every address."""
-    sign_in_throttle().new_generation(f"agent:{username_key}")
+    sign_in_throttle().new_generation(f"agent:{username_hash(username_key)}")

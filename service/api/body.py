@@ -15,7 +15,7 @@ from flask import request
 from jsonschema import Draft202012Validator
 from jsonschema import ValidationError as SchemaError
 
-from service.api.openapi import NOT_BLANK, OPERATIONS, STORABLE, Operation
+from service.api.openapi import NOT_BLANK, ONE_LINE, OPERATIONS, STORABLE, Operation
 from service.platform.errors import FieldError, ServiceError, ValidationFailed
 
 
@@ -168,6 +168,8 @@ def _field_findings(finding: SchemaError) -> Iterable[Finding]:
         yield Finding(name, TOO_SHORT, f"{name} must be at least {expected} characters.")
     elif keyword == "pattern" and expected == STORABLE:
         yield Finding(name, UNSTORABLE, f"{name} contains characters that cannot be used (NUL or a lone surrogate).")
+    elif keyword == "pattern" and expected == ONE_LINE:
+        yield Finding(name, UNSTORABLE, f"{name} must be one line, without control characters.")
     elif keyword in ("enum", "const"):
         choices = [str(choice) for choice in (expected if keyword == "enum" else [expected])]
         spelt = choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"

@@ -150,6 +150,13 @@ STORABLE = r"^[^\u0000\ud800-\udfff]*$"
 # removes, spelt out, since `\s` differs between Python and ECMA-262.
 NOT_BLANK = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
+# One line of text (a ticket number, a note, a reason): storable, and without line breaks or
+# other control characters (C0, DEL, C1, U+2028 and U+2029), which would start a new line in
+# the mail, log or export the text is written into. It ends with `(?![\s\S])`, not `$`: Python's
+# `$` also matches before a last line feed, so `$` would let "T-1\n" through.
+ONE_LINE = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]*(?![\s\S])"
+ONE_LINE_TEXT: dict[str, Any] = {"pattern": ONE_LINE}
+
 
 def required_text(max_length: int = FIELD_MAX_LENGTH) -> dict[str, Any]:
     """A string that must be there, not blank, at most `max_length` characters, storable."""

@@ -18,6 +18,7 @@ from service.api.openapi import (
     INTEGER,
     NULLABLE_DATE_TIME,
     NULLABLE_STRING,
+    ONE_LINE_TEXT,
     STRING,
     body,
     documented,
@@ -37,6 +38,8 @@ from service.support import actions, overview
 ASKED_FOR_DEFAULT_DAYS = 30
 ASKED_FOR_MAX_DAYS = 366
 NOTE_FIELDS = ("note", "ticket", "verified_by")
+# What an agent types about an action stays on one line (see ONE_LINE).
+ONE_LINE_FIELDS: dict[str, dict[str, Any]] = {"note": ONE_LINE_TEXT, "ticket": ONE_LINE_TEXT, "reason": ONE_LINE_TEXT}
 PAGING: dict[str, dict[str, Any]] = {
     "page": {"type": "integer", "minimum": 1},
     "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -133,7 +136,7 @@ def account_overview(username: str) -> dict[str, Any]:
 @documented(
     "Send a reset link or a temporary password",
     description="`sent_to` is the masked address. Each agent key has an hourly quota (429 when spent).",
-    request=body(["method"], NOTE_FIELDS, method={"enum": list(RESET_METHODS)}),
+    request=body(["method"], NOTE_FIELDS, method={"enum": list(RESET_METHODS)}, **ONE_LINE_FIELDS),
     responses={202: obj({"sent_to": STRING, "method": STRING, "expires_at": DATE_TIME})},
     errors=["account_not_found", "no_email_on_file", "account_frozen", "rate_limited"],
 )
@@ -155,7 +158,7 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
 @api.post("/support/accounts/<username>/unlock")
 @documented(
     "Lift the sign-in throttle",
-    request=body([], NOTE_FIELDS),
+    request=body([], NOTE_FIELDS, **ONE_LINE_FIELDS),
     request_required=False,
     responses={204: None},
     errors=["account_not_found"],
@@ -172,7 +175,7 @@ def unlock(username: str) -> Response:
 @documented(
     "Freeze an account",
     description="A frozen account cannot sign in and gets no reset mail; its pending resets die.",
-    request=body(["reason"], NOTE_FIELDS),
+    request=body(["reason"], NOTE_FIELDS, **ONE_LINE_FIELDS),
     responses={204: None},
     errors=["account_not_found"],
 )
@@ -187,7 +190,7 @@ def freeze(username: str) -> Response:
 @api.post("/support/accounts/<username>/unfreeze")
 @documented(
     "Unfreeze an account",
-    request=body([], NOTE_FIELDS),
+    request=body([], NOTE_FIELDS, **ONE_LINE_FIELDS),
     request_required=False,
     responses={204: None},
     errors=["account_not_found"],
@@ -204,7 +207,7 @@ def unfreeze(username: str) -> Response:
 @documented(
     "Change an account's email",
     description="The new address gets a confirmation link and becomes the account's email only once it is followed.",
-    request=body(["email"], NOTE_FIELDS),
+    request=body(["email"], NOTE_FIELDS, **ONE_LINE_FIELDS),
     responses={202: obj({"sent_to": STRING, "expires_at": DATE_TIME})},
     errors=["account_not_found"],
 )

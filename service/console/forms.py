@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
-from service.platform.forms import storable
+from service.platform.forms import TextForm, one_line, storable
 
 
-class AgentSignInForm(FlaskForm):
+class AgentSignInForm(TextForm):
     username = StringField(_l("Username"), validators=[DataRequired(message=_l("Enter your username.")), Length(max=150), storable])
     password = PasswordField(_l("Password"), validators=[DataRequired(message=_l("Enter your password.")), Length(max=1000), storable])
 
 
-class TotpCodeForm(FlaskForm):
+class TotpCodeForm(TextForm):
     """The second step of signing in (or the first code of an enrolment)."""
 
     code = StringField(
@@ -24,21 +23,21 @@ class TotpCodeForm(FlaskForm):
     )
 
 
-class ConfirmActionForm(FlaskForm):
+class ConfirmActionForm(TextForm):
     """Every action asks how the caller proved who they are, before anything is done."""
 
     verified_by = SelectField(
         _l("How did you verify the caller?"),
         validators=[DataRequired(message=_l("Say how you verified the caller before acting."))],
     )
-    ticket = StringField(_l("Ticket number (optional)"), validators=[Optional(), Length(max=100), storable])
-    note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=200), storable])
+    ticket = StringField(_l("Ticket number (optional)"), validators=[Optional(), Length(max=100), storable, one_line])
+    note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=200), storable, one_line])
 
 
 class FreezeForm(ConfirmActionForm):
     reason = StringField(
         _l("Why freeze it?"),
-        validators=[DataRequired(message=_l("Give the reason for freezing.")), Length(max=200), storable],
+        validators=[DataRequired(message=_l("Give the reason for freezing.")), Length(max=200), storable, one_line],
     )
 
 
@@ -53,5 +52,5 @@ class ChangeEmailForm(ConfirmActionForm):
     )
 
 
-class SignOutForm(FlaskForm):
+class SignOutForm(TextForm):
     """Only a CSRF token: signing out is a POST so no link can do it for the agent."""

@@ -1,14 +1,18 @@
 """Access logs without secrets: the path with any reset token replaced by `<token>` and no query
 string (searches hold names and emails), as JSON built by json.dumps for gunicorn, and the
-same redaction for the development server's request lines."""
+same redaction for the development server's request lines. Paths are normalised first, so
+`//reset-password/<token>` (which the router takes to the same page) is redacted alike."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote
 
+from flask import has_request_context, request
 from gunicorn.glogging import Logger
 
 # Paths whose next segment (and anything after it) is a token, except these fixed words: reset
@@ -21,10 +25,43 @@ USERNAME_PREFIXES = ("/api/v1/accounts/", "/api/v1/support/accounts/", "/support
 USERNAME = "<username>"
 
 
+# Anything this long made of a token's characters is taken for a token wherever it stands: the
+# backstop for a route or a spelling the prefixes above do not foresee. No word of a route is
+# this long (a test checks).
+TOKEN_LIKE = re.compile(r"[A-Za-z0-9._-]{20,}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+MAX_DECODINGS = 3
+
+
+def normalised_path(path: str) -> str:
+    """The path the router sees, whatever the spelling: without query or fragment, percent-
+    decoding undone (repeatedly: `%252F`), repeated slashes merged (werkzeug merges them) and
+    `.` and `..` segments resolved. A control character decoded from it is encoded again."""
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    if ABSOLUTE.match(path):  # an absolute URI in the request line: its path
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    for _ in range(MAX_DECODINGS):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return CONTROL.sub(lambda found: f"%{ord(found.group()):02X}", "/" + "/".join(segments))
+
+
 def redact_path(path: str) -> str:
-    """The path as it may be logged: no query string, `<token>` where a token was and
-    `<username>` where a customer's username was."""
-    path = path.split("?", 1)[0]
+    """The path as it may be logged: normalised (see `normalised_path`), `<token>` where a
+    token was and `<username>` where a customer's username was, and no query string."""
+    path = normalised_path(path)
     for prefix in TOKEN_PREFIXES:
         if path.startswith(prefix):
             rest = path[len(prefix):]
@@ -33,8 +70,9 @@ def redact_path(path: str) -> str:
     for prefix in USERNAME_PREFIXES:
         if path.startswith(prefix) and len(path) > len(prefix):
             _username, slash, action = path[len(prefix):].partition("/")
-            return prefix + USERNAME + slash + action
-    return path
+            path = prefix + USERNAME + slash + action
+            break
+    return TOKEN_LIKE.sub(TOKEN, path)
 
 
 def redact_request_line(line: str) -> str:
@@ -85,6 +123,16 @@ class RedactRequestLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and record.args and isinstance(record.args[0], str):
             record.args = (redact_request_line(record.args[0]), *record.args[1:])
+        return True
+
+
+class RedactExceptionPath(logging.Filter):
+    """Flask logs an unhandled exception as `Exception on <path> [GET]`: with the path redacted
+    here, a 500 on a reset link's page does not write its token into the error log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context() and isinstance(record.msg, str) and record.msg.startswith("Exception on "):
+            record.msg = record.msg.replace(request.path, redact_path(request.path), 1)
         return True
 
 

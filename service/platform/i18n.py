@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask, has_request_context, request
-from flask_babel import force_locale, get_locale
+from flask_babel import force_locale, get_locale, gettext
+from markupsafe import Markup
 
 from service.platform.extensions import babel
 
@@ -37,6 +38,35 @@ def select_language() -> str:
 def current_language() -> str:
     """The language in force now (a request's, or the one a mail is being written in)."""
     return str(get_locale() or DEFAULT_LANGUAGE)
+
+
+class LazyText:
+    """A translation made when it is shown, whose parameters stay text when it lands in HTML.
+
+    flask_babel's lazy strings call themselves safe HTML as a whole (`__html__`), parameters
+    included, so Jinja would print a ticket typed as `<img ...>` as markup. Here the message
+    (ours, trusted) is kept as markup and each parameter is escaped into it; as plain text (a
+    mail's text part) the parameters read as typed.
+    """
+
+    def __init__(self, message: str, params: dict[str, object]) -> None:
+        self._message = message
+        self._params = params
+
+    def __str__(self) -> str:
+        return str(gettext(self._message, **self._params))
+
+    def __repr__(self) -> str:
+        return f"lazy_text({self._message!r})"
+
+    def __html__(self) -> Markup:
+        return Markup(gettext(self._message)) % self._params
+
+
+def lazy_text(message: str, **params: object) -> LazyText:
+    """`lazy_gettext` for a message with parameters that come from people (a ticket, a name):
+    use it, not `_l`, whenever such a message may be shown in HTML."""
+    return LazyText(message, params)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from flask import Flask
 
-from service.platform.accesslog import redact_development_server_log
+from service.platform.accesslog import RedactExceptionPath, redact_development_server_log
 from service.platform.requestids import current_request_id
 
 
@@ -43,6 +43,7 @@ def configure_logging(app: Flask) -> None:
     """Send the service's logs to standard error in the configured format (not under tests,
     where pytest captures them)."""
     redact_development_server_log()
+    app.logger.addFilter(RedactExceptionPath())
     if app.config["TESTING"]:
         return
     handler = logging.StreamHandler()

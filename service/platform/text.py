@@ -36,6 +36,13 @@ def is_storable(text: str) -> bool:
     return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
 
 
+def is_one_line(text: str) -> bool:
+    """False for text with a line break or another control character (C0, DEL, C1, or Unicode's
+    line and paragraph separators): what a ticket number, a note or a reason must not hold, since
+    it is written into mail, logs and exports where a line break starts something new."""
+    return not any(unicodedata.category(char) == "Cc" or char in "\u2028\u2029" for char in text)
+
+
 def has_control_characters(text: str) -> bool:
     """Whether the text holds characters nobody types: controls, format marks, unassigned ones."""
     return any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") for char in text)

@@ -74,8 +74,10 @@ def check_code(
         raise CodeRejected(_("This code is not valid. Check the username and the code, or ask for a new email."))
     if reset.used_at is not None:
         raise TokenUsed(_("This code has already been used. Ask for a new one if you need it."))
+    if reset.revoked_at is not None and killed_by_wrong_codes(reset, policy):
+        raise TokenInvalid(_("Too many wrong codes were tried for this reset, so its link and code no longer work. Ask for a new reset."))
     if reset.revoked_at is not None:
-        raise TokenInvalid(_("This code no longer works: the password has changed since, or a wrong code was typed too often. Ask for a new one."))
+        raise TokenInvalid(_("This code no longer works: the password has changed since, or it was replaced by a newer one. Ask for a new one."))
     if reset.expires_at <= now:
         raise TokenExpired(_("This code has expired. Ask for a new one."))
     account = reset.account
@@ -84,6 +86,12 @@ def check_code(
     ):
         raise TokenInvalid(_("This code is not valid. Check the username and the code, or ask for a new email."))
     return reset
+
+
+def killed_by_wrong_codes(reset: PasswordReset, policy: ResetPolicy) -> bool:
+    """Whether a revoked reset died of wrong codes: its count stops at the limit, since only a
+    usable reset counts one more, and the one that reaches the limit revokes it."""
+    return reset.code_attempts >= policy.code_attempts
 
 
 def _count_wrong_code(session: DbSession, account_id: int, *, policy: ResetPolicy, now: datetime) -> None:

@@ -19,7 +19,7 @@ from service.models import Account, PasswordReset, ResetMethod
 from service.platform.database import DbSession, rows_changed
 from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed
 from service.platform.signing import secret_matches, serializer, sha256_hex
-from service.resets.codes import check_code
+from service.resets.codes import check_code, killed_by_wrong_codes
 from service.resets.policy import ResetPolicy
 
 RESET_LINK_SALT = "resetdesk.password-reset-link"
@@ -79,6 +79,8 @@ def check_link(session: DbSession, token: str, *, policy: ResetPolicy, now: date
         raise TokenInvalid(_("This reset link is not valid. Ask for a new one."))
     if reset.used_at is not None:
         raise TokenUsed(_("This reset link has already been used. Ask for a new one if you need it."))
+    if reset.revoked_at is not None and killed_by_wrong_codes(reset, policy):
+        raise TokenInvalid(_("Too many wrong codes were tried for this reset, so its link and code no longer work. Ask for a new reset."))
     if reset.revoked_at is not None:
         raise TokenInvalid(_("This reset link was replaced by a newer one, or the password has changed since. Ask for a new one."))
     if reset.expires_at <= now:

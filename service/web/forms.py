@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from service.platform.forms import storable
+from service.platform.forms import TextForm, storable
 from service.platform.text import EMAIL_MAX_LENGTH, USERNAME_MAX_LENGTH
 
 FIELD_MAX_LENGTH = 1000
 CODE_FIELD_MAX_LENGTH = 64
 
 
-class ResetRequestForm(FlaskForm):
+class ResetRequestForm(TextForm):
     username = StringField(
         _l("Username"),
         validators=[
@@ -25,7 +24,7 @@ class ResetRequestForm(FlaskForm):
     )
 
 
-class UsernameReminderForm(FlaskForm):
+class UsernameReminderForm(TextForm):
     email = StringField(
         _l("Email address"),
         validators=[
@@ -36,7 +35,7 @@ class UsernameReminderForm(FlaskForm):
     )
 
 
-class NewPasswordForm(FlaskForm):
+class NewPasswordForm(TextForm):
     new_password = PasswordField(
         _l("New password"),
         validators=[
@@ -54,7 +53,7 @@ class NewPasswordForm(FlaskForm):
     )
 
 
-class ResetCodeForm(FlaskForm):
+class ResetCodeForm(TextForm):
     username = StringField(
         _l("Username"),
         validators=[
@@ -73,5 +72,9 @@ class ResetCodeForm(FlaskForm):
     )
 
 
-class ConfirmEmailForm(FlaskForm):
+class ConfirmEmailForm(TextForm):
     """Only a CSRF token: the button that confirms a new email address (opening the link does not)."""
+
+
+class ReportForm(TextForm):
+    """Only a CSRF token: the "this wasn't me" button (opening the link does nothing)."""

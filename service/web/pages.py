@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from service.accounts.emailchange import check_email_change, confirm_email_change
 from service.accounts.passwords import password_rules
 from service.accounts.reminders import request_username_reminder
-from service.accounts.reportlinks import read_report
+from service.accounts.reportlinks import ReportOutOfDate, read_report
 from service.accounts.reports import report_not_me
 from service.contact.hours import contact_details, shop_zone_name
 from service.platform.clients import client_ip
@@ -32,13 +31,24 @@ from service.resets.codes import check_code
 from service.resets.links import check_link, confirm_reset, confirm_reset_by_code
 from service.resets.policy import reset_policy
 from service.resets.requests import request_reset
-from service.web.forms import ConfirmEmailForm, NewPasswordForm, ResetCodeForm, ResetRequestForm, UsernameReminderForm
+from service.web.forms import (
+    ConfirmEmailForm,
+    NewPasswordForm,
+    ReportForm,
+    ResetCodeForm,
+    ResetRequestForm,
+    UsernameReminderForm,
+)
 
 pages = Blueprint("pages", __name__)
 
 SESSION_TOKEN_KEY = "reset_token"
 SESSION_CODE_KEY = "reset_code"
 SESSION_EMAIL_TOKEN_KEY = "email_change_token"
+# Set by a successful change (when, in seconds): only that browser sees the done page, for a while
+# (long enough to reload it or switch its language).
+SESSION_DONE_KEY = "reset_done_at"
+DONE_PAGE_MINUTES = 10
 PageResult = str | tuple[str, int] | Response
 
 
@@ -176,6 +186,7 @@ def new_password_form() -> PageResult:
             db.session.commit()
             session.pop(SESSION_TOKEN_KEY, None)
             session.pop(SESSION_CODE_KEY, None)
+            session[SESSION_DONE_KEY] = int(utcnow().timestamp())
             return redirect(url_for("pages.reset_done"))
     elif form.is_submitted():
         status = 400
@@ -187,6 +198,11 @@ def new_password_form() -> PageResult:
 @pages.get("/reset-password/done")
 @page_per_ip
 def reset_done() -> PageResult:
+    # "Your password has been changed" is news only for the browser that just changed it.
+    changed_at = session.get(SESSION_DONE_KEY)
+    if not isinstance(changed_at, int) or not 0 <= utcnow().timestamp() - changed_at <= DONE_PAGE_MINUTES * 60:
+        session.pop(SESSION_DONE_KEY, None)
+        return redirect(url_for("pages.reset_request_form"))
     return render_template("reset_done.html", sign_in_url=sign_in_url())
 
 
@@ -246,20 +262,30 @@ def report_form(token: str) -> PageResult:
     """"This wasn't me": only a page with a button, so a mail scanner's visit does nothing."""
     try:
         report = read_report(db.session, token)
+    except ReportOutOfDate as error:
+        return report_out_of_date(error)
     except TokenInvalid as error:
         return render_template("error.html", title=error.title, detail=error.detail), error.status
-    return render_template("report.html", form=FlaskForm(), token=token, report=report, done=False)
+    return render_template("report.html", form=ReportForm(), token=token, report=report, done=False)
+
+
+def report_out_of_date(error: ReportOutOfDate) -> PageResult:
+    """A genuine report link that has done its work: say so kindly, and whom to call when."""
+    return render_template("report.html", out_of_date=error, done=False, contact=contact_details(utcnow())), error.status
 
 
 @pages.post("/report/<path:token>")
 @token_per_ip
 def report_submit(token: str) -> PageResult:
-    form = FlaskForm()
+    form = ReportForm()
     if not form.validate_on_submit():
         return render_template("error.html", title=_("This form has expired"), detail=_("Go back, reload the page and try again.")), 400
     try:
         report = read_report(db.session, token)
         report_not_me(db.session, report, ip=client_ip(), now=utcnow())
+    except ReportOutOfDate as error:
+        db.session.rollback()
+        return report_out_of_date(error)
     except TokenInvalid as error:
         db.session.rollback()
         return render_template("error.html", title=error.title, detail=error.detail), error.status

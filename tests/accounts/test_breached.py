@@ -12,6 +12,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,6 +53,7 @@ class FakeRangeServer:
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    redirect_to: str = ""  # with a 3xx status: where the Location header sends the asker
 
     def answer(self, prefix: str, padding: bool) -> str:
         lines = [f"{digest[5:]}:{1234 + n}" for n, digest in enumerate(sorted(self.breached)) if digest[:5] == prefix]
@@ -62,9 +64,9 @@ class FakeRangeServer:
         return "\r\n".join(lines)
 
 
-@pytest.fixture
-def fake_range() -> Iterator[FakeRangeServer]:
-    fake = FakeRangeServer(breached={sha1_hex(BREACHED)})
+@contextmanager
+def serving(fake: FakeRangeServer) -> Iterator[FakeRangeServer]:
+    """Run the fake on a port of loopback; its `url` says where."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -75,6 +77,8 @@ def fake_range() -> Iterator[FakeRangeServer]:
             body = fake.answer(prefix, self.headers.get("Add-Padding") == "true").encode()
             try:
                 self.send_response(fake.status)
+                if fake.redirect_to:
+                    self.send_header("Location", f"{fake.redirect_to}/{prefix}")
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -91,9 +95,17 @@ def fake_range() -> Iterator[FakeRangeServer]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     fake.url = f"http://127.0.0.1:{server.server_port}/range"
-    yield fake
-    server.shutdown()
-    server.server_close()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def fake_range() -> Iterator[FakeRangeServer]:
+    with serving(FakeRangeServer(breached={sha1_hex(BREACHED)})) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -221,6 +233,20 @@ def test_an_answer_that_is_no_range_is_let_through_as_a_bad_answer(
 ) -> None:
     fake_range.answer = lambda prefix, padding: "<html>Service unavailable</html>"  # type: ignore[method-assign]
     assert refusal(app, BREACHED) is None
+    assert checks_counted(client) == {"bad_answer": 1}
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_but_let_through_as_a_bad_answer(
+    app: Flask, client: FlaskClient, fake_range: FakeRangeServer, status: int
+) -> None:
+    # A range API (or whatever answers in its name) could send the 5 hex characters, and the
+    # service's request, anywhere: the service does not go.
+    with serving(FakeRangeServer(breached={sha1_hex(BREACHED)})) as elsewhere:
+        fake_range.status, fake_range.redirect_to = status, elsewhere.url
+        assert refusal(app, BREACHED) is None
+        assert len(fake_range.requests) == 1
+        assert elsewhere.requests == []
     assert checks_counted(client) == {"bad_answer": 1}
 
 

@@ -120,3 +120,27 @@ def test_changing_a_temporary_password_sends_one_notice(
     (notice,) = notices(smtp)
     assert "temporary password" in notice
     assert verify(client, client_key, "jane", OTHER_STRONG_PASSWORD).status_code == 200
+
+
+HOSTILE_TICKET = '<img src=x onerror=alert(1)> & "CS-1"'
+
+
+def test_an_agents_ticket_is_text_in_the_notices_html(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], make_key: Callable[[str], dict[str, str]],
+    smtp: SmtpSink,
+) -> None:
+    make_account()
+    sent = client.post(
+        "/api/v1/support/accounts/jane/password-resets", json={"method": "link", "ticket": HOSTILE_TICKET},
+        headers=make_key("agent"),
+    )
+    assert sent.status_code == 202
+    run_dispatcher(app)
+    assert confirm(client, token_in(smtp.to("jane@example.com")[-1]), OTHER_STRONG_PASSWORD).status_code == 204
+    run_dispatcher(app)
+    notice = smtp.to("jane@example.com")[-1]
+    html = html_of(notice)
+    assert "<img" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt; &amp; &#34;CS-1&#34;" in html
+    # The text part is text: the ticket reads as the agent typed it.
+    assert HOSTILE_TICKET in text_of(notice)

@@ -23,6 +23,8 @@ from service.models import Account
 from service.platform.clock import utcnow
 from service.platform.errors import RateLimited
 from service.platform.extensions import db
+from service.platform.sealing import username_hash
+from service.platform.text import normalise_username
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, TEST_REDIS_URL, requires_redis
 from tests.conftest import test_settings as settings_for
 from tests.resets.test_concurrency import run_together
@@ -160,13 +162,13 @@ def test_a_successful_sign_in_is_not_counted(
 
 def test_the_throttle_locks_after_max_failures_in_memory() -> None:
     throttle = SignInThrottle("memory://", 2)
-    key = account_throttle_key("jane")
+    key = "sign-in:account:jane"
     throttle.record_failure(key)
     assert not throttle.is_locked(key)
     throttle.record_failure(key)
     assert throttle.is_locked(key)
     assert 1 <= throttle.seconds_until_unlocked(key) <= WINDOW_MINUTES * 60 + 1
-    assert not throttle.is_locked(account_throttle_key("john"))
+    assert not throttle.is_locked("sign-in:account:john")
     throttle.unlock(key)
     assert not throttle.is_locked(key)
 
@@ -176,7 +178,7 @@ def test_the_throttle_keeps_counting_when_its_shared_storage_is_down() -> None:
     throttle = SignInThrottle(
         "redis://127.0.0.1:1/0", 2, {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}
     )
-    key = account_throttle_key(f"down-{uuid.uuid4().hex}")
+    key = f"sign-in:account:down-{uuid.uuid4().hex}"
     throttle.record_failure(key)
     throttle.record_failure(key)
     assert throttle.is_locked(key)
@@ -193,13 +195,20 @@ def redis_keys(fragment: str) -> list[str]:
         connection.close()
 
 
+def hashed_name(username: str) -> str:
+    """What the throttle's keys hold for a name: its keyed hash under the tests' SECRET_KEY."""
+    app = create_app(settings_for("sqlite://"))
+    with app.app_context():
+        return username_hash(username)
+
+
 @pytest.fixture
 def redis_username() -> Iterator[str]:
     """A username no other test uses, so its counters in the shared test Redis are its own;
-    every key naming it is deleted afterwards."""
+    every key for it (under its hash, or naming it) is deleted afterwards."""
     username = f"redis-test-{uuid.uuid4().hex}"
     yield username
-    keys = redis_keys(username)
+    keys = redis_keys(username) + redis_keys(hashed_name(username))
     if keys:
         connection = redis.Redis.from_url(TEST_REDIS_URL)
         try:
@@ -240,8 +249,8 @@ def test_two_apps_sharing_redis_see_the_same_failures(database_url: str, redis_u
         fail_times(second_client, key, username, 1)
         assert_rate_limited(verify(first_client, key, username, STRONG_PASSWORD))
         assert_rate_limited(verify(second_client, key, username, STRONG_PASSWORD))
-        # The counts really are in Redis, not in either process.
-        assert redis_keys(username)
+        # The counts really are in Redis, not in either process, under the name's keyed hash.
+        assert redis_keys(hashed_name(username))
 
         with second.app_context():
             sign_in_throttle().unlock(account_throttle_key(username))
@@ -254,15 +263,15 @@ def test_two_apps_sharing_redis_see_the_same_failures(database_url: str, redis_u
 @requires_redis
 def test_missing_usernames_are_counted_in_redis_too(database_url: str, redis_username: str) -> None:
     first, second = redis_app(database_url), redis_app(database_url)
-    key = account_throttle_key(redis_username)
     try:
         with first.app_context():
+            key = account_throttle_key(redis_username)
             for _ in range(MAX_FAILURES):
                 sign_in_throttle().record_failure(key)
         with second.app_context():
             assert sign_in_throttle().is_locked(key)
             assert not sign_in_throttle().is_locked(account_throttle_key(redis_username + "-other"))
-        assert redis_keys(redis_username)
+        assert redis_keys(hashed_name(redis_username))
     finally:
         dispose(first, second)
 
@@ -339,3 +348,61 @@ def test_a_completed_reset_lifts_the_sign_in_throttle(
         db.session.commit()
     signed_in = client.post("/api/v1/auth/verify", json={"username": "jane", "password": new_password}, headers=key)
     assert signed_in.status_code == 200
+
+
+# --- no typed name in the throttle's keys -----------------------------------------------------
+
+TYPED_NAME = "Hunter2-MyPassword!"  # people type passwords and addresses into the username box
+
+
+def memory_keys(throttle: SignInThrottle) -> list[str]:
+    """Every key the throttle's in-process storage holds (limits' MemoryStorage)."""
+    keys: list[str] = []
+    for storage in (throttle._shared, throttle._local_limiter.storage):
+        for table in ("storage", "expirations", "events", "locks"):
+            keys.extend(str(key) for key in getattr(storage, table, {}))
+    return keys
+
+
+def agent_sign_in(client: FlaskClient, username: str, password: str) -> TestResponse:
+    from tests.formtools import csrf_token_in
+
+    token = csrf_token_in(client.get("/support/login").get_data(as_text=True))
+    return client.post("/support/login", data={"csrf_token": token, "username": username, "password": password})
+
+
+def test_no_typed_name_is_kept_in_the_throttles_memory_storage(
+    app: Flask, client: FlaskClient, client_key: dict[str, str], make_account: Callable[..., Account]
+) -> None:
+    make_account("jane")
+    fail_times(client, client_key, TYPED_NAME, MAX_FAILURES)
+    fail_times(client, client_key, "jane", MAX_FAILURES)
+    assert agent_sign_in(client, TYPED_NAME, WRONG).status_code == 401
+    with app.app_context():
+        throttle = sign_in_throttle()
+        keys = memory_keys(throttle)
+        assert len(keys) >= 3  # the counts are there, under other names
+        assert throttle.is_locked(account_throttle_key("jane"))
+    assert not [key for key in keys if TYPED_NAME.casefold() in key.casefold() or "jane" in key]
+    assert_rate_limited(verify(client, client_key, TYPED_NAME.upper(), WRONG))
+
+
+@pytest.mark.redis
+@requires_redis
+def test_no_typed_name_is_kept_in_redis(database_url: str, redis_username: str) -> None:
+    app = redis_app(database_url)
+    typed = redis_username.upper()  # typed as it may be; kept (if at all) in its normal form
+    try:
+        with app.app_context():
+            db.create_all()
+            _key, presented = create_api_key(db.session, "redis-client", "client", now=utcnow())
+            db.session.commit()
+        client = app.test_client()
+        fail_times(client, {"Authorization": f"Bearer {presented}"}, typed, MAX_FAILURES)
+        assert agent_sign_in(client, typed, WRONG).status_code == 401
+        with app.app_context():
+            assert sign_in_throttle().is_locked(account_throttle_key(normalise_username(typed)))
+        assert redis_keys(hashed_name(redis_username))  # the counts are in Redis, under the name's keyed hash
+        assert redis_keys(redis_username) == []
+    finally:
+        dispose(app)

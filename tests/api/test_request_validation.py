@@ -14,15 +14,16 @@ import pytest
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 
-from service.api.openapi import NOT_BLANK, OPERATIONS, STORABLE, body, documented
-from service.platform.text import is_storable
+from service.api.openapi import NOT_BLANK, ONE_LINE, OPERATIONS, STORABLE, body, documented
+from service.platform.text import is_one_line, is_storable
 
 PATTERN_MESSAGES = {
     NOT_BLANK: "{name} must not be empty.",
     STORABLE: "{name} contains characters that cannot be used (NUL or a lone surrogate).",
+    ONE_LINE: "{name} must be one line, without control characters.",
 }
-# Values tried against a property's patterns: a blank one, a NUL, a lone surrogate.
-PATTERN_BREAKERS = ["   ", "a\x00b", "a\ud800b"]
+# Values tried against a property's patterns: a blank one, a NUL, a lone surrogate, a line break.
+PATTERN_BREAKERS = ["   ", "a\x00b", "a\ud800b", "a\r\nb"]
 JSON_TYPES = {str: "string", bool: "boolean", int: "integer", list: "array", dict: "object"}
 
 
@@ -180,12 +181,14 @@ def test_the_confirm_call_reads_each_body_as_one_form(
 
 def test_the_patterns_mean_what_the_checks_meant() -> None:
     # The document's patterns against Python's own definitions, over every code point.
-    not_blank, storable = re.compile(NOT_BLANK), re.compile(STORABLE)
+    not_blank, storable, one_line = re.compile(NOT_BLANK), re.compile(STORABLE), re.compile(ONE_LINE)
     for point in range(sys.maxunicode + 1):
         char = chr(point)
         assert bool(not_blank.search(char)) == (not char.isspace()), hex(point)
         assert bool(storable.search(char)) == is_storable(char), hex(point)
+        assert bool(one_line.search(char)) == (is_storable(char) and is_one_line(char)), hex(point)
     assert storable.search("jane\U0001F600") and not storable.search("ja\x00ne\n")
+    assert one_line.search("T-1 \U0001F600") and not one_line.search("T-1\n") and not one_line.search("T-1\r\n")
 
 
 def test_a_field_nested_as_deep_as_the_parser_allows_is_a_400(client: FlaskClient) -> None:

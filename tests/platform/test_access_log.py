@@ -117,3 +117,85 @@ def test_the_per_username_limit_key_holds_no_typed_name(app: Flask) -> None:
         same_name_other_spelling = submitted_username()
     assert "hunter2" not in key.casefold()
     assert key == same_name_other_spelling
+
+
+# What a client can send that the router still takes to a token's page: repeated slashes
+# (werkzeug merges them), dot segments, percent-encoded slashes and letters, an absolute URI.
+NON_CANONICAL = [
+    (f"//reset-password/{TOKEN}", "/reset-password/<token>"),
+    (f"/reset-password//{TOKEN}", "/reset-password/<token>"),
+    (f"/api/v1//password-resets/{TOKEN}", "/api/v1/password-resets/<token>"),
+    (f"///api//v1///password-resets//{TOKEN}", "/api/v1/password-resets/<token>"),
+    (f"/./reset-password/./{TOKEN}", "/reset-password/<token>"),
+    (f"/x/../report/{TOKEN}", "/report/<token>"),
+    (f"/reset-password%2F{TOKEN}", "/reset-password/<token>"),
+    (f"/reset-password%252F{TOKEN}", "/reset-password/<token>"),
+    (f"/%72eset-password/{TOKEN}", "/reset-password/<token>"),
+    (f"//confirm-email/{TOKEN}", "/confirm-email/<token>"),
+    ("//api/v1/support/accounts/jane.doe/unlock", "/api/v1/support/accounts/<username>/unlock"),
+    (f"http://localhost//reset-password/{TOKEN}", "/reset-password/<token>"),
+    # The backstop: a long token-like segment anywhere is never logged.
+    (f"/somewhere/else/{TOKEN}", "/somewhere/else/<token>"),
+    (f"/static/{TOKEN}.css", "/static/<token>"),
+    ("/reset-password\\" + TOKEN, "/reset-password\\<token>"),
+]
+
+
+@pytest.mark.parametrize(("path", "logged"), NON_CANONICAL)
+def test_a_non_canonical_path_is_logged_without_its_token(path: str, logged: str) -> None:
+    assert redact_path(path) == logged
+
+
+@pytest.mark.parametrize(("path", "logged"), NON_CANONICAL)
+def test_gunicorn_logs_no_token_of_a_non_canonical_path(path: str, logged: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert access_line(path, "curl/8", caplog)["path"] == logged
+
+
+@pytest.mark.parametrize(("path", "logged"), NON_CANONICAL)
+def test_the_development_server_logs_no_token_of_a_non_canonical_path(
+    path: str, logged: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from werkzeug.serving import WSGIRequestHandler
+
+    logger = logging.getLogger("werkzeug")
+    redactor = RedactRequestLine()
+    logger.addFilter(redactor)
+    try:
+        handler = WSGIRequestHandler.__new__(WSGIRequestHandler)
+        handler.requestline = f"GET {path} HTTP/1.1"
+        handler.path = path
+        handler.command, handler.request_version = "GET", "HTTP/1.1"
+        handler.client_address = ("127.0.0.1", 5000)
+        handler.log_date_time_string = lambda: "now"  # type: ignore[method-assign]
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            handler.log_request(200, 12)
+    finally:
+        logger.removeFilter(redactor)
+    message = " ".join(record.getMessage() for record in caplog.records if record.name == "werkzeug")
+    assert TOKEN not in message
+    assert f"GET {logged} HTTP/1.1".replace("\\", "\\\\") in message  # werkzeug doubles a backslash
+
+
+def test_a_control_character_decoded_from_the_path_is_not_written_raw() -> None:
+    assert redact_path("/reset-password%0a%0dinjected") == "/reset-password%0A%0Dinjected"
+
+
+def test_no_word_of_a_route_is_taken_for_a_token(app: Flask) -> None:
+    words = {part for rule in app.url_map.iter_rules() for part in rule.rule.split("/") if part and "<" not in part}
+    assert "username-reminders" in words
+    for word in words:
+        assert redact_path(f"/{word}") == f"/{word}", word
+
+
+def test_an_unhandled_exception_on_a_token_path_is_logged_without_the_token(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    def crash(token: str) -> str:
+        raise RuntimeError("a bug")
+
+    app.add_url_rule("/crash/<path:token>", view_func=crash)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    with caplog.at_level(logging.ERROR, logger=app.logger.name):
+        assert app.test_client().get(f"/crash/{TOKEN}").status_code == 500
+    logged = [record.getMessage() for record in caplog.records if record.name == app.logger.name]
+    assert logged == ["Exception on /crash/<token> [GET]"]

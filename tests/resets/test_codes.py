@@ -115,6 +115,35 @@ def test_reset_code_attempts_wrong_codes_kill_the_reset_code_and_link(
     assert verify(client, client_key, "jane", STRONG_PASSWORD).status_code == 200
 
 
+@pytest.mark.parametrize("app_settings", [{"RESET_CODE_ATTEMPTS": 3}], indirect=True)
+def test_a_reset_killed_by_wrong_codes_says_so_on_its_link_and_its_code(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    make_account()
+    mail = emailed(app, client, smtp)
+    for _ in range(3):
+        confirm_code(client, "jane", "ABCDE-FGHJK")
+    why = "Too many wrong codes were tried for this reset"
+    assert why in confirm(client, token_in(mail), OTHER_STRONG_PASSWORD).get_json()["detail"]
+    assert why in confirm_code(client, "jane", code_in(mail)).get_json()["detail"]
+    # The page the link leads to says it too.
+    opened = client.get(f"/reset-password/{token_in(mail)}")
+    assert why in client.get(opened.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_reset_replaced_by_a_newer_one_does_not_blame_wrong_codes(
+    app: Flask, client: FlaskClient, make_key: Callable[[str], dict[str, str]], make_account: Callable[..., Account],
+    smtp: SmtpSink,
+) -> None:
+    make_account()
+    mail = emailed(app, client, smtp)
+    confirm_code(client, "jane", "ABCDE-FGHJK")
+    sent = client.post("/api/v1/support/accounts/jane/password-resets", json={"method": "link"}, headers=make_key("agent"))
+    assert sent.status_code == 202
+    detail = confirm(client, token_in(mail), OTHER_STRONG_PASSWORD).get_json()["detail"]
+    assert "replaced by a newer one" in detail and "wrong codes" not in detail
+
+
 def test_five_wrong_codes_by_default(
     app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
 ) -> None:

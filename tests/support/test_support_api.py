@@ -307,6 +307,35 @@ def test_the_note_and_ticket_land_in_the_event_details(
         assert event["details"]["method"] == "link"
 
 
+# Line breaks (which would start a new header or log line), other control characters and the
+# Unicode line separators: none belongs in a ticket number, a note or a reason.
+NOT_ONE_LINE = ["T-1\r\nBcc: evil@evil.test", "T-1\nx", "T-1\n", "a\tb", "a\x1bb", "a\x7fb", "a\x85b", "a\u2028b"]
+
+
+@pytest.mark.parametrize("value", NOT_ONE_LINE)
+@pytest.mark.parametrize("field", ["ticket", "note"])
+def test_a_ticket_or_note_of_more_than_one_line_is_refused(
+    app: Flask, client: FlaskClient, make_key: MakeKey, make_account: Callable[..., Account], field: str, value: str
+) -> None:
+    make_account("jane")
+    response = send_reset(client, make_key("agent"), "jane", method="link", **{field: value})
+    body = assert_problem(response, 400, "validation_failed")
+    assert body["errors"] == [{"field": field, "message": f"{field} must be one line, without control characters."}]
+    assert count_rows(app, PasswordReset) == 0
+
+
+@pytest.mark.parametrize("value", NOT_ONE_LINE)
+def test_a_freeze_reason_of_more_than_one_line_is_refused(
+    app: Flask, client: FlaskClient, make_key: MakeKey, make_account: Callable[..., Account], value: str
+) -> None:
+    make_account("jane")
+    response = client.post(f"{accounts_url()}/freeze", json={"reason": value}, headers=make_key("agent"))
+    body = assert_problem(response, 400, "validation_failed")
+    assert [error["field"] for error in body["errors"]] == ["reason"]
+    with app.app_context():
+        assert db.session.scalar(select(Account.frozen_at)) is None
+
+
 # --- unlock -----------------------------------------------------------------------------------
 
 

@@ -382,12 +382,29 @@ def test_what_an_agent_types_is_shown_as_text_not_markup(
     make_account("jane")
     url = "/support/accounts/jane/reset-link"
     token = csrf_token(agent_client, url)
-    agent_client.post(url, data={"csrf_token": token, "ticket": '<script>alert("x")</script>', "verified_by": "callback"})
+    agent_client.post(
+        url, data={"csrf_token": token, "ticket": '<script>alert("x")</script>', "note": "<b>n</b>", "verified_by": "callback"}
+    )
     page = page_text(agent_client.get("/support/accounts/jane"))
-    assert "<script>" not in page
+    assert "<script>" not in page and "<b>n</b>" not in page and "&lt;b&gt;n&lt;/b&gt;" in page
     assert "(ticket &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;)" in page
     found = page_text(agent_client.get("/support", query_string={"q": "<b>jane"}))
     assert "<b>jane" not in found and "&lt;b&gt;jane" in found
+
+
+@pytest.mark.parametrize(
+    ("action", "field"), [("freeze", "reason"), ("freeze", "ticket"), ("reset-link", "ticket"), ("temporary-password", "note")]
+)
+def test_the_console_refuses_a_ticket_note_or_reason_of_more_than_one_line(
+    app: Flask, agent_client: FlaskClient, make_account: Callable[..., Account], action: str, field: str
+) -> None:
+    make_account("jane")
+    url = f"/support/accounts/jane/{action}"
+    data = {"csrf_token": csrf_token(agent_client, url), "verified_by": "callback", "reason": "fraud call", field: "T-1\r\nBcc: x@evil.test"}
+    response = agent_client.post(url, data=data)
+    assert response.status_code == 400
+    assert "Keep this on one line, without line breaks or control characters." in page_text(response)
+    assert not {"account.frozen", "reset.requested", "account.unlocked"} & {row[0] for row in event_rows(app)}
 
 
 @pytest.mark.parametrize("app_settings", [{"AGENT_RESETS_PER_HOUR": 1}], ids=["one-reset-an-hour"])

@@ -17,7 +17,7 @@ from werkzeug.test import TestResponse
 from service.models import Account, ResetRequest
 from service.platform.clock import utcnow
 from service.platform.extensions import db
-from service.web.pages import SESSION_TOKEN_KEY
+from service.web.pages import DONE_PAGE_MINUTES, SESSION_DONE_KEY, SESSION_TOKEN_KEY
 from tests.conftest import (
     OTHER_STRONG_PASSWORD,
     STRONG_PASSWORD,
@@ -310,9 +310,38 @@ def test_setting_the_new_password_leads_to_the_done_page_with_a_sign_in_link(
     assert verify(client, client_key, STRONG_PASSWORD) == 401
 
 
+def just_changed(client: FlaskClient) -> None:
+    """The browser's session as a successful change leaves it: the done page is its to see."""
+    with client.session_transaction() as session:
+        session[SESSION_DONE_KEY] = int(utcnow().timestamp())
+
+
+def test_the_done_page_is_only_for_the_browser_that_just_changed_the_password(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    # Anyone else (a link shared, a bookmark, a guess) is sent to the reset box.
+    stranger = client.get("/reset-password/done")
+    assert stranger.status_code == 302 and stranger.headers["Location"].endswith("/reset-password")
+    make_account()
+    form = open_link(client, emailed_token(app, client, smtp))
+    changed = client.post(
+        "/reset-password/new",
+        data={"csrf_token": csrf_token(page(form)), "new_password": OTHER_STRONG_PASSWORD, "confirm_password": OTHER_STRONG_PASSWORD},
+    )
+    assert changed.status_code == 302
+    # Reloading it, or switching its language, still shows it a while...
+    for _ in range(2):
+        assert "Your password has been changed" in page(client.get("/reset-password/done"))
+    # ... and then no more.
+    with time_machine.travel(utcnow() + timedelta(minutes=DONE_PAGE_MINUTES + 1)):
+        assert client.get("/reset-password/done").status_code == 302
+    assert app.test_client().get("/reset-password/done").status_code == 302
+
+
 def test_without_sign_in_url_the_done_page_says_where_to_sign_in_and_links_nowhere(client: FlaskClient) -> None:
     """The service's own root only leads back to the reset box: without SIGN_IN_URL there is no
     "Sign in" link at all, only where to go."""
+    just_changed(client)
     html = page(client.get("/reset-password/done"))
     assert "Your password has been changed" in html
     assert "You can now sign in on the Canadian Insulin website with your new password." in html
@@ -489,8 +518,9 @@ def every_page(app: Flask, client: FlaskClient, smtp: SmtpSink) -> dict[str, Tes
         "csrf refused": client.post("/reset-password", data={"username": "jane"}),
         "link redirect": client.get(f"/reset-password/{token}"),
         "new password form": client.get("/reset-password/new"),
-        "done": client.get("/reset-password/done"),
     }
+    just_changed(client)
+    answers["done"] = client.get("/reset-password/done")
     client.get("/reset-password/not-a-real-token-at-all")
     answers["link problem"] = client.get("/reset-password/new")
     answers["login help"] = client.get("/login-help")
