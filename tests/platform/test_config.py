@@ -304,3 +304,9 @@ def test_testing_app_refuses_a_forged_host_too(tmp_path: Path) -> None:
     client = app.test_client()
     assert client.get("/healthz", headers={"Host": "account.example.com"}).status_code == 200
     assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_production_answers_add_hsts_once(production_app: Any) -> None:
+    response = production_app.test_client().get("/healthz", base_url="https://account.example.com")
+    assert response.headers.getlist("Strict-Transport-Security") == ["max-age=31536000; includeSubDomains"]
+    assert response.headers.get("X-Frame-Options") == "DENY"
