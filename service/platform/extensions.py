@@ -11,7 +11,6 @@ from service.platform.clients import client_rate_limit_key
 from service.platform.modelbase import Base
 
 
-
 class Limits(Limiter):
     """Flask-Limiter, which returns at once when limits are off (RATELIMIT_ENABLED=false).
 

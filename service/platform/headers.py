@@ -42,6 +42,6 @@ def register_security_headers(app: Flask) -> None:
     def add_security_headers(response: Response) -> Response:
         # One pass over the answer's headers, then one extend: a `setdefault` per header looked
         # each one up (a raised and caught KeyError for every missing one) on every request.
-        present = {name.lower() for name in response.headers.keys()}
+        present = {name.lower() for name, _value in response.headers}
         response.headers.extend([(name, value) for key, name, value in defaults if key not in present])
         return response
