@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,19 +226,24 @@ def running_gunicorn(
     env: Mapping[str, str],
     log_path: Path,
     pythonpath: Path | None = None,
+    *,
+    executable: Path | None = None,
+    cwd: Path = ROOT,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[tuple[subprocess.Popen, str]]:
     """`gunicorn -w N -b 127.0.0.1:<free port> APP` from the project root (so gunicorn.conf.py
-    applies); yields (arbiter process, base URL) once GET /healthz answers; SIGTERM on exit."""
+    applies; `cwd` elsewhere leaves it out); yields (arbiter process, base URL) once GET /healthz
+    answers; SIGTERM on exit. `executable` is another venv's gunicorn (the Django peer's)."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    command = [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    command = [str(executable or BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", *extra_args]
     if pythonpath is not None:
         command += ["--pythonpath", str(pythonpath)]
     with open(log_path, "ab") as log:
         # A session of its own: Ctrl-C reaches only this script, which then stops gunicorn.
         process = subprocess.Popen(
             [*command, app_spec],
-            cwd=ROOT,
+            cwd=cwd,
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,

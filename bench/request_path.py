@@ -35,6 +35,7 @@ import platform
 import random
 import secrets
 import sys
+import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -73,8 +74,6 @@ def account_names(count: int) -> list[str]:
 
 def import_accounts(service, names: list[str]) -> None:
     """`flask users import` the names, each with an email and no password."""
-    import tempfile
-
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as csv:
         csv.write("username,email,password_hash\n")
         for name in names:
