@@ -97,8 +97,10 @@ class Profile:
                  f"{'own %':>6} {'total %':>8}  function (file), by own time"]
         for name, count in own.most_common(top):
             lines.append(f"{100 * count / samples:6.1f} {100 * total[name] / samples:8.1f}  {name}")
-        lines += ["", f"{'total %':>8} {'own %':>6}  function (file), by total time"]
-        for name, count in total.most_common(top):
+        # Frames on (nearly) every stack are the server's main loop: nothing to learn from them.
+        inner = [(name, count) for name, count in total.most_common() if count < 0.95 * samples]
+        lines += ["", f"{'total %':>8} {'own %':>6}  function (file), by total time (frames on >= 95% of stacks left out)"]
+        for name, count in inner[:top]:
             lines.append(f"{100 * count / samples:8.1f} {100 * own[name] / samples:6.1f}  {name}")
         return "\n".join(lines)
 

@@ -19,8 +19,8 @@ missing names. The load runs in `--rounds` slices per server in alternating orde
 warm-up. Printed: requests/s, p50/p99, the gunicorn processes' CPU per request, and the ratio
 service/bare (target >= 0.6).
 
-With `--profile S`, a third run of S seconds loads the service alone while py-spy samples each
-worker (bench/profiling.py), and the top of the profile is printed: the table that
+With `--profile S`, S more seconds of load on each server alone while py-spy samples each of its
+workers (bench/profiling.py), and the top of each profile is printed: the tables that
 bench/README.md quotes.
 
     .venv/bin/python bench/request_path.py [--duration 10] [--rounds 2] [--profile 10] [--json]
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 from harness import (
     HarnessError,
+    child_pids,
     install_sigterm_exit,
     production_settings,
     running_bare_app,
@@ -123,15 +124,16 @@ def measure(
         for number in range(rounds):
             for target in targets if number % 2 == 0 else reversed(targets):
                 load_slice(target, make_body, concurrency, duration / rounds)
-        profile_table = None
+        profiles: dict[str, str] = {}
         if profile_s:
             from profiling import sampling
 
-            print(f"  profiling the service for {profile_s:g} s (py-spy) ...", file=sys.stderr, flush=True)
-            with sampling(service.worker_pids(), profile_s) as profile:
-                run_load(service.base_url, PATH, make_body, label="profile", concurrency=concurrency,
-                         duration=profile_s, max_requests=10**7, expect_status=202)
-            profile_table = profile.table(profile_top)
+            for name, server in (("service", service), ("bare", bare)):
+                print(f"  profiling {name} for {profile_s:g} s (py-spy) ...", file=sys.stderr, flush=True)
+                with sampling(child_pids(server.process.pid), profile_s) as profile:
+                    run_load(server.base_url, PATH, make_body, label="profile", concurrency=concurrency,
+                             duration=profile_s, max_requests=10**7, expect_status=202)
+                profiles[name] = profile.table(profile_top)
         restarts = {"service": service.log_count("Autorestarting worker"), "bare": bare.log_count("Autorestarting worker")}
     service_m, bare_m = targets
     ratio = service_m.result.rps / bare_m.result.rps
@@ -141,7 +143,7 @@ def measure(
         "bare": {"rps": bare_m.result.rps, "p50_ms": bare_m.result.p50_ms, "p99_ms": bare_m.result.p99_ms,
                  "cpu_ms": bare_m.cpu_ms, "requests": bare_m.result.count},
         "ratio": ratio, "target": TARGET_RATIO, "passed": ratio >= TARGET_RATIO,
-        "restarts": restarts, "profile": profile_table,
+        "restarts": restarts, "profiles": profiles,
         "client_cpu_share": sum(t.result.client_cpu_s for t in targets) / sum(t.result.elapsed_s for t in targets),
     }
 
@@ -160,8 +162,8 @@ def report(figures: dict, args) -> None:
         print(f"note: gunicorn restarted workers (max_requests): {figures['restarts']}")
     verdict = "PASS" if figures["passed"] else "FAIL"
     print(f"request path / bare: {figures['ratio']:.2f}x (target >= {TARGET_RATIO}x): {verdict}")
-    if figures["profile"]:
-        print(f"\nprofile of the service's workers under the same load (py-spy, {args.profile:g} s):\n{figures['profile']}")
+    for name, table in figures["profiles"].items():
+        print(f"\nprofile of the {name} workers under the same load (py-spy, {args.profile:g} s):\n{table}")
 
 
 def main() -> int:
