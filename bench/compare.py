@@ -187,7 +187,7 @@ def timing_row(run: Run, measure: str, command: list[str], key: str) -> None:
         raise HarnessError(f"{' '.join(command[1:3])} exited {result.returncode}: {(result.stderr or result.stdout)[-500:]}")
     gap, p = timing_figures(result.stdout)
     run.figures[key] = {"gap_ms": gap, "wilcoxon_p": p}
-    run.rows.append(Row(measure, f"gap {gap:+.3f} ms", "-", f"p = {p:.3f}", "p >= 0.05, |gap| < 1 ms",
+    run.rows.append(Row(measure, f"gap {gap:+.3f} ms", "-", f"p = {p:.3f}", "p >= 0.05 and gap under 1 ms",
                         verdict(p >= 0.05 and abs(gap) < 1.0)))
 
 
