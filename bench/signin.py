@@ -32,7 +32,7 @@ import sys
 import time
 
 from argon2 import PasswordHasher
-from harness import HarnessError, install_sigterm_exit, production_settings, running_service
+from harness import HarnessError, child_pids, install_sigterm_exit, production_settings, running_service
 from loadgen import LoadError, LoadResult, loadavg, run_load, tree_cpu_seconds
 from request_path import DEFAULT_REDIS_URL
 
@@ -78,7 +78,7 @@ def stored_hash_of(database_url: str, username: str) -> str:
 
 
 def measure(*, workers: int = 2, concurrency: int = 4, duration: float = 10.0, rounds: int = 2, warmup: float = 1.0,
-            redis_url: str = DEFAULT_REDIS_URL) -> dict:
+            redis_url: str = DEFAULT_REDIS_URL, profile_s: float = 0.0, profile_top: int = 25) -> dict:
     with running_service(workers, production_settings(redis_url)) as service:
         service.cli("users", "create", USERNAME, "bench@example.com", "--password-stdin", stdin=PASSWORD + "\n")
         stored_hash = stored_hash_of(service.env["DATABASE_URL"], USERNAME)
@@ -98,6 +98,14 @@ def measure(*, workers: int = 2, concurrency: int = 4, duration: float = 10.0, r
             argon2_rates.append(argon2_rate(stored_hash, workers, duration / rounds))
             print(f"  argon2  slice: {argon2_rates[-1]:.1f} verifications/s  load {loadavg().split()[0]}",
                   file=sys.stderr, flush=True)
+        profile_table = None
+        if profile_s:
+            from profiling import sampling
+
+            with sampling(child_pids(service.process.pid), profile_s) as profile:
+                run_load(service.base_url, PATH, lambda: body, label="profile", headers=headers,
+                         concurrency=concurrency, duration=profile_s, expect_status=200)
+            profile_table = profile.table(profile_top)
     assert result is not None
     argon2 = sum(argon2_rates) / len(argon2_rates)
     ratio = result.rps / argon2
@@ -106,6 +114,7 @@ def measure(*, workers: int = 2, concurrency: int = 4, duration: float = 10.0, r
                     "cpu_ms": 1000 * cpu_s / result.count, "requests": result.count},
         "argon2": {"rps": argon2, "cpu_ms": 1000 * workers / argon2},
         "hash_parameters": stored_hash.split("$")[3], "ratio": ratio, "target": TARGET_RATIO, "passed": ratio >= TARGET_RATIO,
+        "profile": profile_table,
     }
 
 
@@ -119,6 +128,8 @@ def report(figures: dict, args) -> None:
     print(f"argon2-cffi PasswordHasher.verify: {argon2['rps']:7.1f} /s       (about {argon2['cpu_ms']:.2f} ms of a core each)")
     verdict = "PASS" if figures["passed"] else "FAIL"
     print(f"service / argon2-cffi: {figures['ratio']:.2f}x (target >= {TARGET_RATIO}x): {verdict}")
+    if figures["profile"]:
+        print(f"\nprofile of the service's workers (py-spy, {args.profile:g} s):\n{figures['profile']}")
 
 
 def main() -> int:
@@ -129,6 +140,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating slices (default 2)")
     parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds first (default 1)")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help=f"the throttle's storage (default {DEFAULT_REDIS_URL})")
+    parser.add_argument("--profile", type=float, default=0.0, metavar="S", help="then profile the service for S seconds with py-spy")
+    parser.add_argument("--top", type=int, default=25, help="rows of the profile tables (default 25)")
     parser.add_argument("--json", action="store_true", help="print one JSON line of figures instead of the report")
     args = parser.parse_args()
 
@@ -137,7 +150,8 @@ def main() -> int:
         print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average {loadavg()} at start")
     try:
         figures = measure(workers=args.workers, concurrency=args.concurrency, duration=args.duration,
-                          rounds=args.rounds, warmup=args.warmup, redis_url=args.redis_url)
+                          rounds=args.rounds, warmup=args.warmup, redis_url=args.redis_url, profile_s=args.profile,
+                          profile_top=args.top)
     except (HarnessError, LoadError, OSError) as error:
         print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
         return 2
