@@ -92,7 +92,7 @@ lint: install-dev
 		echo "pip-audit SKIPPED: PyPI's vulnerability data ($(AUDIT_PROBE)) does not answer from here"; \
 	fi
 
-# Every comparison of issue 15 and its table of ratios (bench/README.md); about 12 minutes.
+# Every speed comparison and its table of ratios (bench/README.md); about 5 minutes, more with delivery.
 # `make bench BENCH_ARGS=--quick` for a short smoke run, `BENCH_ARGS="--only request,signin"` for some.
 BENCH_ARGS ?=
 bench: install-dev
