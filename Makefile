@@ -92,8 +92,11 @@ lint: install-dev
 		echo "pip-audit SKIPPED: PyPI's vulnerability data ($(AUDIT_PROBE)) does not answer from here"; \
 	fi
 
+# Every speed comparison and its table of ratios (bench/README.md); about 5 minutes, more with delivery.
+# `make bench BENCH_ARGS=--quick` for a short smoke run, `BENCH_ARGS="--only request,signin"` for some.
+BENCH_ARGS ?=
 bench: install-dev
-	$(BIN)/python bench/verify_timing.py
+	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .hypothesis

@@ -20,9 +20,11 @@ More pieces, each a context manager that cleans up after itself the same way:
   once gunicorn answers. `key_name` names the API key (it must be new in a reused database).
 - `running_outbox_workers(env, count, log_dir)`: N `flask --app wsgi outbox run` processes on
   their own, e.g. against a queue filled beforehand; yields when each has said it is running.
-- `running_bare_app(workers)`: `bench/bare_app.py` (a plain Flask app with one JSON POST
-  endpoint) under gunicorn, from the project root so the same `gunicorn.conf.py` applies;
-  a baseline that lives only in bench/, nothing is added to the service.
+- `running_bare_app(workers, accounts=...)`: `bench/bare_app.py` (a plain Flask app with one
+  JSON POST endpoint doing one indexed SELECT and one INSERT on SQLite, with the service's
+  pragmas) under gunicorn, from the project root so the same `gunicorn.conf.py` applies, on a
+  SQLite file of its own holding `accounts`; a baseline that lives only in bench/, nothing is
+  added to the service.
 - `running_smtp_sink(delay)`: `bench/smtp_sink.py` (aiosmtpd) in a subprocess; every message
   waits `delay` seconds before its 250, and is logged with its arrival time and recipient.
 - `postgres_database(name)`: creates a PostgreSQL database with `psql` and drops it on exit.
@@ -34,15 +36,18 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bare_app import SCHEMA as BARE_SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -73,6 +78,23 @@ def service_env(db_path: Path, extra: Mapping[str, str] | None = None) -> dict[s
     )
     env.update(extra or {})
     return env
+
+
+# The production profile's middleware and settings, for comparisons on this machine's SQLite:
+# JSON logs, HSTS, trusted hosts, metrics in multiprocess mode, request ids, access log (all
+# on in any profile; production only changes the log format and adds HSTS). Limits stay off
+# (RATELIMIT_ENABLED=false: they would refuse a load test), so the limiter touches no storage;
+# the sign-in throttle still counts in `redis_url`. MAIL_SERVER must be set in production.
+def production_settings(redis_url: str, mail: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Settings for `running_service(extra_env=...)` that run it as production does, on SQLite."""
+    return {
+        "APP_ENV": "production",
+        "PUBLIC_BASE_URL": "http://127.0.0.1",
+        "RATELIMIT_ENABLED": "false",
+        "RATELIMIT_STORAGE_URI": redis_url,
+        "LOGIN_MAX_FAILURES": "100000000",
+        **(mail or {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": "9", "MAIL_USE_TLS": "false"}),
+    }
 
 
 def run_cli(env: Mapping[str, str], *args: str, stdin: str | None = None) -> str:
@@ -204,19 +226,24 @@ def running_gunicorn(
     env: Mapping[str, str],
     log_path: Path,
     pythonpath: Path | None = None,
+    *,
+    executable: Path | None = None,
+    cwd: Path = ROOT,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[tuple[subprocess.Popen, str]]:
     """`gunicorn -w N -b 127.0.0.1:<free port> APP` from the project root (so gunicorn.conf.py
-    applies); yields (arbiter process, base URL) once GET /healthz answers; SIGTERM on exit."""
+    applies; `cwd` elsewhere leaves it out); yields (arbiter process, base URL) once GET /healthz
+    answers; SIGTERM on exit. `executable` is another venv's gunicorn (the Django peer's)."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    command = [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    command = [str(executable or BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}", *extra_args]
     if pythonpath is not None:
         command += ["--pythonpath", str(pythonpath)]
     with open(log_path, "ab") as log:
         # A session of its own: Ctrl-C reaches only this script, which then stops gunicorn.
         process = subprocess.Popen(
             [*command, app_spec],
-            cwd=ROOT,
+            cwd=cwd,
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -307,13 +334,35 @@ def running_service(
         )
 
 
+def seed_bare_accounts(database_path: Path, usernames: Iterable[str]) -> None:
+    """Give bench/bare_app.py's database its accounts (the schema bare_app.py makes), so its
+    SELECT finds the same names the service's does."""
+    conn = sqlite3.connect(database_path, timeout=10)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        for statement in BARE_SCHEMA:
+            conn.execute(statement)
+        conn.executemany(
+            "INSERT OR IGNORE INTO accounts (username, email) VALUES (?, ?)",
+            [(name, f"{name}@example.com") for name in usernames],
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
 @contextmanager
-def running_bare_app(workers: int = 2, extra_env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """bench/bare_app.py (`bare_app:app`) under gunicorn with the service's gunicorn.conf.py."""
+def running_bare_app(
+    workers: int = 2, extra_env: Mapping[str, str] | None = None, accounts: Iterable[str] = ()
+) -> Iterator[Server]:
+    """bench/bare_app.py (`bare_app:app`) under gunicorn with the service's gunicorn.conf.py, on
+    its own SQLite file (WAL, the service's pragmas) holding `accounts`."""
     with tempfile.TemporaryDirectory(prefix="resetdesk-bare-") as tmp:
         tmp_path = Path(tmp)
         env = dict(os.environ)
+        env["BARE_DATABASE_PATH"] = str(tmp_path / "bare.db")
         env.update(extra_env or {})
+        seed_bare_accounts(Path(env["BARE_DATABASE_PATH"]), accounts)
         _metrics_dir(tmp_path, env)
         log_path = tmp_path / "gunicorn.log"
         with running_gunicorn("bare_app:app", workers, env, log_path, pythonpath=BENCH) as (process, base_url):

@@ -12,8 +12,9 @@ Three processes under test run side by side, each on its own port and its own SQ
 
   A  the service, mail to a sink that answers at once;
   B  the same service, mail to a sink that holds every message 2 s before its 250;
-  bare  bench/bare_app.py, a plain Flask app with one JSON POST endpoint, under the same
-        gunicorn.conf.py and worker count: the floor of what Flask and gunicorn cost;
+  bare  bench/bare_app.py, a plain Flask app with one JSON POST endpoint (one indexed SELECT and
+        one INSERT on SQLite, the service's pragmas), under the same gunicorn.conf.py and worker
+        count: the floor of what Flask, gunicorn and a durable write cost;
   C  (unless --no-external-baseline) the service with OUTBOX_DISPATCH=external and no outbox
      worker: requests are recorded and never resolved, so it is the request path alone, and
      A minus C is what the inline dispatcher threads cost. No target; for diagnosis.
@@ -338,7 +339,7 @@ def report_throughput(targets: dict[str, Target], args) -> list[str]:
     print(f"{'target':40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'gunicorn CPU/req':>17} {'load':>12}")
     labels = {
         "A": "A  service, fast SMTP sink",
-        "bare": "bare Flask JSON endpoint",
+        "bare": "bare Flask SELECT + INSERT",
         "B": "B  service, SMTP sink 2 s/message",
         "C": "C  service, dispatch external, none run",
     }

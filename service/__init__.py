@@ -21,6 +21,7 @@ from service.contact.hours import check_contact_settings
 from service.contact.templating import register_template_filters
 from service.outbox.metrics import OutboxCollector
 from service.platform.config import load_config
+from service.platform.cookiesessions import register_cookie_sessions
 from service.platform.database import prepare_database
 from service.platform.errorhandlers import register_errorhandlers
 from service.platform.extensions import csrf, db, limiter, mail, migrate
@@ -63,6 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, environ: Mapping[str,
         proxies = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     register_extensions(app)
+    register_cookie_sessions(app)
     register_i18n(app, PROJECT_ROOT / "translations")
     configure_logging(app)
     register_request_ids(app)

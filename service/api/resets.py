@@ -11,6 +11,7 @@ from service.api.body import validated_body
 from service.api.openapi import DATE_TIME, STRING, body, documented, obj
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
+from service.platform.database import core_transaction
 from service.platform.extensions import db
 from service.platform.i18n import supported_language
 from service.platform.ratelimits import reset_request_per_ip, reset_request_per_username, token_per_ip
@@ -40,11 +41,13 @@ ACCEPTED_MESSAGE = (
 @reset_request_per_username
 def request_password_reset() -> tuple[dict[str, Any], int]:
     fields = validated_body()
-    request_reset(
-        db.session, fields["username"], policy=reset_policy(), ip=client_ip(), now=utcnow(),
-        language=supported_language(fields.get("language")),
-    )
-    db.session.commit()
+    # The whole write is one INSERT: a Core transaction of its own, committed here, costs a
+    # fraction of the ORM session's unit of work on every request.
+    with core_transaction(db.session) as connection:
+        request_reset(
+            connection, fields["username"], policy=reset_policy(), ip=client_ip(), now=utcnow(),
+            language=supported_language(fields.get("language")),
+        )
     return {"status": "accepted", "message": ACCEPTED_MESSAGE}, 202
 
 

@@ -321,9 +321,12 @@ def _derive(settings: dict[str, Any], instance_path: Path) -> None:
     if not settings["DATABASE_URL"]:
         settings["DATABASE_URL"] = f"sqlite:///{(instance_path / 'service.db').resolve()}"
     settings["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
-    settings["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    settings["SQLALCHEMY_ENGINE_OPTIONS"] = {}
     if not settings["DATABASE_URL"].startswith("sqlite"):
+        # A server can drop a pooled connection (restart, idle timeout): test it before use.
+        # A SQLite file cannot, so there the test would only be a "SELECT 1" on every checkout.
         settings["SQLALCHEMY_ENGINE_OPTIONS"].update(
+            pool_pre_ping=True,
             pool_size=settings["DB_POOL_SIZE"],
             max_overflow=settings["DB_MAX_OVERFLOW"],
             pool_timeout=settings["DB_POOL_TIMEOUT"],

@@ -11,5 +11,4 @@ def count(metric: str, *labels: str) -> None:
         return
     metrics = current_app.extensions.get("resetdesk.metrics")
     if metrics is not None:
-        counter = getattr(metrics, metric)
-        (counter.labels(*labels) if labels else counter).inc()
+        metrics.child(metric, labels).inc()

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import flask_migrate
 from flask import Flask
-from sqlalchemy import CursorResult, Result, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, event
 from sqlalchemy.orm import Session, scoped_session
 
 from service.platform.extensions import db
@@ -28,10 +30,31 @@ def rows_changed(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-def note_queued_work(session: DbSession) -> None:
-    """Mark the session's transaction as having queued work (a request, a message) to dispatch;
-    the mark counts once that transaction commits, and is forgotten if it rolls back."""
+def note_queued_work(session: DbSession | Connection) -> None:
+    """Mark the session's (or `core_transaction`'s) transaction as having queued work (a request,
+    a message) to dispatch; the mark counts once that transaction commits, and is forgotten if
+    it rolls back."""
     session.info[UNCOMMITTED_WORK] = True
+
+
+@contextmanager
+def core_transaction(session: DbSession) -> Iterator[Connection]:
+    """A Core connection in a transaction of its own, committed when the block ends (rolled back
+    if it raises): for a door whose whole write is one statement, without the ORM session's
+    unit of work. Work noted on it (`note_queued_work`) counts as the session's once committed,
+    so the dispatcher is woken as for any other commit."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine), "a session bound to an engine, as the app's is"
+    with engine.connect() as connection:
+        connection.info.pop(UNCOMMITTED_WORK, None)
+        try:
+            with connection.begin():
+                yield connection
+            if connection.info.pop(UNCOMMITTED_WORK, False):
+                session.info[QUEUED_WORK] = True
+        finally:
+            # The info dict belongs to the pooled DBAPI connection: leave no mark behind in it.
+            connection.info.pop(UNCOMMITTED_WORK, None)
 
 
 def take_queued_work(session: DbSession) -> bool:

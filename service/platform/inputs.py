@@ -16,7 +16,9 @@ class UnusableInput(ServiceError):
 
 def refuse_unstorable_path_and_query() -> None:
     """Refuse NUL (PostgreSQL refuses it in any text) and lone surrogates in the path or query."""
-    values = [request.path, *(part for pair in request.args.items(multi=True) for part in pair)]
+    values = [request.path]
+    if request.environ.get("QUERY_STRING"):  # most requests have none: nothing to parse then
+        values += [part for pair in request.args.items(multi=True) for part in pair]
     if not all(is_storable(value) for value in values):
         raise UnusableInput("The address holds a character that cannot be used (NUL or a lone surrogate).")
 

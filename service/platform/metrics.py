@@ -57,8 +57,21 @@ class ServiceMetrics:
             ["outcome"], registry=None,
         )
 
+        # Each (metric, labels) child, looked up once: `labels()` checks and locks on every call.
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+
     def all(self) -> list[Collector]:
         return [self.requests, self.latency, self.resets, self.mail, self.throttled, self.pwned_checks]
+
+    def child(self, metric: str, labels: tuple[str, ...] = ()) -> Any:
+        """The metric (an attribute's name) for these label values, ready to `inc` or `observe`."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            collector = getattr(self, metric)
+            # Two threads may both get here; labels() hands both the same child.
+            found = self._children[key] = collector.labels(*labels) if labels else collector
+        return found
 
 
 def reader_allowed(app_env: str, token: str, authorization: str) -> bool:
@@ -129,9 +142,9 @@ def register_metrics(app: Flask) -> None:
     @app.after_request
     def observe(response: Response) -> Response:
         endpoint = request.endpoint or "unmatched"
-        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        metrics.child("requests", (endpoint, request.method, str(response.status_code))).inc()
         if "request_started" in g:
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - g.request_started)
+            metrics.child("latency", (endpoint,)).observe(time.perf_counter() - g.request_started)
         return response
 
     @app.get("/metrics")

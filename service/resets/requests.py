@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
 from service.accounts.records import find_account
 from service.accounts.reminders import resolve_username_reminder
@@ -28,12 +28,12 @@ ERROR_MAX_LENGTH = 1000
 
 
 def request_reset(
-    session: DbSession, username: str, *, policy: ResetPolicy, ip: str | None, now: datetime, language: str | None = None
+    session: DbSession | Connection, username: str, *, policy: ResetPolicy, ip: str | None, now: datetime, language: str | None = None
 ) -> None:
     """Record a self-service request, the typed name sealed; the caller commits.
 
     This is all the request path does, for every username alike: no lookup, no branch, one
-    sealing. The dispatcher resolves the request later (`resolve_request`), so neither the
+    sealing. A door passes a `core_transaction` connection (or a session). The dispatcher resolves the request later (`resolve_request`), so neither the
     answer nor its time can tell an existing account from a missing one; and the name is never
     written in clear, since people type passwords and emails into that box.
     """

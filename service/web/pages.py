@@ -15,6 +15,7 @@ from service.accounts.reports import report_not_me
 from service.contact.hours import contact_details, shop_zone_name
 from service.platform.clients import client_ip
 from service.platform.clock import utcnow
+from service.platform.database import core_transaction
 from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed, WeakPassword
 from service.platform.extensions import db
 from service.platform.i18n import LANGUAGE_COOKIE, current_language, supported_language
@@ -98,11 +99,11 @@ def reset_request_submit() -> PageResult:
     method = current_app.config["RESET_METHOD"]
     if not form.validate_on_submit():
         return render_template("reset_request.html", form=form, method=method), 400
-    request_reset(
-        db.session, form.username.data, policy=reset_policy(), ip=client_ip(), now=utcnow(),
-        language=current_language(),
-    )
-    db.session.commit()
+    with core_transaction(db.session) as connection:
+        request_reset(
+            connection, form.username.data, policy=reset_policy(), ip=client_ip(), now=utcnow(),
+            language=current_language(),
+        )
     return render_template("reset_sent.html", method=method)
 
 

@@ -64,3 +64,15 @@ def test_nul_in_a_path_or_query_is_400(
 def test_nul_in_a_console_query_is_400(agent_client: FlaskClient, app: Flask) -> None:  # noqa: F811
     assert agent_client.get("/support", query_string={"q": "ja\x00ne"}).status_code == 400
     assert agent_client.get("/support/accounts/ja%00ne").status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/healthz?x=ja%00ne", "/healthz?ja%00ne=x", "/reset-password?username=%00"])
+def test_nul_in_any_query_is_refused_before_the_view(client: FlaskClient, path: str) -> None:
+    # /healthz reads no query at all: the refusal comes from the check every request passes.
+    response = client.get(path)
+    assert response.status_code == 400, response.get_data(as_text=True)
+
+
+def test_a_request_without_a_query_string_passes_the_check(client: FlaskClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz?").status_code == 200

@@ -98,6 +98,18 @@ def test_a_database_url_is_used_as_given(tmp_path: Path) -> None:
     assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@db.example/shop"
 
 
+def test_a_server_database_tests_pooled_connections_before_use(tmp_path: Path) -> None:
+    options = load(tmp_path, {"DATABASE_URL": "postgresql+psycopg://u@db.example/shop"})["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["pool_pre_ping"] is True
+    assert options["pool_size"] == 5
+
+
+def test_a_sqlite_file_is_not_pinged_on_every_checkout(tmp_path: Path) -> None:
+    # A file cannot drop a connection; a "SELECT 1" per request would only cost time.
+    assert "pool_pre_ping" not in load(tmp_path, {})["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert "pool_pre_ping" not in load(tmp_path, {"DATABASE_URL": "sqlite:///x.db"})["SQLALCHEMY_ENGINE_OPTIONS"]
+
+
 def test_bodies_are_capped_at_64_kib(tmp_path: Path) -> None:
     assert load(tmp_path, {})["MAX_CONTENT_LENGTH"] == 64 * 1024
 
@@ -313,3 +325,9 @@ def test_testing_app_refuses_a_forged_host_too(tmp_path: Path) -> None:
     client = app.test_client()
     assert client.get("/healthz", headers={"Host": "account.example.com"}).status_code == 200
     assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_production_answers_add_hsts_once(production_app: Any) -> None:
+    response = production_app.test_client().get("/healthz", base_url="https://account.example.com")
+    assert response.headers.getlist("Strict-Transport-Security") == ["max-age=31536000; includeSubDomains"]
+    assert response.headers.get("X-Frame-Options") == "DENY"

@@ -116,3 +116,11 @@ def test_a_page_error_is_an_html_page_without_a_trace(client: FlaskClient) -> No
     assert response.status_code == 404
     assert response.mimetype == "text/html"
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_a_view_s_own_security_header_is_kept_and_none_is_doubled(client: FlaskClient) -> None:
+    response = client.get("/brand.css")
+    assert response.headers.getlist("Cache-Control") == ["public, max-age=3600"]
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"):
+        assert len(response.headers.getlist(name)) == 1, name
+

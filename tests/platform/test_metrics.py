@@ -28,6 +28,7 @@ from service.outbox.mail import RenderedEmail
 from service.outbox.queue import queue_email
 from service.platform.clock import utcnow
 from service.platform.extensions import db
+from service.platform.metrics import ServiceMetrics
 from tests.conftest import OTHER_STRONG_PASSWORD, PRODUCTION_SERVICES, SmtpSink, run_dispatcher, smtp_settings
 from tests.conftest import test_settings as settings_for
 
@@ -322,3 +323,12 @@ def test_worker_metrics_bind_loopback_by_default_and_honour_the_token(database_u
         server.server_close()
         with app.app_context():
             db.engine.dispose()
+
+
+def test_a_metric_s_child_is_looked_up_once_and_is_prometheus_own() -> None:
+    metrics = ServiceMetrics()
+    child = metrics.child("requests", ("health.healthz", "GET", "200"))
+    assert child is metrics.child("requests", ("health.healthz", "GET", "200"))
+    assert child is metrics.requests.labels("health.healthz", "GET", "200")
+    assert metrics.child("requests", ("health.healthz", "GET", "404")) is not child
+    assert metrics.child("throttled") is metrics.throttled  # no labels: the metric itself

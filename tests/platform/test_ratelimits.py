@@ -8,6 +8,7 @@ import re
 import uuid
 from typing import Any
 
+import flask_limiter
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -150,6 +151,18 @@ def test_ratelimit_enabled_false_turns_the_limits_off(app: Flask, client: FlaskC
     for _ in range(8):
         assert ask(client, "jane").status_code == 202
     assert recorded(app) == 8
+
+
+@pytest.mark.parametrize("app_settings", [{"RATELIMIT_ENABLED": False}], indirect=True, ids=["disabled"])
+def test_with_limits_off_flask_limiter_s_check_is_not_even_walked(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def walked(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("Flask-Limiter checked a request with limits off")
+
+    monkeypatch.setattr(flask_limiter.Limiter, "_check_request_limit", walked)
+    assert ask(client, "jane").status_code == 202
+    assert recorded(app) == 1
 
 
 # --- shared storage ---------------------------------------------------------------------------
