@@ -94,6 +94,16 @@ def breached_password_checks_stay_on_this_machine(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(breached, "fetch_range", loopback_only)
 
 
+def hashed_username(username: str) -> str:
+    """A name as the rate limits and the sign-in throttle key it under the tests' SECRET_KEY:
+    a keyed hash, never the name."""
+    from service.platform.sealing import username_hash
+
+    app = create_app(test_settings("sqlite://"))
+    with app.app_context():
+        return username_hash(username)
+
+
 def reset_postgresql(url: str) -> None:
     """Start from an empty schema, as if the database were new."""
     import sqlalchemy

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Response, current_app, request
 
 from service.accounts.export import export_account as export_account_record
+from service.accounts.freezing import REASON_MAX_LENGTH
 from service.api.auth import current_key_actor, require_role
 from service.api.blueprint import api
 from service.api.body import validated_body
@@ -38,8 +39,12 @@ from service.support import actions, overview
 ASKED_FOR_DEFAULT_DAYS = 30
 ASKED_FOR_MAX_DAYS = 366
 NOTE_FIELDS = ("note", "ticket", "verified_by")
-# What an agent types about an action stays on one line (see ONE_LINE).
-ONE_LINE_FIELDS: dict[str, dict[str, Any]] = {"note": ONE_LINE_TEXT, "ticket": ONE_LINE_TEXT, "reason": ONE_LINE_TEXT}
+# What an agent types about an action: one line (see ONE_LINE), as long as the console takes.
+ONE_LINE_FIELDS: dict[str, dict[str, Any]] = {
+    "note": {**ONE_LINE_TEXT, "maxLength": actions.NOTE_MAX_LENGTH},
+    "ticket": {**ONE_LINE_TEXT, "maxLength": actions.TICKET_MAX_LENGTH},
+    "reason": {**ONE_LINE_TEXT, "maxLength": REASON_MAX_LENGTH},
+}
 PAGING: dict[str, dict[str, Any]] = {
     "page": {"type": "integer", "minimum": 1},
     "per_page": {"type": "integer", "minimum": 1, "maximum": 100},

@@ -6,7 +6,9 @@ from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
+from service.accounts.freezing import REASON_MAX_LENGTH
 from service.platform.forms import TextForm, one_line, storable
+from service.support.actions import NOTE_MAX_LENGTH, TICKET_MAX_LENGTH
 
 
 class AgentSignInForm(TextForm):
@@ -30,14 +32,14 @@ class ConfirmActionForm(TextForm):
         _l("How did you verify the caller?"),
         validators=[DataRequired(message=_l("Say how you verified the caller before acting."))],
     )
-    ticket = StringField(_l("Ticket number (optional)"), validators=[Optional(), Length(max=100), storable, one_line])
-    note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=200), storable, one_line])
+    ticket = StringField(_l("Ticket number (optional)"), validators=[Optional(), Length(max=TICKET_MAX_LENGTH), storable, one_line])
+    note = StringField(_l("Note (optional)"), validators=[Optional(), Length(max=NOTE_MAX_LENGTH), storable, one_line])
 
 
 class FreezeForm(ConfirmActionForm):
     reason = StringField(
         _l("Why freeze it?"),
-        validators=[DataRequired(message=_l("Give the reason for freezing.")), Length(max=200), storable, one_line],
+        validators=[DataRequired(message=_l("Give the reason for freezing.")), Length(max=REASON_MAX_LENGTH), storable, one_line],
     )
 
 

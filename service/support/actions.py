@@ -32,6 +32,10 @@ from service.resets.policy import ResetPolicy
 from service.support.quotas import take_reset_from_quota
 from service.support.verification import action_details, checked_verification
 
+# What an agent may note about an action: the ticket is kept with the reset (and named in the
+# customer's notice), the note in the audit trail.
+TICKET_MAX_LENGTH = 100
+NOTE_MAX_LENGTH = 200
 PAGE_SIZE_MAX = 50
 PAGE_MAX = 10_000  # no one reads that far; larger offsets would overflow the database's integer
 QUERY_MAX_LENGTH = 254

@@ -23,9 +23,8 @@ from service.models import Account
 from service.platform.clock import utcnow
 from service.platform.errors import RateLimited
 from service.platform.extensions import db
-from service.platform.sealing import username_hash
 from service.platform.text import normalise_username
-from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, TEST_REDIS_URL, requires_redis
+from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, TEST_REDIS_URL, hashed_username, requires_redis
 from tests.conftest import test_settings as settings_for
 from tests.resets.test_concurrency import run_together
 
@@ -195,20 +194,13 @@ def redis_keys(fragment: str) -> list[str]:
         connection.close()
 
 
-def hashed_name(username: str) -> str:
-    """What the throttle's keys hold for a name: its keyed hash under the tests' SECRET_KEY."""
-    app = create_app(settings_for("sqlite://"))
-    with app.app_context():
-        return username_hash(username)
-
-
 @pytest.fixture
 def redis_username() -> Iterator[str]:
     """A username no other test uses, so its counters in the shared test Redis are its own;
     every key for it (under its hash, or naming it) is deleted afterwards."""
     username = f"redis-test-{uuid.uuid4().hex}"
     yield username
-    keys = redis_keys(username) + redis_keys(hashed_name(username))
+    keys = redis_keys(username) + redis_keys(hashed_username(username))
     if keys:
         connection = redis.Redis.from_url(TEST_REDIS_URL)
         try:
@@ -250,7 +242,7 @@ def test_two_apps_sharing_redis_see_the_same_failures(database_url: str, redis_u
         assert_rate_limited(verify(first_client, key, username, STRONG_PASSWORD))
         assert_rate_limited(verify(second_client, key, username, STRONG_PASSWORD))
         # The counts really are in Redis, not in either process, under the name's keyed hash.
-        assert redis_keys(hashed_name(username))
+        assert redis_keys(hashed_username(username))
 
         with second.app_context():
             sign_in_throttle().unlock(account_throttle_key(username))
@@ -271,7 +263,7 @@ def test_missing_usernames_are_counted_in_redis_too(database_url: str, redis_use
         with second.app_context():
             assert sign_in_throttle().is_locked(key)
             assert not sign_in_throttle().is_locked(account_throttle_key(redis_username + "-other"))
-        assert redis_keys(hashed_name(redis_username))
+        assert redis_keys(hashed_username(redis_username))
     finally:
         dispose(first, second)
 
@@ -402,7 +394,7 @@ def test_no_typed_name_is_kept_in_redis(database_url: str, redis_username: str) 
         assert agent_sign_in(client, typed, WRONG).status_code == 401
         with app.app_context():
             assert sign_in_throttle().is_locked(account_throttle_key(normalise_username(typed)))
-        assert redis_keys(hashed_name(redis_username))  # the counts are in Redis, under the name's keyed hash
+        assert redis_keys(hashed_username(redis_username))  # the counts are in Redis, under the name's keyed hash
         assert redis_keys(redis_username) == []
     finally:
         dispose(app)

@@ -324,6 +324,18 @@ def test_a_ticket_or_note_of_more_than_one_line_is_refused(
     assert count_rows(app, PasswordReset) == 0
 
 
+@pytest.mark.parametrize(("field", "most"), [("ticket", 100), ("note", 200)])
+def test_a_ticket_or_note_longer_than_the_console_takes_is_refused(
+    app: Flask, client: FlaskClient, make_key: MakeKey, make_account: Callable[..., Account], field: str, most: int
+) -> None:
+    make_account("jane")
+    key = make_key("agent")
+    response = send_reset(client, key, "jane", method="link", **{field: "T" * (most + 1)})
+    body = assert_problem(response, 400, "validation_failed")
+    assert body["errors"] == [{"field": field, "message": f"{field} must be at most {most} characters."}]
+    assert send_reset(client, key, "jane", method="link", **{field: "T" * most}).status_code == 202
+
+
 @pytest.mark.parametrize("value", NOT_ONE_LINE)
 def test_a_freeze_reason_of_more_than_one_line_is_refused(
     app: Flask, client: FlaskClient, make_key: MakeKey, make_account: Callable[..., Account], value: str
