@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import binascii
 import logging
+import re
 import secrets
 import smtplib
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +26,8 @@ log = logging.getLogger("service.mail")
 
 # RFC 5322's limit on a line, without its CRLF: a longer one goes quoted-printable.
 MAX_7BIT_LINE = 998
+# An ASCII address with nothing a header would quote or encode: written as it is.
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,20 @@ def envelope(sender: str, recipient: str) -> tuple[str, str]:
     in their ASCII form); BadHeaderError for a line break in either."""
     if _has_line_break(sender) or _has_line_break(recipient):
         raise BadHeaderError
-    return parseaddr(sanitize_address(sender))[1], sanitize_address(recipient)
+    return _address_of(sender), _header_address(recipient)
+
+
+@lru_cache(maxsize=8)
+def _address_of(sender: str) -> str:
+    # The sender is a setting: the same for every message, parsed once.
+    return parseaddr(sanitize_address(sender))[1]
+
+
+def _header_address(address: str) -> str:
+    """An address as a header and the envelope carry it; the parser only for an unusual one."""
+    if PLAIN_ADDRESS.fullmatch(address):
+        return address
+    return sanitize_address(address)
 
 
 def mime_bytes(
@@ -104,7 +121,7 @@ def mime_bytes(
         raise BadHeaderError
     headers = (
         f"From: {sender}\n"
-        f"To: {sanitize_address(recipient)}\n"
+        f"To: {_header_address(recipient)}\n"
         f"Subject: {sanitize_subject(subject)}\n"
         f"Date: {formatdate(localtime=True)}\n"
         f"Message-ID: {message_id}\n"

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask_mail import BadHeaderError
 
-from service.outbox.mail import Courier, mime_bytes, sender_address
+from service.outbox.mail import Courier, envelope, mime_bytes, sender_address
 from tests.conftest import SmtpSink, smtp_settings
 
 FRENCH_TEXT = "Bonjour,\n\nRéinitialisez votre mot de passe : https://example.com/r/abc\n.\nÀ bientôt\n"
@@ -88,3 +88,11 @@ def test_what_the_courier_sends_arrives_intact(app: Flask, smtp: SmtpSink) -> No
     assert body(french, "html") == FRENCH_HTML
     [dots] = smtp.to("bob@example.com")
     assert SmtpSink.text_of(dots).replace("\r\n", "\n") == ".\n..\nend\n"
+
+
+def test_an_internationalised_domain_goes_out_in_its_ascii_form() -> None:
+    assert envelope(sender_address("Shop", "noreply@example.com"), "je@exämple.com") == (
+        "noreply@example.com", "je@xn--exmple-cua.com",
+    )
+    message = parsed(mime_bytes("noreply@example.com", "je@exämple.com", "Hello", "text", None, message_id="<a@b>"))
+    assert message["To"] == "je@xn--exmple-cua.com"

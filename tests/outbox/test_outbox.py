@@ -19,7 +19,15 @@ from sqlalchemy import select
 from service.models import AuditEvent, OutboxMessage
 from service.outbox.delivery import FAILED_BODY, deliver
 from service.outbox.mail import Courier, RenderedEmail
-from service.outbox.queue import CLAIM_LEASE, MAX_ATTEMPTS, claim_due, open_body, queue_email, renew_claim
+from service.outbox.queue import (
+    CLAIM_LEASE,
+    MAX_ATTEMPTS,
+    claim_due,
+    claim_messages,
+    open_body,
+    queue_email,
+    renew_claim,
+)
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.worker.dispatcher import deliver_due
@@ -312,12 +320,13 @@ def test_a_worker_whose_claim_was_taken_over_after_the_lease_does_not_send(
     # The first worker is still busy with earlier messages when the lease runs out.
     second_claim = first_claim + CLAIM_LEASE + timedelta(seconds=1)
     with app.app_context():
-        assert claim_due(db.session, now=second_claim, limit=10) == [message_id]
+        [taken_over] = claim_messages(db.session, now=second_claim, limit=10)
+        assert taken_over.id == message_id
         db.session.commit()
         assert renew_claim(db.session, message_id, first_claim, now=second_claim) is False
         assert renew_claim(db.session, message_id, second_claim, now=second_claim) is True
         courier = Courier()
-        assert deliver(db.session, db.session.get(OutboxMessage, message_id), courier=courier, now=second_claim) == "sent"
+        assert deliver(db.session, taken_over, courier=courier, now=second_claim) == "sent"
         courier.close()
         db.session.commit()
     assert len(smtp.to("jane@example.com")) == 1
