@@ -14,7 +14,7 @@ from service.events import audit
 from service.models import AuditEvent, RequestKind, RequestStatus, ResetRequest
 from service.outbox.queue import backoff
 from service.platform.counters import count
-from service.platform.database import DbSession, note_queued_work, rows_changed
+from service.platform.database import DbSession, note_queued_work
 from service.platform.sealing import TYPED_USERNAME, SealBroken, open_sealed, seal, username_hash, username_hashes
 from service.platform.text import USERNAME_MAX_LENGTH
 from service.resets.issuing import issue_reset, rehearse_reset
@@ -134,7 +134,11 @@ def requests_for_name(session: DbSession, typed: str, *, since: datetime) -> lis
 
 
 def due_request_ids(session: DbSession, *, now: datetime, limit: int) -> list[int]:
-    """Ids of pending requests due now (new ones, and failed ones whose backoff is over)."""
+    """Ids of pending requests due now (new ones, and failed ones whose backoff is over).
+
+    On PostgreSQL the rows stay locked for the caller's transaction and other workers skip
+    them; on SQLite this is a plain read, which takes no write lock when nothing is due.
+    """
     return list(
         session.scalars(
             select(ResetRequest.id)
@@ -149,33 +153,36 @@ def due_request_ids(session: DbSession, *, now: datetime, limit: int) -> list[in
     )
 
 
-def take_and_resolve(session: DbSession, request_id: int, *, policy: ResetPolicy, now: datetime) -> str | None:
-    """Take one pending request (a reset or a username reminder) and resolve it; flushes. None when another worker took it.
+def take_due_requests(session: DbSession, *, now: datetime, limit: int) -> list[ResetRequest]:
+    """Take up to `limit` due requests for this worker, oldest first; the caller resolves them
+    and commits, and its rollback hands them back.
 
-    The conditional update lets one worker only take each request, on SQLite as on
-    PostgreSQL; if resolving raises, the caller's rollback hands the request back.
+    The conditional UPDATE lets one worker only take each request, on SQLite as on PostgreSQL;
+    it also starts the write transaction on SQLite before any savepoint is opened in it.
     """
-    taken = session.execute(
+    due = due_request_ids(session, now=now, limit=limit)
+    if not due:
+        return []
+    taken = session.scalars(
         update(ResetRequest)
-        .where(ResetRequest.id == request_id, ResetRequest.status == RequestStatus.PENDING)
+        .where(ResetRequest.id.in_(due), ResetRequest.status == RequestStatus.PENDING)
         .values(status=RequestStatus.PROCESSED, processed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if rows_changed(taken) != 1:
-        return None
-    request = session.get(ResetRequest, request_id)
-    if request is None:
-        return None
+        .returning(ResetRequest),
+        execution_options={"synchronize_session": False},
+    ).all()
+    return sorted(taken, key=lambda request: request.id)
+
+
+def resolve_request(session: DbSession, request: ResetRequest, *, policy: ResetPolicy, now: datetime) -> str:
+    """Resolve one taken request (a reset or a username reminder); flushes. Returns what happened."""
     if request.kind == RequestKind.USERNAME_REMINDER:
         return resolve_username_reminder(session, request, base_url=policy.base_url, now=now)
     return resolve_reset_request(session, request, policy=policy, now=now)
 
 
-def record_request_failure(session: DbSession, request_id: int, error: BaseException, *, now: datetime) -> None:
-    """Count a failed attempt at a request: retried with backoff, given up after the last one."""
-    request = session.get(ResetRequest, request_id)
-    if request is None:
-        return
+def record_request_failure(session: DbSession, request: ResetRequest, error: BaseException, *, now: datetime) -> None:
+    """Count a failed attempt at a taken request, whose own work was rolled back: it is due
+    again after a backoff, or given up after its last attempt; the caller commits."""
     request.attempts += 1
     request.last_error = f"{type(error).__name__}: {error}"[:ERROR_MAX_LENGTH]
     if request.attempts >= REQUEST_MAX_ATTEMPTS:
@@ -183,4 +190,6 @@ def record_request_failure(session: DbSession, request_id: int, error: BaseExcep
         request.processed_at = now
         request.username_sealed = ""
     else:
+        request.status = RequestStatus.PENDING
+        request.processed_at = None
         request.next_attempt_at = now + max(backoff(request.attempts), timedelta(seconds=1))

@@ -21,7 +21,7 @@ from service.platform.clock import utcnow
 from service.platform.database import DbSession, take_queued_work
 from service.platform.extensions import db
 from service.resets.policy import ResetPolicy, reset_policy
-from service.resets.requests import due_request_ids, record_request_failure, take_and_resolve
+from service.resets.requests import record_request_failure, resolve_request, take_due_requests
 from service.worker.housekeeping import retention_policy, run_housekeeping
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 ERROR_PAUSE_SECONDS = 5.0
 REQUEST_BATCH = 20
+# On SQLite a batch holds the database's one write lock from its first request to its commit,
+# and every writer waits for it (the request path's INSERT too): a smaller batch there.
+SQLITE_REQUEST_BATCH = 5
 MESSAGE_BATCH = 50
 # How long a pass may deliver before it hands back the rest of its batch and looks for
 # reset requests again: with a fast server a whole batch, with a slow one a message or two.
@@ -43,32 +46,34 @@ def _clock(now: datetime | None) -> Callable[[], datetime]:
 
 
 def resolve_requests(
-    session: DbSession, *, policy: ResetPolicy, limit: int = REQUEST_BATCH, now: datetime | None = None
+    session: DbSession, *, policy: ResetPolicy, limit: int | None = None, now: datetime | None = None
 ) -> int:
-    """Resolve a batch of pending reset requests, each committed alone; returns how many were handled.
+    """Resolve a batch of pending reset requests in one transaction; returns how many were handled.
 
-    A request whose handling raises is rolled back alone, its failure recorded (retried with
-    backoff, given up after its last attempt), and the batch goes on.
+    Each request is resolved inside a savepoint of its own. One whose handling raises is
+    rolled back to its savepoint alone (its reset, mail and events undone, its typed name
+    restored), its failure recorded (retried with backoff, given up after its last attempt),
+    and the batch goes on; the batch commits once. A request's mail is queued in the same
+    transaction as its resolution, so nothing is sent for a batch that did not commit, and a
+    batch that does not commit leaves its requests pending for the next pass.
     """
     utcnow = _clock(now)
-    request_ids = due_request_ids(session, now=utcnow(), limit=limit)
-    session.commit()
-    handled = 0
-    for request_id in request_ids:
+    if limit is None:
+        limit = SQLITE_REQUEST_BATCH if session.get_bind().dialect.name == "sqlite" else REQUEST_BATCH
+    taken = take_due_requests(session, now=utcnow(), limit=limit)
+    if not taken:
+        session.rollback()
+        return 0
+    for request in taken:
         try:
-            outcome = take_and_resolve(session, request_id, policy=policy, now=utcnow())
-            session.commit()
+            with session.begin_nested():
+                resolve_request(session, request, policy=policy, now=utcnow())
         # The isolation boundary of one work item: whatever went wrong is this request's.
         except Exception as error:  # noqa: BLE001
-            session.rollback()
-            log.warning("reset request %s failed: %s", request_id, type(error).__name__)
-            record_request_failure(session, request_id, error, now=utcnow())
-            session.commit()
-            handled += 1
-            continue
-        if outcome is not None:
-            handled += 1
-    return handled
+            log.warning("reset request %s failed: %s", request.id, type(error).__name__)
+            record_request_failure(session, request, error, now=utcnow())
+    session.commit()
+    return len(taken)
 
 
 @dataclass
