@@ -18,7 +18,7 @@ from service.outbox.delivery import closed_accounts, deliver
 from service.outbox.mail import Courier
 from service.outbox.queue import CLAIM_LEASE, any_due, claim_messages, release, renew_claim
 from service.platform.clock import utcnow
-from service.platform.database import DbSession, take_queued_work
+from service.platform.database import DbSession, take_queued_work, without_waiting_for_disk
 from service.platform.extensions import db
 from service.resets.policy import ResetPolicy, reset_policy
 from service.resets.requests import record_request_failure, resolve_request, take_due_requests
@@ -104,7 +104,9 @@ def deliver_due(
     Each message is marked sent in a commit of its own once the server has accepted it, so a
     worker that dies between the server's answer and that commit leaves at most that one
     message to be sent again when its claim expires: delivery is at least once, and the
-    repeat is bounded to the message in flight. When asked to stop, or once the batch has
+    repeat is bounded to the message in flight. Those commits do not wait for the disk
+    (`without_waiting_for_disk`): a crash of the database server itself may forget the marks
+    of its last fraction of a second, and those messages go out again; none is ever lost. When asked to stop, or once the batch has
     taken `slice_seconds` (a slow server must not keep reset requests waiting), the message in
     flight is finished and the rest handed back at once, rather than left for the claim lease.
     """
@@ -134,6 +136,7 @@ def deliver_due(
                 session.commit()
                 if not renewed:
                     continue
+            without_waiting_for_disk(session)
             outcome = deliver(
                 session, message, courier=courier, now=utcnow(), account_closed=message.account_id in closed
             )
