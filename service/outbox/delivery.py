@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from service.events import audit
 from service.models import Account, AccountStatus, OutboxKind, OutboxMessage, OutboxStatus
@@ -23,6 +23,18 @@ SENT_BODY = "(delivered; the body is not kept)"
 FAILED_BODY = "(failed; the body is not kept)"
 ERASED_RECIPIENT = "(erased)"
 ERROR_MAX_LENGTH = 1000
+
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+# Built once: the statement a worker runs after every message it sends.
+MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("message_id"))
+    .values(
+        status=OutboxStatus.SENT, sent_at=bindparam("sent_at"), attempts=_OUTBOX.c.attempts + 1,
+        text_body=SENT_BODY, html_body=None,
+    )
+)
+MARK_SENT_ERASED = MARK_SENT.values(recipient=ERASED_RECIPIENT)
 
 
 def send(message: ClaimedMessage, courier: Courier) -> None:
@@ -60,20 +72,11 @@ def record_sent(session: DbSession, message: ClaimedMessage, *, now: datetime, a
     """Mark a message the server accepted as sent, and record `mail.sent`; the caller commits.
 
     The body may hold a reset link or a temporary password (or, for a webhook, what happened
-    to a customer): once delivered, the outbox keeps only the envelope.
+    to a customer): once delivered, the outbox keeps only the envelope. The closing notice is
+    the one mail a closed account still gets; once it is out, its envelope keeps no address,
+    like every other mail of the account.
     """
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message.id)
-        .values(
-            status=OutboxStatus.SENT, sent_at=now, attempts=OutboxMessage.attempts + 1,
-            text_body=SENT_BODY, html_body=None,
-            # The closing notice is the one mail a closed account still gets; once it is out,
-            # its envelope keeps no address, like every other mail of the account.
-            **({"recipient": ERASED_RECIPIENT} if account_closed else {}),
-        )
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(MARK_SENT_ERASED if account_closed else MARK_SENT, {"message_id": message.id, "sent_at": now})
     if message.kind == OutboxKind.EMAIL:
         audit.record_event(
             session, "mail.sent", actor=OUTBOX_ACTOR, ip=None, now=now, account_id=message.account_id,

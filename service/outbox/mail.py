@@ -79,6 +79,7 @@ def smtp_configured() -> bool:
     return bool(settings()["MAIL_SERVER"])
 
 
+@lru_cache(maxsize=8)
 def sender_address(shop_name: str, sender: str) -> str:
     """`Shop Name <address>`: the shop's name shown as the sender, whatever the setting names."""
     _name, address = parseaddr(sender)
@@ -159,6 +160,22 @@ def _mime_part(subtype: str, body: str) -> str:
     )
 
 
+def hand_over(host: smtplib.SMTP, envelope_from: str, envelope_to: str, message: bytes) -> None:
+    """One message's SMTP transaction (MAIL, RCPT, DATA) on an open connection; raises the
+    smtplib error `sendmail` would. The addresses are already in their envelope form, so
+    sendmail's parsing of each again is skipped."""
+    host.ehlo_or_helo_if_needed()
+    code, answer = host.docmd("mail", f"FROM:<{envelope_from}>")
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, answer, envelope_from)
+    code, answer = host.docmd("rcpt", f"TO:<{envelope_to}>")
+    if code not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({envelope_to: (code, answer)})
+    code, answer = host.data(message)
+    if code != 250:
+        raise smtplib.SMTPDataError(code, answer)
+
+
 class Courier:
     """Sends emails over one SMTP connection kept open for a pass over the outbox.
 
@@ -184,13 +201,13 @@ class Courier:
         message = mime_bytes(sender, recipient, subject, text_body, html_body, message_id=message_id)
         reused = self._connection is not None
         try:
-            self._open().sendmail(envelope_from, [envelope_to], message)
+            hand_over(self._open(), envelope_from, envelope_to, message)
         except smtplib.SMTPServerDisconnected:
             self.close()
             if not reused:
                 raise
             # The server closed an idle connection: one fresh attempt before counting a failure.
-            self._open().sendmail(envelope_from, [envelope_to], message)
+            hand_over(self._open(), envelope_from, envelope_to, message)
         except Exception:
             self.close()
             raise

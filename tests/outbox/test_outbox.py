@@ -11,11 +11,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy
 import time_machine
 from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
+from service import create_app
 from service.models import AuditEvent, OutboxMessage
 from service.outbox.delivery import FAILED_BODY, deliver
 from service.outbox.mail import Courier, RenderedEmail
@@ -31,7 +33,7 @@ from service.outbox.queue import (
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.worker.dispatcher import deliver_due
-from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import SmtpSink, run_dispatcher, smtp_settings, test_settings
 
 EMAIL = RenderedEmail(subject="Hello", text_body="Plain words.", html_body="<p>Plain words.</p>")
 
@@ -387,3 +389,91 @@ def test_a_long_pass_checks_its_claim_before_each_late_send(app: Flask, smtp: Sm
     assert len(smtp.to("jane@example.com")) == 1
     assert message(app, first_id).status == "sent"
     assert message(app, second_id).status == "sending"  # the other worker's now
+
+
+# --- the sent mark ----------------------------------------------------------------------------
+
+
+def test_the_sent_marks_do_not_wait_for_the_disk_on_postgresql_and_nothing_else_is_relaxed(
+    app: Flask, smtp: SmtpSink, database_url: str
+) -> None:
+    queue(app, "jane@example.com", count=3)
+    statements: list[str] = []
+    with app.app_context():
+        engine = db.engine
+
+        def seen(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(" ".join(statement.split())[:40])
+
+        sqlalchemy.event.listen(engine, "before_cursor_execute", seen)
+        try:
+            report = deliver_due(db.session, limit=10)
+        finally:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", seen)
+    assert report.sent == 3
+    relaxed = [position for position, statement in enumerate(statements) if "synchronous_commit" in statement]
+    if database_url.startswith("postgresql"):
+        # Once per message, each in the transaction that marks it sent (after the claim's commit).
+        assert len(relaxed) == 3
+        for position in relaxed:
+            assert statements[position + 1].startswith("UPDATE outbox SET")
+        claim = next(position for position, statement in enumerate(statements) if statement.startswith("WITH due_ids"))
+        assert claim < relaxed[0]
+    else:
+        assert relaxed == []
+
+
+class RefusingServer:
+    """An SMTP server that refuses one recipient and keeps what it accepts."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.startswith("nobody@"):
+            return "550 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[tuple[RefusingServer, int]]:
+    from aiosmtpd.controller import Controller
+
+    handler = RefusingServer()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def test_a_refused_recipient_is_retried_later_and_the_next_message_still_goes(
+    database_url: str, refusing_server: tuple[RefusingServer, int]
+) -> None:
+    handler, port = refusing_server
+    app = create_app(test_settings(database_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_TIMEOUT=5))
+    with app.app_context():
+        db.create_all()
+    try:
+        [refused_id] = queue(app, "nobody@example.com")
+        [accepted_id] = queue(app, "jane@example.com")
+        with app.app_context():
+            report = deliver_due(db.session, limit=10)
+        assert (report.sent, report.retried) == (1, 1)
+        assert handler.received == ["jane@example.com"]
+        refused = message(app, refused_id)
+        assert (refused.status, refused.attempts) == ("pending", 1)
+        assert refused.last_error is not None and refused.last_error.startswith("SMTPRecipientsRefused")
+        assert "550" in refused.last_error
+        assert message(app, accepted_id).status == "sent"
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
