@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flask import Flask, Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from service.outbox.delivery import closed_accounts, deliver
 from service.outbox.mail import Courier
@@ -175,34 +176,40 @@ class Dispatcher:
             self.courier.close()
 
     def _pass(self) -> int:
-        """A pass that leaves the SMTP connection open for the next one, unless it found no mail."""
-        with self._pass_lock, self.app.app_context():
+        """A pass that leaves the SMTP connection open for the next one, unless it found no mail.
+
+        The pass runs on one database connection of its own, held from start to end: checked
+        out of the pool for every transaction (one per delivered message), each check-out
+        would cost the pool's liveness ping, a round trip to the database.
+        """
+        with self._pass_lock, self.app.app_context(), db.engine.connect() as connection:
+            session = Session(bind=connection)
             try:
                 policy = reset_policy()
                 # Requests first, all of them: a slow SMTP server must not keep resets from
                 # being issued (their mail then waits in the outbox like any other).
                 resolved = 0
-                while (batch := resolve_requests(db.session, policy=policy)) > 0:
+                while (batch := resolve_requests(session, policy=policy)) > 0:
                     resolved += batch
                     if self.stopping.is_set():
                         break
-                report = deliver_due(db.session, courier=self.courier, should_stop=self.stopping.is_set)
+                report = deliver_due(session, courier=self.courier, should_stop=self.stopping.is_set)
                 if report.handled == 0 or self.stopping.is_set():
                     self.courier.close()
-                self._housekeep_if_due()
+                self._housekeep_if_due(session)
                 return resolved + report.handled
             except BaseException:
                 self.courier.close()
                 raise
             finally:
-                db.session.remove()
+                session.close()
 
-    def _housekeep_if_due(self) -> None:
+    def _housekeep_if_due(self, session: Session) -> None:
         """Now and then (HOUSEKEEPING_INTERVAL_SECONDS), delete a few batches of old rows."""
         if not self.housekeeping_interval or time.monotonic() < self._next_housekeeping:
             return
         self._next_housekeeping = time.monotonic() + self.housekeeping_interval
-        run_housekeeping(db.session, retention_policy(), now=utcnow(), max_batches=HOUSEKEEPING_BATCHES_PER_PASS)
+        run_housekeeping(session, retention_policy(), now=utcnow(), max_batches=HOUSEKEEPING_BATCHES_PER_PASS)
 
     def run_forever(self) -> None:
         """Pass after pass until `stop`; a database outage pauses the loop, never ends it."""

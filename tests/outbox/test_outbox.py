@@ -33,7 +33,8 @@ from service.outbox.queue import (
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.worker.dispatcher import deliver_due
-from tests.conftest import SmtpSink, run_dispatcher, smtp_settings, test_settings
+from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import test_settings as settings_for
 
 EMAIL = RenderedEmail(subject="Hello", text_body="Plain words.", html_body="<p>Plain words.</p>")
 
@@ -458,7 +459,7 @@ def test_a_refused_recipient_is_retried_later_and_the_next_message_still_goes(
     database_url: str, refusing_server: tuple[RefusingServer, int]
 ) -> None:
     handler, port = refusing_server
-    app = create_app(test_settings(database_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_TIMEOUT=5))
+    app = create_app(settings_for(database_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_TIMEOUT=5))
     with app.app_context():
         db.create_all()
     try:
