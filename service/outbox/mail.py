@@ -148,7 +148,7 @@ def _has_line_break(value: str) -> bool:
 def _mime_part(subtype: str, body: str) -> str:
     """A text part's headers and its body, 7bit when ASCII in short lines, else quoted-printable."""
     lines = body.replace("\r\n", "\n").replace("\r", "\n")
-    if lines.isascii() and all(len(line) <= MAX_7BIT_LINE for line in lines.split("\n")):
+    if lines.isascii() and max(map(len, lines.split("\n"))) <= MAX_7BIT_LINE:
         encoding, encoded = "7bit", lines
     else:
         encoding = "quoted-printable"
