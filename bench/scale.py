@@ -81,15 +81,15 @@ AUDIT_ROWS = """
 INSERT INTO audit_events (at, type, account_id, actor, ip, request_id, details)
 SELECT now() - (g % 2592000) * interval '1 second',
        (ARRAY['reset.requested', 'reset.issued', 'mail.sent', 'signin.succeeded'])[1 + g % 4],
-       1 + (g * 7919) % {accounts}, 'self', '203.0.113.7', md5(g::text),
+       1 + (g::bigint * 7919) % {accounts}, 'self', '203.0.113.7', md5(g::text),
        '{{"method": "link", "outcome": "issued"}}'
 FROM generate_series(1, {count}) AS g
 """
 OUTBOX_ROWS = """
 INSERT INTO outbox (kind, recipient, subject, text_body, html_body, status, attempts, next_attempt_at,
                     created_at, claimed_at, sent_at, account_id)
-SELECT 'email', 'user' || (1 + (g * 7919) % {accounts}) || '@example.com', 'Reset your password',
-       '(delivered; the body is not kept)', NULL, 'sent', 1, t, t, t, t, 1 + (g * 7919) % {accounts}
+SELECT 'email', 'user' || (1 + (g::bigint * 7919) % {accounts}) || '@example.com', 'Reset your password',
+       '(delivered; the body is not kept)', NULL, 'sent', 1, t, t, t, t, 1 + (g::bigint * 7919) % {accounts}
 FROM (SELECT g, now() - ({count} - g) * interval '2 seconds' AS t FROM generate_series(1, {count}) AS g) AS history
 """
 REQUEST_ROWS = """
@@ -100,7 +100,7 @@ FROM (SELECT g, now() - ({count} - g) * interval '2 seconds' AS t FROM generate_
 RESET_ROWS = """
 INSERT INTO password_resets (account_id, method, requested_by, ip, secret_hash, created_at, expires_at,
                              used_at, revoked_at, code_hash, code_attempts)
-SELECT 1 + (g * 7919) % {accounts}, 'link', 'self', '203.0.113.7', md5(g::text), t, t + interval '1 hour',
+SELECT 1 + (g::bigint * 7919) % {accounts}, 'link', 'self', '203.0.113.7', md5(g::text), t, t + interval '1 hour',
        CASE WHEN g % 3 = 0 THEN t + interval '5 minutes' END, CASE WHEN g % 3 = 1 THEN t + interval '1 minute' END,
        md5('code' || g), 0
 FROM (SELECT g, now() - ({count} - g) * interval '2 seconds' AS t FROM generate_series(1, {count}) AS g) AS history
