@@ -24,6 +24,7 @@ from service.outbox.mail import Courier, RenderedEmail
 from service.outbox.queue import (
     CLAIM_LEASE,
     MAX_ATTEMPTS,
+    any_due,
     claim_due,
     claim_messages,
     open_body,
@@ -478,3 +479,63 @@ def test_a_refused_recipient_is_retried_later_and_the_next_message_still_goes(
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+# --- the claim at scale ------------------------------------------------------------------------
+
+
+def plans_of(app: Flask, call: Any) -> list[str]:
+    """The database's plan of every SELECT and UPDATE `call` sends (run, then rolled back)."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_connection: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "WITH")):
+            captured.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+        sqlalchemy.event.listen(engine, "before_cursor_execute", capture)
+        try:
+            call(db.session)
+        finally:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", capture)
+            db.session.rollback()
+        explain = "EXPLAIN " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
+        plans = []
+        for statement, parameters in captured:
+            raw = engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(explain + statement, parameters)
+                plans.append("\n".join(" ".join(str(value) for value in row) for row in cursor.fetchall()))
+            finally:
+                raw.rollback()
+                raw.close()
+        return plans
+
+
+def test_the_claim_reads_the_unfinished_messages_not_every_sent_one(app: Flask, database_url: str) -> None:
+    now = utcnow()
+    sent = {"kind": "email", "recipient": "old@example.com", "subject": "Hi", "text_body": "(sent)", "status": "sent",
+            "attempts": 1, "next_attempt_at": now, "created_at": now, "sent_at": now}
+    with app.app_context():
+        db.session.execute(sqlalchemy.insert(OutboxMessage), [sent] * 20000)
+        db.session.commit()
+    queue(app, "jane@example.com", count=200)  # a backlog, behind every sent message
+    if database_url.startswith("postgresql"):
+        with app.app_context():  # autovacuum's statistics, as a running database has them
+            db.session.execute(sqlalchemy.text("ANALYZE"))
+            db.session.commit()
+
+    plans = [
+        *plans_of(app, lambda session: any_due(session, now=utcnow())),
+        *plans_of(app, lambda session: claim_messages(session, now=utcnow(), limit=10)),
+    ]
+    assert len(plans) == 2
+    for plan in plans:
+        if database_url.startswith("postgresql"):
+            assert "ix_outbox_unfinished" in plan, plan
+            assert "Seq Scan on outbox" not in plan and "using pk_outbox on outbox outbox_1" not in plan, plan
+        else:
+            # SQLite picks the partial index or the status index; never a scan of the table.
+            assert all(" USING " in line for line in plan.splitlines() if "outbox" in line and "due_ids" not in line), plan
