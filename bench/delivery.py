@@ -166,8 +166,7 @@ def deliver(kind: str, target: str, env: dict[str, str], sink: SmtpSink, workers
     if queued.returncode != 0:
         raise HarnessError(f"queueing failed:\n{queued.stdout}{queued.stderr}")
     note = queued.stdout.strip().splitlines()[-1]
-    log_dir = tmp / f"{kind}-{workers}"
-    log_dir.mkdir()
+    log_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-{workers}-", dir=tmp))
     mine = lambda: [(stamp, to) for stamp, to in sink.messages() if to.startswith(prefix)]  # noqa: E731
     with running_outbox_workers(env, workers, log_dir) as processes:
         pids = [process.pid for process in processes]
