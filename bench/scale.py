@@ -355,6 +355,8 @@ with app.app_context():
             session.rollback() if "aborted" in str(error) else None
 
     for title, call in steps:
+        account = session.merge(account)  # loaded again outside the capture: not the step's own query
+        account.id
         captured.clear()
         event.listen(engine, "before_cursor_execute", capture)
         try:
