@@ -32,7 +32,7 @@ older resets), each shown with EXPLAIN (ANALYZE, BUFFERS) inside a transaction r
 Exit code 0 after a complete run, 2 when something fails, 130/143 when interrupted.
 
     .venv/bin/python bench/scale.py [--accounts 1000000] [--audit 1000000] [--history 1000000]
-            [--small 1000] [--duration 8] [--resets 200] [--rounds 2] [--no-plans]
+            [--small 1000] [--duration 8] [--resets 200] [--rounds 2] [--no-plans | --plans-only]
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ def main() -> int:
     parser.add_argument("--resets", type=int, default=200, help="timed whole resets per slice")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-plans", action="store_true", help="skip the EXPLAIN of the hot statements")
+    parser.add_argument("--plans-only", action="store_true", help="load the full database and show the plans, no timing")
     args = parser.parse_args()
     install_sigterm_exit()
 
@@ -234,6 +235,10 @@ def main() -> int:
                   + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items()), flush=True)
             for name in (EMPTY, FULL):
                 print(f"  {name}: {table_rows(name)}", flush=True)
+            if args.plans_only:
+                for title, plan in explain_hot_statements(urls[FULL], secret_key, Path(tmp)):
+                    print(f"\n-- {title}\n{plan}")
+                return 0
             sink = stack.enter_context(running_smtp_sink(0.0, lean=True))
             used: dict[str, set[int]] = {EMPTY: set(), FULL: set()}
             # An untimed slice first: the first servers of a run start on cold caches.

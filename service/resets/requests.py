@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 
 from service.accounts.records import find_account
 from service.accounts.reminders import resolve_username_reminder
@@ -133,23 +133,11 @@ def requests_for_name(session: DbSession, typed: str, *, since: datetime) -> lis
     return sorted(found, key=lambda asked: asked.at, reverse=True)
 
 
-def due_request_ids(session: DbSession, *, now: datetime, limit: int) -> list[int]:
-    """Ids of pending requests due now (new ones, and failed ones whose backoff is over).
-
-    On PostgreSQL the rows stay locked for the caller's transaction and other workers skip
-    them; on SQLite this is a plain read, which takes no write lock when nothing is due.
-    """
-    return list(
-        session.scalars(
-            select(ResetRequest.id)
-            .where(
-                ResetRequest.status == RequestStatus.PENDING,
-                or_(ResetRequest.next_attempt_at.is_(None), ResetRequest.next_attempt_at <= now),
-            )
-            .order_by(ResetRequest.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Pending requests due now: new ones, and failed ones whose backoff is over."""
+    return and_(
+        ResetRequest.status == RequestStatus.PENDING,
+        or_(ResetRequest.next_attempt_at.is_(None), ResetRequest.next_attempt_at <= now),
     )
 
 
@@ -157,15 +145,29 @@ def take_due_requests(session: DbSession, *, now: datetime, limit: int) -> list[
     """Take up to `limit` due requests for this worker, oldest first; the caller resolves them
     and commits, and its rollback hands them back.
 
-    The conditional UPDATE lets one worker only take each request, on SQLite as on PostgreSQL;
-    it also starts the write transaction on SQLite before any savepoint is opened in it.
+    A plain read first, so that a pass with nothing due takes no write lock (SQLite). Then one
+    UPDATE over a SKIP LOCKED sub-select, as the outbox claims mail: on PostgreSQL concurrent
+    workers take disjoint rows without waiting, and keep them locked until they commit; on
+    SQLite the statement runs under the single write lock, so a worker that waited for another
+    takes the next requests, not none. The UPDATE also starts the write transaction on SQLite
+    before any savepoint is opened in it.
     """
-    due = due_request_ids(session, now=now, limit=limit)
-    if not due:
+    if session.scalar(select(ResetRequest.id).where(_due(now)).limit(1)) is None:
         return []
+    # MATERIALIZED: as a plain sub-select PostgreSQL may re-run it for every outer row, and
+    # each re-run skips the rows this UPDATE already took, so the LIMIT would not hold.
+    due_ids = (
+        select(ResetRequest.id)
+        .where(_due(now))
+        .order_by(ResetRequest.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("due_request_ids")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
     taken = session.scalars(
         update(ResetRequest)
-        .where(ResetRequest.id.in_(due), ResetRequest.status == RequestStatus.PENDING)
+        .where(ResetRequest.id.in_(select(due_ids.c.id)), _due(now))
         .values(status=RequestStatus.PROCESSED, processed_at=now)
         .returning(ResetRequest),
         execution_options={"synchronize_session": False},
