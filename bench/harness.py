@@ -25,8 +25,9 @@ More pieces, each a context manager that cleans up after itself the same way:
   pragmas) under gunicorn, from the project root so the same `gunicorn.conf.py` applies, on a
   SQLite file of its own holding `accounts`; a baseline that lives only in bench/, nothing is
   added to the service.
-- `running_smtp_sink(delay)`: `bench/smtp_sink.py` (aiosmtpd) in a subprocess; every message
-  waits `delay` seconds before its 250, and is logged with its arrival time and recipient.
+- `running_smtp_sink(delay, lean=False, processes=1)`: `bench/smtp_sink.py` (aiosmtpd, or its
+  own lean server, in one or more processes on one port) in a subprocess; every message waits
+  `delay` seconds before its 250, and is logged with its arrival time and recipient.
 - `postgres_database(name)`: creates a PostgreSQL database with `psql` and drops it on exit.
 """
 
@@ -371,69 +372,83 @@ def running_bare_app(
 
 @dataclass(frozen=True)
 class SmtpSink:
-    """A running bench/smtp_sink.py: where it listens, and its log of received messages."""
+    """A running bench/smtp_sink.py: where it listens, and its logs of received messages."""
 
     host: str
     port: int
     log_path: Path
     delay: float
+    # One log per sink process (`processes` > 1): log_path first, then log_path.1, ...
+    log_paths: tuple[Path, ...] = ()
 
     def env(self) -> dict[str, str]:
         """The service settings that send mail here."""
         return {"MAIL_SERVER": self.host, "MAIL_PORT": str(self.port), "MAIL_USE_TLS": "false"}
 
+    def _logs(self) -> tuple[Path, ...]:
+        return self.log_paths or (self.log_path,)
+
     def messages(self) -> list[tuple[float, str]]:
         """(arrival time.time(), recipient) for every message received so far."""
         received = []
-        try:
-            lines = self.log_path.read_text().splitlines()
-        except OSError:
-            return []
-        for line in lines:
-            stamp, _, recipient = line.partition(" ")
-            if recipient:
-                received.append((float(stamp), recipient))
+        for log_path in self._logs():
+            try:
+                lines = log_path.read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                stamp, _, recipient = line.partition(" ")
+                if recipient:
+                    received.append((float(stamp), recipient))
         return received
 
     def count(self) -> int:
-        try:
-            with open(self.log_path, "rb") as log:
-                return sum(1 for _ in log)
-        except OSError:
-            return 0
+        total = 0
+        for log_path in self._logs():
+            try:
+                with open(log_path, "rb") as log:
+                    total += log.read().count(b"\n")
+            except OSError:
+                pass
+        return total
 
 
 @contextmanager
-def running_smtp_sink(delay: float = 0.0) -> Iterator[SmtpSink]:
-    """bench/smtp_sink.py on a free loopback port; yields once it accepts connections."""
+def running_smtp_sink(delay: float = 0.0, *, lean: bool = False, processes: int = 1) -> Iterator[SmtpSink]:
+    """bench/smtp_sink.py on a free loopback port; yields once it accepts connections.
+
+    `lean` runs the sink's own small asyncio server instead of aiosmtpd's, `processes` of
+    them on the one port."""
+    if processes > 1 and not lean:
+        raise ValueError("several sink processes need the lean server")
     with tempfile.TemporaryDirectory(prefix="resetdesk-smtp-") as tmp:
         log_path = Path(tmp) / "received.log"
-        log_path.touch()
+        log_paths = (log_path, *(Path(f"{log_path}.{number}") for number in range(1, processes)))
         port = free_port()
         stderr_path = Path(tmp) / "sink.err"
+        command = [sys.executable, str(BENCH / "smtp_sink.py"), "--port", str(port),
+                   "--delay", str(delay), "--log", str(log_path)]
+        if lean:
+            command += ["--lean", "--processes", str(processes)]
         with open(stderr_path, "wb") as errors:
-            process = subprocess.Popen(
-                [sys.executable, str(BENCH / "smtp_sink.py"), "--port", str(port),
-                 "--delay", str(delay), "--log", str(log_path)],
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-                start_new_session=True,
-            )
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while True:
                 if process.poll() is not None:
                     raise HarnessError(f"SMTP sink exited {process.returncode}:\n{log_tail(stderr_path)}")
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-                        if probe.recv(100).startswith(b"220"):
-                            break
-                except OSError:
-                    pass
+                # Each sink process creates its log once it listens.
+                if all(path.exists() for path in log_paths):
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                            if probe.recv(100).startswith(b"220"):
+                                break
+                    except OSError:
+                        pass
                 if time.monotonic() > deadline:
                     raise HarnessError("SMTP sink did not start")
                 time.sleep(0.05)
-            yield SmtpSink(host="127.0.0.1", port=port, log_path=log_path, delay=delay)
+            yield SmtpSink(host="127.0.0.1", port=port, log_path=log_path, delay=delay, log_paths=log_paths)
         finally:
             _stop(process)
 

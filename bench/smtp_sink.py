@@ -1,25 +1,39 @@
 """An SMTP sink for benchmarks: accepts every message, optionally after a delay, and logs it.
 
     python bench/smtp_sink.py --port 2525 [--delay 2.0] --log received.log
+    python bench/smtp_sink.py --port 2525 --lean --processes 2 --log received.log
 
 Every message waits --delay seconds (asyncio.sleep, so many sessions can wait at once) before
 the sink answers 250, as a slow mail server would; then one line `<time.time()> <recipient>`
 is appended to --log. SIGTERM or Ctrl-C stops it. Run by bench/harness.py's running_smtp_sink.
+
+By default the server is aiosmtpd's. `--lean` serves the same conversation (EHLO/HELO, MAIL,
+RCPT, DATA, RSET, NOOP, QUIT; 8BITMIME advertised, no PIPELINING) from a small asyncio protocol
+of its own, several times cheaper per message than aiosmtpd's command parsing: a sink that can
+outrun the senders it measures. `--processes N` (lean only) runs N such servers on the same port
+(SO_REUSEPORT; the kernel spreads connections over them), process i logging to `--log` with
+`.i` appended for i > 0; each process creates its log file once it listens.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-from aiosmtpd.controller import Controller
+END_OF_DATA = b"\r\n.\r\n"
 
 
 class Sink:
+    """aiosmtpd's handler."""
+
     def __init__(self, delay: float, log_path: str) -> None:
         self.delay = delay
         self.log = open(log_path, "a", buffering=1)  # noqa: SIM115 (open for the sink's life; line-buffered)
@@ -35,19 +49,136 @@ class Sink:
         return "250 Message accepted for delivery"
 
 
+class LeanSmtp(asyncio.Protocol):
+    """One SMTP session, as little work per message as the protocol allows."""
+
+    def __init__(self, delay: float, log) -> None:
+        self.delay = delay
+        self.log = log
+        self.buffer = b""
+        self.in_data = False
+        self.recipients: list[str] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(b"220 sink ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.transport is not None:
+            if self.in_data:
+                # The body ends at CRLF.CRLF; right after DATA an empty body is just ".\r\n".
+                if self.buffer.startswith(b".\r\n"):
+                    end, rest = 0, 3
+                else:
+                    end = self.buffer.find(END_OF_DATA)
+                    if end < 0:
+                        # Keep the tail: the terminator may be split across reads.
+                        return
+                    rest = end + len(END_OF_DATA)
+                self.buffer = self.buffer[rest:]
+                self.in_data = False
+                recipients, self.recipients = self.recipients, []
+                if self.delay > 0:
+                    asyncio.get_running_loop().call_later(self.delay, self._accepted, recipients)
+                else:
+                    self._accepted(recipients)
+                continue
+            line_end = self.buffer.find(b"\r\n")
+            if line_end < 0:
+                return
+            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2:]
+            self._command(line)
+
+    def _command(self, line: bytes) -> None:
+        verb = line[:4].upper()
+        write = self.transport.write
+        if verb == b"EHLO":
+            write(b"250-sink\r\n250-8BITMIME\r\n250 SIZE 33554432\r\n")
+        elif verb == b"MAIL":
+            self.recipients = []
+            write(b"250 OK\r\n")
+        elif verb == b"RCPT":
+            address = line.partition(b":")[2].strip().split(b" ")[0].strip(b"<>")
+            self.recipients.append(address.decode("utf-8", "replace"))
+            write(b"250 OK\r\n")
+        elif verb == b"DATA":
+            self.in_data = True
+            write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+        elif verb == b"QUIT":
+            write(b"221 Bye\r\n")
+            self.transport.close()
+            self.transport = None
+        elif verb in (b"HELO", b"RSET", b"NOOP"):
+            self.recipients = [] if verb == b"RSET" else self.recipients
+            write(b"250 OK\r\n")
+        else:
+            write(b"502 Command not implemented\r\n")
+
+    def _accepted(self, recipients: list[str]) -> None:
+        stamp = time.time()
+        self.log.write("".join(f"{stamp:.6f} {recipient}\n" for recipient in recipients))
+        if self.transport is not None:
+            self.transport.write(b"250 Message accepted for delivery\r\n")
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+
+
+def serve_lean(host: str, port: int, delay: float, log_path: str) -> None:
+    """Serve until SIGTERM or SIGINT, sharing the port with any sibling processes."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, stop.set)
+        with open(log_path + ".tmp", "a", buffering=1) as log:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listener.bind((host, port))
+            server = await loop.create_server(lambda: LeanSmtp(delay, log), sock=listener, backlog=512)
+            os.replace(log_path + ".tmp", log_path)  # the log's existence says: listening
+            async with server:
+                await stop.wait()
+
+    asyncio.run(main())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each 250 (default 0)")
     parser.add_argument("--log", required=True, help="file to append `<time> <recipient>` lines to")
+    parser.add_argument("--lean", action="store_true", help="the small asyncio server instead of aiosmtpd's")
+    parser.add_argument("--processes", type=int, default=1, help="lean servers sharing the port (default 1)")
     args = parser.parse_args()
+
+    if args.lean:
+        siblings = [
+            subprocess.Popen([sys.executable, __file__, "--host", args.host, "--port", str(args.port),
+                              "--delay", str(args.delay), "--log", f"{args.log}.{number}", "--lean"])
+            for number in range(1, args.processes)
+        ]
+        try:
+            serve_lean(args.host, args.port, args.delay, args.log)
+        finally:
+            for sibling in siblings:
+                sibling.send_signal(signal.SIGTERM)
+            for sibling in siblings:
+                sibling.wait(10)
+        return 0
+
+    from aiosmtpd.controller import Controller
 
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
     controller = Controller(Sink(args.delay, args.log), hostname=args.host, port=args.port)
     controller.start()
+    Path(args.log).touch()
     print(f"listening on {args.host}:{args.port}", flush=True)
     try:
         stop.wait()

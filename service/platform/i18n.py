@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
+from babel.support import NullTranslations
 from flask import Flask, has_request_context, request
-from flask_babel import force_locale, get_locale, gettext
+from flask_babel import force_locale, get_locale, get_translations, gettext
 from markupsafe import Markup
 
 from service.platform.extensions import babel
@@ -69,16 +71,43 @@ def lazy_text(message: str, **params: object) -> LazyText:
     return LazyText(message, params)
 
 
+# The catalogue of the language `speaking` forces, looked up once for everything written in it.
+_SPOKEN: ContextVar[NullTranslations | None] = ContextVar("resetdesk_spoken", default=None)
+
+
 @contextmanager
 def speaking(language: str | None) -> Iterator[None]:
     """Write what follows (a mail, say) in `language`, or in English when it is unknown."""
     with force_locale(supported_language(language) or DEFAULT_LANGUAGE):
-        yield
+        token = _SPOKEN.set(get_translations())
+        try:
+            yield
+        finally:
+            _SPOKEN.reset(token)
+
+
+def _catalogue() -> NullTranslations:
+    # Flask-Babel finds the catalogue through the app and request contexts at every string:
+    # a mail's templates translate about fifteen, and the look-ups cost more than the rest
+    # of rendering them. Within `speaking` the catalogue is known already.
+    return _SPOKEN.get() or get_translations()
+
+
+def _install_template_gettext(app: Flask) -> None:
+    """The templates' gettext family, as Flask-Babel installs it, through `_catalogue`."""
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda string: _catalogue().ugettext(string),
+        ngettext=lambda singular, plural, number: _catalogue().ungettext(singular, plural, number),
+        newstyle=True,
+        pgettext=lambda context, string: _catalogue().upgettext(context, string),
+        npgettext=lambda context, singular, plural, number: _catalogue().unpgettext(context, singular, plural, number),
+    )
 
 
 def register_i18n(app: Flask, translations: Path) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(translations)
     babel.init_app(app, locale_selector=select_language)
+    _install_template_gettext(app)
 
     @app.context_processor
     def language_context() -> dict[str, object]:

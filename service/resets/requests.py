@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
 
 from service.accounts.records import find_account
 from service.accounts.reminders import resolve_username_reminder
@@ -14,7 +14,7 @@ from service.events import audit
 from service.models import AuditEvent, RequestKind, RequestStatus, ResetRequest
 from service.outbox.queue import backoff
 from service.platform.counters import count
-from service.platform.database import DbSession, note_queued_work, rows_changed
+from service.platform.database import DbSession, note_queued_work
 from service.platform.sealing import TYPED_USERNAME, SealBroken, open_sealed, seal, username_hash, username_hashes
 from service.platform.text import USERNAME_MAX_LENGTH
 from service.resets.issuing import issue_reset, rehearse_reset
@@ -133,49 +133,58 @@ def requests_for_name(session: DbSession, typed: str, *, since: datetime) -> lis
     return sorted(found, key=lambda asked: asked.at, reverse=True)
 
 
-def due_request_ids(session: DbSession, *, now: datetime, limit: int) -> list[int]:
-    """Ids of pending requests due now (new ones, and failed ones whose backoff is over)."""
-    return list(
-        session.scalars(
-            select(ResetRequest.id)
-            .where(
-                ResetRequest.status == RequestStatus.PENDING,
-                or_(ResetRequest.next_attempt_at.is_(None), ResetRequest.next_attempt_at <= now),
-            )
-            .order_by(ResetRequest.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Pending requests due now: new ones, and failed ones whose backoff is over."""
+    return and_(
+        ResetRequest.status == RequestStatus.PENDING,
+        or_(ResetRequest.next_attempt_at.is_(None), ResetRequest.next_attempt_at <= now),
     )
 
 
-def take_and_resolve(session: DbSession, request_id: int, *, policy: ResetPolicy, now: datetime) -> str | None:
-    """Take one pending request (a reset or a username reminder) and resolve it; flushes. None when another worker took it.
+def take_due_requests(session: DbSession, *, now: datetime, limit: int) -> list[ResetRequest]:
+    """Take up to `limit` due requests for this worker, oldest first; the caller resolves them
+    and commits, and its rollback hands them back.
 
-    The conditional update lets one worker only take each request, on SQLite as on
-    PostgreSQL; if resolving raises, the caller's rollback hands the request back.
+    A plain read first, so that a pass with nothing due takes no write lock (SQLite). Then one
+    UPDATE over a SKIP LOCKED sub-select, as the outbox claims mail: on PostgreSQL concurrent
+    workers take disjoint rows without waiting, and keep them locked until they commit; on
+    SQLite the statement runs under the single write lock, so a worker that waited for another
+    takes the next requests, not none. The UPDATE also starts the write transaction on SQLite
+    before any savepoint is opened in it.
     """
-    taken = session.execute(
-        update(ResetRequest)
-        .where(ResetRequest.id == request_id, ResetRequest.status == RequestStatus.PENDING)
-        .values(status=RequestStatus.PROCESSED, processed_at=now)
-        .execution_options(synchronize_session=False)
+    if session.scalar(select(ResetRequest.id).where(_due(now)).limit(1)) is None:
+        return []
+    # MATERIALIZED: as a plain sub-select PostgreSQL may re-run it for every outer row, and
+    # each re-run skips the rows this UPDATE already took, so the LIMIT would not hold.
+    due_ids = (
+        select(ResetRequest.id)
+        .where(_due(now))
+        .order_by(ResetRequest.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("due_request_ids")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
-    if rows_changed(taken) != 1:
-        return None
-    request = session.get(ResetRequest, request_id)
-    if request is None:
-        return None
+    taken = session.scalars(
+        update(ResetRequest)
+        .where(ResetRequest.id.in_(select(due_ids.c.id)), _due(now))
+        .values(status=RequestStatus.PROCESSED, processed_at=now)
+        .returning(ResetRequest),
+        execution_options={"synchronize_session": False},
+    ).all()
+    return sorted(taken, key=lambda request: request.id)
+
+
+def resolve_request(session: DbSession, request: ResetRequest, *, policy: ResetPolicy, now: datetime) -> str:
+    """Resolve one taken request (a reset or a username reminder); flushes. Returns what happened."""
     if request.kind == RequestKind.USERNAME_REMINDER:
         return resolve_username_reminder(session, request, base_url=policy.base_url, now=now)
     return resolve_reset_request(session, request, policy=policy, now=now)
 
 
-def record_request_failure(session: DbSession, request_id: int, error: BaseException, *, now: datetime) -> None:
-    """Count a failed attempt at a request: retried with backoff, given up after the last one."""
-    request = session.get(ResetRequest, request_id)
-    if request is None:
-        return
+def record_request_failure(session: DbSession, request: ResetRequest, error: BaseException, *, now: datetime) -> None:
+    """Count a failed attempt at a taken request, whose own work was rolled back: it is due
+    again after a backoff, or given up after its last attempt; the caller commits."""
     request.attempts += 1
     request.last_error = f"{type(error).__name__}: {error}"[:ERROR_MAX_LENGTH]
     if request.attempts >= REQUEST_MAX_ATTEMPTS:
@@ -183,4 +192,6 @@ def record_request_failure(session: DbSession, request_id: int, error: BaseExcep
         request.processed_at = now
         request.username_sealed = ""
     else:
+        request.status = RequestStatus.PENDING
+        request.processed_at = None
         request.next_attempt_at = now + max(backoff(request.attempts), timedelta(seconds=1))

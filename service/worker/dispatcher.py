@@ -13,16 +13,16 @@ from pathlib import Path
 
 from flask import Flask, Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from service.models import OutboxMessage, OutboxStatus
-from service.outbox.delivery import deliver
+from service.outbox.delivery import closed_accounts, deliver
 from service.outbox.mail import Courier
-from service.outbox.queue import CLAIM_LEASE, any_due, claim_due, release, renew_claim
+from service.outbox.queue import CLAIM_LEASE, any_due, claim_messages, release, renew_claim
 from service.platform.clock import utcnow
 from service.platform.database import DbSession, take_queued_work
 from service.platform.extensions import db
 from service.resets.policy import ResetPolicy, reset_policy
-from service.resets.requests import due_request_ids, record_request_failure, take_and_resolve
+from service.resets.requests import record_request_failure, resolve_request, take_due_requests
 from service.worker.housekeeping import retention_policy, run_housekeeping
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,13 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 ERROR_PAUSE_SECONDS = 5.0
 REQUEST_BATCH = 20
-MESSAGE_BATCH = 10
+# On SQLite a batch holds the database's one write lock from its first request to its commit,
+# and every writer waits for it (the request path's INSERT too): a smaller batch there.
+SQLITE_REQUEST_BATCH = 5
+MESSAGE_BATCH = 50
+# How long a pass may deliver before it hands back the rest of its batch and looks for
+# reset requests again: with a fast server a whole batch, with a slow one a message or two.
+DELIVERY_SLICE_SECONDS = 1.0
 # Housekeeping inside the dispatcher stays small: the rest waits for the next interval.
 HOUSEKEEPING_BATCHES_PER_PASS = 10
 
@@ -41,32 +47,34 @@ def _clock(now: datetime | None) -> Callable[[], datetime]:
 
 
 def resolve_requests(
-    session: DbSession, *, policy: ResetPolicy, limit: int = REQUEST_BATCH, now: datetime | None = None
+    session: DbSession, *, policy: ResetPolicy, limit: int | None = None, now: datetime | None = None
 ) -> int:
-    """Resolve a batch of pending reset requests, each committed alone; returns how many were handled.
+    """Resolve a batch of pending reset requests in one transaction; returns how many were handled.
 
-    A request whose handling raises is rolled back alone, its failure recorded (retried with
-    backoff, given up after its last attempt), and the batch goes on.
+    Each request is resolved inside a savepoint of its own. One whose handling raises is
+    rolled back to its savepoint alone (its reset, mail and events undone, its typed name
+    restored), its failure recorded (retried with backoff, given up after its last attempt),
+    and the batch goes on; the batch commits once. A request's mail is queued in the same
+    transaction as its resolution, so nothing is sent for a batch that did not commit, and a
+    batch that does not commit leaves its requests pending for the next pass.
     """
     utcnow = _clock(now)
-    request_ids = due_request_ids(session, now=utcnow(), limit=limit)
-    session.commit()
-    handled = 0
-    for request_id in request_ids:
+    if limit is None:
+        limit = SQLITE_REQUEST_BATCH if session.get_bind().dialect.name == "sqlite" else REQUEST_BATCH
+    taken = take_due_requests(session, now=utcnow(), limit=limit)
+    if not taken:
+        session.rollback()
+        return 0
+    for request in taken:
         try:
-            outcome = take_and_resolve(session, request_id, policy=policy, now=utcnow())
-            session.commit()
+            with session.begin_nested():
+                resolve_request(session, request, policy=policy, now=utcnow())
         # The isolation boundary of one work item: whatever went wrong is this request's.
         except Exception as error:  # noqa: BLE001
-            session.rollback()
-            log.warning("reset request %s failed: %s", request_id, type(error).__name__)
-            record_request_failure(session, request_id, error, now=utcnow())
-            session.commit()
-            handled += 1
-            continue
-        if outcome is not None:
-            handled += 1
-    return handled
+            log.warning("reset request %s failed: %s", request.id, type(error).__name__)
+            record_request_failure(session, request, error, now=utcnow())
+    session.commit()
+    return len(taken)
 
 
 @dataclass
@@ -85,14 +93,23 @@ class DeliveryReport:
 def deliver_due(
     session: DbSession,
     *,
+    courier: Courier | None = None,
     limit: int = MESSAGE_BATCH,
     should_stop: Callable[[], bool] = lambda: False,
     now: datetime | None = None,
+    slice_seconds: float = DELIVERY_SLICE_SECONDS,
 ) -> DeliveryReport:
-    """Claim what is due and deliver it one message at a time, each outcome committed alone.
+    """Claim a batch of due messages and deliver them one at a time over one SMTP connection
+    (`courier`'s, kept by the caller; else one of its own for this batch).
 
-    When asked to stop, the message in flight is finished and the rest handed back at once,
-    rather than left for the claim lease to expire.
+    Each message is marked sent in a commit of its own once the server has accepted it, so a
+    worker that dies between the server's answer and that commit leaves at most that one
+    message to be sent again when its claim expires: delivery is at least once, and the
+    repeat is bounded to the message in flight. Those commits are durable, like every other:
+    a crash of the database server does not forget a mark, so it does not send again either.
+    When asked to stop, or once the batch has
+    taken `slice_seconds` (a slow server must not keep reset requests waiting), the message in
+    flight is finished and the rest handed back at once, rather than left for the claim lease.
     """
     utcnow = _clock(now)
     report = DeliveryReport()
@@ -101,30 +118,33 @@ def deliver_due(
     if not any_due(session, now=claimed_at):
         session.rollback()
         return report
-    claimed = claim_due(session, now=claimed_at, limit=limit)
+    claimed = claim_messages(session, now=claimed_at, limit=limit)
+    closed = closed_accounts(session, claimed)
     session.commit()
-    courier = Courier()
+    own_courier = courier is None
+    courier = courier or Courier()
+    started = time.monotonic()
     try:
-        for position, message_id in enumerate(claimed):
-            if should_stop():
-                release(session, claimed[position:])
+        for position, message in enumerate(claimed):
+            if should_stop() or (position and time.monotonic() - started > slice_seconds):
+                release(session, [rest.id for rest in claimed[position:]])
                 session.commit()
                 break
             # Within half a lease of the claim no other worker can have taken the message over
             # (even with clocks a little apart); later, the claim is checked and renewed first.
             if utcnow() - claimed_at > CLAIM_LEASE / 2:
-                renewed = renew_claim(session, message_id, claimed_at, now=utcnow())
+                renewed = renew_claim(session, message.id, claimed_at, now=utcnow())
                 session.commit()
                 if not renewed:
                     continue
-            message = session.get(OutboxMessage, message_id)
-            if message is None or message.status != OutboxStatus.SENDING:
-                continue
-            outcome = deliver(session, message, courier=courier, now=utcnow())
+            outcome = deliver(
+                session, message, courier=courier, now=utcnow(), account_closed=message.account_id in closed
+            )
             session.commit()
             setattr(report, outcome, getattr(report, outcome) + 1)
     finally:
-        courier.close()
+        if own_courier:
+            courier.close()
     return report
 
 
@@ -142,37 +162,59 @@ class Dispatcher:
         self._thread_pid: int | None = None
         # Touched after every pass that reached the database: a health check reads its age.
         self.heartbeat: Path | None = None
+        # One SMTP connection for as long as there is mail to send, closed when a pass finds none.
+        self.courier = Courier()
+        # One pass at a time (the thread's, or `outbox run --once`'s): they share the connection.
+        self._pass_lock = threading.Lock()
 
     def run_once(self) -> int:
         """One pass: resolve pending reset requests, then deliver due mail. Returns work done."""
-        with self.app.app_context():
+        try:
+            return self._pass()
+        finally:
+            self.courier.close()
+
+    def _pass(self) -> int:
+        """A pass that leaves the SMTP connection open for the next one, unless it found no mail.
+
+        The pass runs on one database connection of its own, held from start to end: checked
+        out of the pool for every transaction (one per delivered message), each check-out
+        would cost the pool's liveness ping, a round trip to the database.
+        """
+        with self._pass_lock, self.app.app_context(), db.engine.connect() as connection:
+            session = Session(bind=connection)
             try:
                 policy = reset_policy()
                 # Requests first, all of them: a slow SMTP server must not keep resets from
                 # being issued (their mail then waits in the outbox like any other).
                 resolved = 0
-                while (batch := resolve_requests(db.session, policy=policy)) > 0:
+                while (batch := resolve_requests(session, policy=policy)) > 0:
                     resolved += batch
                     if self.stopping.is_set():
                         break
-                report = deliver_due(db.session, should_stop=self.stopping.is_set)
-                self._housekeep_if_due()
+                report = deliver_due(session, courier=self.courier, should_stop=self.stopping.is_set)
+                if report.handled == 0 or self.stopping.is_set():
+                    self.courier.close()
+                self._housekeep_if_due(session)
                 return resolved + report.handled
+            except BaseException:
+                self.courier.close()
+                raise
             finally:
-                db.session.remove()
+                session.close()
 
-    def _housekeep_if_due(self) -> None:
+    def _housekeep_if_due(self, session: Session) -> None:
         """Now and then (HOUSEKEEPING_INTERVAL_SECONDS), delete a few batches of old rows."""
         if not self.housekeeping_interval or time.monotonic() < self._next_housekeeping:
             return
         self._next_housekeeping = time.monotonic() + self.housekeeping_interval
-        run_housekeeping(db.session, retention_policy(), now=utcnow(), max_batches=HOUSEKEEPING_BATCHES_PER_PASS)
+        run_housekeeping(session, retention_policy(), now=utcnow(), max_batches=HOUSEKEEPING_BATCHES_PER_PASS)
 
     def run_forever(self) -> None:
         """Pass after pass until `stop`; a database outage pauses the loop, never ends it."""
         while not self.stopping.is_set():
             try:
-                busy = self.run_once() > 0
+                busy = self._pass() > 0
             except SQLAlchemyError:
                 log.exception("dispatcher pass failed; trying again in %.0f s", ERROR_PAUSE_SECONDS)
                 self.stopping.wait(ERROR_PAUSE_SECONDS)

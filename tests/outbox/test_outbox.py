@@ -11,19 +11,31 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy
 import time_machine
 from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
+from service import create_app
 from service.models import AuditEvent, OutboxMessage
 from service.outbox.delivery import FAILED_BODY, deliver
 from service.outbox.mail import Courier, RenderedEmail
-from service.outbox.queue import CLAIM_LEASE, MAX_ATTEMPTS, claim_due, open_body, queue_email, renew_claim
+from service.outbox.queue import (
+    CLAIM_LEASE,
+    MAX_ATTEMPTS,
+    any_due,
+    claim_due,
+    claim_messages,
+    open_body,
+    queue_email,
+    renew_claim,
+)
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.worker.dispatcher import deliver_due
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
+from tests.conftest import test_settings as settings_for
 
 EMAIL = RenderedEmail(subject="Hello", text_body="Plain words.", html_body="<p>Plain words.</p>")
 
@@ -312,12 +324,13 @@ def test_a_worker_whose_claim_was_taken_over_after_the_lease_does_not_send(
     # The first worker is still busy with earlier messages when the lease runs out.
     second_claim = first_claim + CLAIM_LEASE + timedelta(seconds=1)
     with app.app_context():
-        assert claim_due(db.session, now=second_claim, limit=10) == [message_id]
+        [taken_over] = claim_messages(db.session, now=second_claim, limit=10)
+        assert taken_over.id == message_id
         db.session.commit()
         assert renew_claim(db.session, message_id, first_claim, now=second_claim) is False
         assert renew_claim(db.session, message_id, second_claim, now=second_claim) is True
         courier = Courier()
-        assert deliver(db.session, db.session.get(OutboxMessage, message_id), courier=courier, now=second_claim) == "sent"
+        assert deliver(db.session, taken_over, courier=courier, now=second_claim) == "sent"
         courier.close()
         db.session.commit()
     assert len(smtp.to("jane@example.com")) == 1
@@ -378,3 +391,142 @@ def test_a_long_pass_checks_its_claim_before_each_late_send(app: Flask, smtp: Sm
     assert len(smtp.to("jane@example.com")) == 1
     assert message(app, first_id).status == "sent"
     assert message(app, second_id).status == "sending"  # the other worker's now
+
+
+# --- the sent mark ----------------------------------------------------------------------------
+
+
+def test_every_commit_of_a_delivery_pass_is_durable(app: Flask, smtp: SmtpSink, database_url: str) -> None:
+    # A sent mark forgotten by a crash of the database server would send that message again.
+    queue(app, "jane@example.com", count=3)
+    statements: list[str] = []
+    with app.app_context():
+        engine = db.engine
+
+        def seen(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(" ".join(statement.split())[:40])
+
+        sqlalchemy.event.listen(engine, "before_cursor_execute", seen)
+        try:
+            report = deliver_due(db.session, limit=10)
+        finally:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", seen)
+    assert report.sent == 3
+    assert sum(statement.startswith("UPDATE outbox SET") for statement in statements) >= 3
+    assert not [statement for statement in statements if "synchronous_commit" in statement]
+
+
+class RefusingServer:
+    """An SMTP server that refuses one recipient and keeps what it accepts."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.startswith("nobody@"):
+            return "550 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[tuple[RefusingServer, int]]:
+    from aiosmtpd.controller import Controller
+
+    handler = RefusingServer()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()
+
+
+def test_a_refused_recipient_is_retried_later_and_the_next_message_still_goes(
+    database_url: str, refusing_server: tuple[RefusingServer, int]
+) -> None:
+    handler, port = refusing_server
+    app = create_app(settings_for(database_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_TIMEOUT=5))
+    with app.app_context():
+        db.create_all()
+    try:
+        [refused_id] = queue(app, "nobody@example.com")
+        [accepted_id] = queue(app, "jane@example.com")
+        with app.app_context():
+            report = deliver_due(db.session, limit=10)
+        assert (report.sent, report.retried) == (1, 1)
+        assert handler.received == ["jane@example.com"]
+        refused = message(app, refused_id)
+        assert (refused.status, refused.attempts) == ("pending", 1)
+        assert refused.last_error is not None and refused.last_error.startswith("SMTPRecipientsRefused")
+        assert "550" in refused.last_error
+        assert message(app, accepted_id).status == "sent"
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+# --- the claim at scale ------------------------------------------------------------------------
+
+
+def plans_of(app: Flask, call: Any) -> list[str]:
+    """The database's plan of every SELECT and UPDATE `call` sends (run, then rolled back)."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_connection: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "WITH")):
+            captured.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+        sqlalchemy.event.listen(engine, "before_cursor_execute", capture)
+        try:
+            call(db.session)
+        finally:
+            sqlalchemy.event.remove(engine, "before_cursor_execute", capture)
+            db.session.rollback()
+        explain = "EXPLAIN " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
+        plans = []
+        for statement, parameters in captured:
+            raw = engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute(explain + statement, parameters)
+                plans.append("\n".join(" ".join(str(value) for value in row) for row in cursor.fetchall()))
+            finally:
+                raw.rollback()
+                raw.close()
+        return plans
+
+
+def test_the_claim_reads_the_unfinished_messages_not_every_sent_one(app: Flask, database_url: str) -> None:
+    now = utcnow()
+    sent = {"kind": "email", "recipient": "old@example.com", "subject": "Hi", "text_body": "(sent)", "status": "sent",
+            "attempts": 1, "next_attempt_at": now, "created_at": now, "sent_at": now}
+    with app.app_context():
+        db.session.execute(sqlalchemy.insert(OutboxMessage), [sent] * 20000)
+        db.session.commit()
+    queue(app, "jane@example.com", count=200)  # a backlog, behind every sent message
+    if database_url.startswith("postgresql"):
+        with app.app_context():  # autovacuum's statistics, as a running database has them
+            db.session.execute(sqlalchemy.text("ANALYZE"))
+            db.session.commit()
+
+    plans = [
+        *plans_of(app, lambda session: any_due(session, now=utcnow())),
+        *plans_of(app, lambda session: claim_messages(session, now=utcnow(), limit=10)),
+    ]
+    assert len(plans) == 2
+    for plan in plans:
+        if database_url.startswith("postgresql"):
+            assert "ix_outbox_unfinished" in plan, plan
+            assert "Seq Scan on outbox" not in plan and "using pk_outbox on outbox outbox_1" not in plan, plan
+        else:
+            # SQLite picks the partial index or the status index; never a scan of the table.
+            assert all(" USING " in line for line in plan.splitlines() if "outbox" in line and "due_ids" not in line), plan

@@ -593,3 +593,23 @@ def test_french_error_pages_carry_no_english(client: FlaskClient) -> None:
     assert "Open the link from your email" not in no_link
     missing = text_of_page(client.get("/no-such-page", headers=FRENCH))
     assert "Not Found" not in missing
+
+
+def test_speaking_sets_the_templates_language_for_its_block_alone(app: Flask) -> None:
+    from flask import render_template_string
+
+    from service.platform.i18n import speaking
+
+    template = "{{ _('Hello,') }} {% trans %}Hello,{% endtrans %}"
+    with app.test_request_context(headers={"Accept-Language": "fr"}):
+        page_before = render_template_string(template)
+        with speaking("en"):
+            english = render_template_string(template)
+            with speaking("fr"):
+                nested_french = render_template_string(template)
+            english_again = render_template_string(template)
+        page_after = render_template_string(template)
+    with app.app_context(), speaking(None):
+        fallback = render_template_string(template)
+    assert page_before == page_after == nested_french == "Bonjour, Bonjour,"
+    assert english == english_again == fallback == "Hello, Hello,"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,14 +14,17 @@ from flask import Flask
 from sqlalchemy import func, select, update
 
 from service.models import Account, AuditEvent, OutboxMessage, ResetRequest
+from service.outbox.mail import RenderedEmail
+from service.outbox.queue import claim_messages, queue_email
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.resets.policy import reset_policy
-from service.resets.requests import request_reset
+from service.resets.requests import request_reset, take_due_requests
 from service.worker.dispatcher import Dispatcher
 from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
 
 THREADS = 8
+EMAIL = RenderedEmail(subject="Hello", text_body="Plain words.", html_body="<p>Plain words.</p>")
 T = TypeVar("T")
 
 
@@ -157,3 +161,47 @@ def test_two_dispatchers_over_already_queued_mail_send_each_message_once(
     recipients = Counter(message["To"] for message in smtp.messages)
     assert recipients == Counter({f"{name}@example.com": 1 for name in usernames})
     assert count_rows(app, OutboxMessage, OutboxMessage.status == "sent") == len(usernames)
+
+
+def test_two_workers_taking_requests_at_once_take_disjoint_batches(app: Flask) -> None:
+    with app.app_context():
+        for number in range(6):
+            request_reset(db.session, f"someone{number}", policy=reset_policy(), ip=None, now=utcnow())
+        db.session.commit()
+        pending = set(db.session.scalars(select(ResetRequest.id)))
+
+    def work(_index: int) -> list[int]:
+        with app.app_context():
+            taken = [request.id for request in take_due_requests(db.session, now=utcnow(), limit=3)]
+            # Still inside the transaction: on PostgreSQL the other worker skips these rows
+            # (SKIP LOCKED) rather than waiting; on SQLite it waits for the write lock.
+            time.sleep(0.3)
+            db.session.commit()
+            db.session.remove()
+            return taken
+
+    first, second = run_together(2, work)
+    assert len(first) == len(second) == 3
+    assert set(first).isdisjoint(second)
+    assert set(first) | set(second) == pending
+
+
+def test_two_workers_claiming_mail_at_once_claim_disjoint_batches(app: Flask) -> None:
+    with app.app_context():
+        for number in range(6):
+            queue_email(db.session, f"someone{number}@example.com", EMAIL, account_id=None, now=utcnow())
+        db.session.commit()
+        queued = set(db.session.scalars(select(OutboxMessage.id)))
+
+    def work(_index: int) -> list[int]:
+        with app.app_context():
+            claimed = [message.id for message in claim_messages(db.session, now=utcnow(), limit=3)]
+            time.sleep(0.3)  # the claim's transaction still open, as above
+            db.session.commit()
+            db.session.remove()
+            return claimed
+
+    first, second = run_together(2, work)
+    assert len(first) == len(second) == 3
+    assert set(first).isdisjoint(second)
+    assert set(first) | set(second) == queued

@@ -31,6 +31,7 @@ from service.platform.sealing import TYPED_USERNAME, open_sealed
 from service.resets import requests
 from service.resets.policy import reset_policy
 from service.resets.requests import REQUEST_MAX_ATTEMPTS, request_reset
+from service.worker.dispatcher import resolve_requests
 from tests.conftest import SmtpSink, run_dispatcher, smtp_settings
 from tests.conftest import test_settings as settings_for
 from tests.processes import BIN, PROJECT, flask, free_port, service_env
@@ -150,6 +151,42 @@ def test_a_poisoned_request_fails_alone_and_the_pass_goes_on(
     assert poisoned.next_attempt_at is not None and poisoned.next_attempt_at > started + FIRST_BACKOFF_MIN
     nothing_left_of_the_poison(app)
     assert run_dispatcher(app) == 0  # nothing is due until its backoff is over
+
+
+def test_a_batch_of_requests_commits_once_and_rolls_the_poison_back_to_its_savepoint(
+    app: Flask, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(requests, "resolve_reset_request", poisoned_resolve)
+    ids = seed_requests(app, (GOOD[0], POISON, *GOOD[1:]), other_mail=0)
+    commits: list[int] = []
+    savepoints = {"opened": 0, "rolled back": 0}
+    with app.app_context():
+        engine = db.engine
+    listeners: list[tuple[str, Callable[..., None]]] = [
+        ("commit", lambda _connection: commits.append(1)),
+        ("savepoint", lambda *_args: savepoints.__setitem__("opened", savepoints["opened"] + 1)),
+        ("rollback_savepoint", lambda *_args: savepoints.__setitem__("rolled back", savepoints["rolled back"] + 1)),
+    ]
+    for name, listener in listeners:
+        sqlalchemy.event.listen(engine, name, listener)
+    try:
+        with app.app_context():
+            assert resolve_requests(db.session, policy=reset_policy()) == len(GOOD) + 1
+            db.session.remove()
+    finally:
+        for name, listener in listeners:
+            sqlalchemy.event.remove(engine, name, listener)
+
+    assert len(commits) == 1
+    assert savepoints == {"opened": len(GOOD) + 1, "rolled back": 1}
+    for username in GOOD:
+        assert request_row(app, ids[username]).status == "processed"
+    poisoned = request_row(app, ids[POISON])
+    assert (poisoned.status, poisoned.attempts) == ("pending", 1)
+    assert typed_name_in(app, ids[POISON]) == POISON
+    nothing_left_of_the_poison(app)
+    run_dispatcher(app)
+    assert sorted(message["To"] for message in smtp.messages) == sorted(map(address, GOOD))
 
 
 def test_a_request_that_keeps_failing_is_given_up_after_its_last_attempt(
