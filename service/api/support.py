@@ -45,9 +45,13 @@ ONE_LINE_FIELDS: dict[str, dict[str, Any]] = {
     "ticket": {**ONE_LINE_TEXT, "maxLength": actions.TICKET_MAX_LENGTH},
     "reason": {**ONE_LINE_TEXT, "maxLength": REASON_MAX_LENGTH},
 }
+# Out-of-range numbers are brought into range, not refused (the answer says which page it is).
 PAGING: dict[str, dict[str, Any]] = {
-    "page": {"type": "integer", "minimum": 1},
-    "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+    "page": {"type": "integer", "description": f"from 1 (smaller counts as 1) to {actions.PAGE_MAX}"},
+    "per_page": {
+        "type": "integer",
+        "description": f"from 1 to {actions.PAGE_SIZE_MAX} (default 20); outside that, the nearest of the two",
+    },
 }
 
 
