@@ -162,8 +162,13 @@ def sender_pids(smtp: SmtpSink) -> Counter[int]:
     return pids
 
 
-def run_workers_over_the_queue(database_url: str, tmp_path: Path, how_many: int, worker_count: int) -> None:
+def run_workers_over_the_queue(
+    database_url: str, tmp_path: Path, how_many: int, worker_count: int, sink_delay: float = 0.0
+) -> None:
     smtp = SmtpSink()
+    # A worker claims a batch at a time: with a sink that answers at once, the first worker up
+    # may deliver a small queue before the others have started, and sharing would not be seen.
+    smtp.delay = sink_delay
     smtp.start()
     workers: list[Worker] = []
     engine = sqlalchemy.create_engine(database_url)
@@ -209,7 +214,9 @@ def test_four_worker_processes_deliver_a_thousand_emails_exactly_once_on_postgre
 
 
 def test_two_worker_processes_share_a_sqlite_queue_without_sending_twice(tmp_path: Path) -> None:
-    run_workers_over_the_queue(f"sqlite:///{tmp_path / 'outbox.db'}", tmp_path, how_many=200, worker_count=2)
+    run_workers_over_the_queue(
+        f"sqlite:///{tmp_path / 'outbox.db'}", tmp_path, how_many=200, worker_count=2, sink_delay=0.02
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, requires_postgresql])])
