@@ -15,11 +15,14 @@ server, so it should cost little per request. The result says how much CPU it us
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -253,3 +256,23 @@ def loadavg() -> str:
             return " ".join(file.read().split()[:3])
     except OSError:
         return "?"
+
+
+def run_and_print(args: Any, measure: Callable[[], dict[str, Any]], report: Callable[[dict[str, Any], Any], None],
+                  errors: tuple[type[BaseException], ...] = ()) -> int:
+    """The common end of a benchmark script's main(): measure, then print JSON (`--json`) or the
+    report and the load average; 2 on a failure of the service or the load, 130 on Ctrl-C."""
+    try:
+        figures = measure()
+    except (LoadError, OSError, *errors) as error:
+        print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        report(figures, args)
+        print(f"\nload average at the end: {loadavg()}")
+    return 0

@@ -33,7 +33,7 @@ import time
 
 from argon2 import PasswordHasher
 from harness import HarnessError, child_pids, install_sigterm_exit, production_settings, running_service
-from loadgen import LoadError, LoadResult, loadavg, run_load, tree_cpu_seconds
+from loadgen import LoadResult, loadavg, run_and_print, run_load, tree_cpu_seconds
 from request_path import DEFAULT_REDIS_URL
 
 PATH = "/api/v1/auth/verify"
@@ -148,22 +148,9 @@ def main() -> int:
     install_sigterm_exit()
     if not args.json:
         print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average {loadavg()} at start")
-    try:
-        figures = measure(workers=args.workers, concurrency=args.concurrency, duration=args.duration,
+    return run_and_print(args, lambda: measure(workers=args.workers, concurrency=args.concurrency, duration=args.duration,
                           rounds=args.rounds, warmup=args.warmup, redis_url=args.redis_url, profile_s=args.profile,
-                          profile_top=args.top)
-    except (HarnessError, LoadError, OSError) as error:
-        print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        report(figures, args)
-        print(f"\nload average at the end: {loadavg()}")
-    return 0
+                          profile_top=args.top), report, errors=(HarnessError,))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ from harness import (
     running_service,
     running_smtp_sink,
 )
-from loadgen import LoadError, LoadResult, loadavg, run_load, tree_cpu_seconds
+from loadgen import LoadResult, loadavg, run_and_print, run_load, tree_cpu_seconds
 from request_path import DEFAULT_REDIS_URL, account_names, import_accounts
 
 PEER_DIR = BENCH / "django_peer"
@@ -258,22 +258,9 @@ def main() -> int:
     install_sigterm_exit()
     if not args.json:
         print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average {loadavg()} at start")
-    try:
-        figures = measure(workers=args.workers, concurrency=args.concurrency, duration=args.duration,
+    return run_and_print(args, lambda: measure(workers=args.workers, concurrency=args.concurrency, duration=args.duration,
                           rounds=args.rounds, warmup=args.warmup, accounts=args.accounts,
-                          existing_share=args.existing_share, redis_url=args.redis_url)
-    except (HarnessError, LoadError, OSError, subprocess.SubprocessError) as error:
-        print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        report(figures, args)
-        print(f"\nload average at the end: {loadavg()}")
-    return 0
+                          existing_share=args.existing_share, redis_url=args.redis_url), report, errors=(HarnessError, subprocess.SubprocessError))
 
 
 if __name__ == "__main__":

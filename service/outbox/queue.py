@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, update
 
 from service.models import OutboxKind, OutboxMessage, OutboxStatus
-from service.platform.database import DbSession, note_queued_work, rows_changed
+from service.platform.database import DbSession, due_ids_to_take, note_queued_work, rows_changed
 from service.platform.sealing import QUEUED_MAIL, open_sealed, seal
 
 if TYPE_CHECKING:
@@ -108,17 +108,7 @@ def claim_messages(session: DbSession, *, now: datetime, limit: int) -> list[Cla
     concurrent workers take disjoint rows without waiting; on SQLite the statement runs under
     the single write lock. Either way a message is claimed by one worker only.
     """
-    # MATERIALIZED: as a plain sub-select PostgreSQL may re-run it for every outer row, and
-    # each re-run skips the rows this UPDATE already took, so the LIMIT would not hold.
-    due_ids = (
-        select(OutboxMessage.id)
-        .where(_due(now))
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due_ids")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
+    due_ids = due_ids_to_take(OutboxMessage.id, _due(now), limit=limit, name="due_ids")
     claimed = session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(select(due_ids.c.id)), _due(now))

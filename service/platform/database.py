@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import flask_migrate
 from flask import Flask
-from sqlalchemy import Connection, CursorResult, Engine, Result, event
+from sqlalchemy import CTE, ColumnElement, Connection, CursorResult, Engine, Result, event, select
 from sqlalchemy.orm import Session, scoped_session
 
 from service.platform.extensions import db
@@ -112,3 +112,21 @@ def upgrade_schema(app: Flask) -> None:
     finally:
         alembic_log.setLevel(level)
         app.extensions["resetdesk.quiet_migrations"] = False
+
+
+def due_ids_to_take(id_column: Any, due: ColumnElement[bool], *, limit: int, name: str) -> CTE:
+    """The ids of up to `limit` due rows, oldest first, locked for this transaction and skipping
+    rows another worker holds: what an `UPDATE ... WHERE id IN (SELECT id FROM <this>)` takes.
+
+    MATERIALIZED: as a plain sub-select PostgreSQL may re-run it for every outer row, and each
+    re-run skips the rows this UPDATE already took, so the LIMIT would not hold.
+    """
+    return (
+        select(id_column)
+        .where(due)
+        .order_by(id_column)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte(name)
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )

@@ -14,7 +14,7 @@ from service.events import audit
 from service.models import AuditEvent, RequestKind, RequestStatus, ResetRequest
 from service.outbox.queue import backoff
 from service.platform.counters import count
-from service.platform.database import DbSession, note_queued_work
+from service.platform.database import DbSession, due_ids_to_take, note_queued_work
 from service.platform.sealing import TYPED_USERNAME, SealBroken, open_sealed, seal, username_hash, username_hashes
 from service.platform.text import USERNAME_MAX_LENGTH
 from service.resets.issuing import issue_reset, rehearse_reset
@@ -154,17 +154,7 @@ def take_due_requests(session: DbSession, *, now: datetime, limit: int) -> list[
     """
     if session.scalar(select(ResetRequest.id).where(_due(now)).limit(1)) is None:
         return []
-    # MATERIALIZED: as a plain sub-select PostgreSQL may re-run it for every outer row, and
-    # each re-run skips the rows this UPDATE already took, so the LIMIT would not hold.
-    due_ids = (
-        select(ResetRequest.id)
-        .where(_due(now))
-        .order_by(ResetRequest.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due_request_ids")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
+    due_ids = due_ids_to_take(ResetRequest.id, _due(now), limit=limit, name="due_request_ids")
     taken = session.scalars(
         update(ResetRequest)
         .where(ResetRequest.id.in_(select(due_ids.c.id)), _due(now))
