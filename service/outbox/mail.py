@@ -18,10 +18,11 @@ from urllib.parse import urljoin, urlsplit
 import flask_mail
 from flask import current_app, render_template
 from flask_mail import BadHeaderError, sanitize_address, sanitize_subject
+from markupsafe import escape
 
 from service.contact.hours import contact_details
 from service.platform.config import settings
-from service.platform.i18n import speaking
+from service.platform.i18n import current_language, speaking
 
 log = logging.getLogger("service.mail")
 
@@ -84,19 +85,117 @@ class RenderedEmail:
 
 
 def render_email(
-    template: str, subject: str, *, now: datetime, language: str | None = None, **context: Any
+    template: str,
+    subject: str,
+    *,
+    now: datetime,
+    language: str | None = None,
+    slots: Mapping[str, str] | None = None,
+    **context: Any,
 ) -> RenderedEmail:
     """Render `mail/<template>.txt` and `.html` in `language` (English when unknown), each
     ending with the customer-service details as they stand at `now`. `subject` may be a lazy
-    translation. The HTML extends the one layout, `mail/_layout.html`."""
+    translation. The HTML extends the one layout, `mail/_layout.html`.
+
+    `slots` are the values that change from one message to the next (a link, a code, a name):
+    with them, the templates run once per form (template, language, the other values, the
+    shop's settings, the minute) with a marker for each slot, and every later message of that
+    form is the form with its values put in, escaped for the HTML part as Jinja would. The
+    dispatcher writes one such mail for every reset request, and running the templates is most
+    of a mail's cost. The context must then hold only values that are the same for many mails.
+    """
     with speaking(language):
         subject = str(subject)
-        context = {"contact": contact_details(now), "subject": subject, "brand": mail_brand(settings()), **context}
-        return RenderedEmail(
-            subject=subject,
-            text_body=render_template(f"mail/{template}.txt", **context),
-            html_body=render_template(f"mail/{template}.html", **context),
+        if slots is None:
+            return _render(template, subject, now, context)
+        form = _mail_form(template, subject, now, context, tuple(slots))
+        if form is None:
+            return _render(template, subject, now, {**context, **slots})
+        return form.fill(slots)
+
+
+def _render(template: str, subject: str, now: datetime, context: Mapping[str, Any]) -> RenderedEmail:
+    context = {"contact": contact_details(now), "subject": subject, "brand": mail_brand(settings()), **context}
+    return RenderedEmail(
+        subject=subject,
+        text_body=render_template(f"mail/{template}.txt", **context),
+        html_body=render_template(f"mail/{template}.html", **context),
+    )
+
+
+# A slot's marker: a name between two unit separators, which no template or translation holds,
+# and which HTML escaping leaves as it is.
+SLOT_MARK = "\x1f"
+MAIL_FORMS_KEPT = 256
+# What in the settings a mail's text depends on, besides its own values.
+MAIL_SETTINGS = (
+    "SHOP_NAME", "LOGO_URL", "PRIMARY_COLOUR", "PUBLIC_BASE_URL", "CONTACT_EMAIL", "CONTACT_PHONE", "CONTACT_FAX",
+    "CONTACT_HOURS", "CONTACT_TIMEZONE",
+)
+
+
+@dataclass(frozen=True)
+class MailForm:
+    """A mail rendered with markers for its slots, split at them: literal text at even
+    positions, a slot's name at odd ones."""
+
+    subject: str
+    text_parts: tuple[str, ...]
+    html_parts: tuple[str, ...]
+
+    def fill(self, slots: Mapping[str, str]) -> RenderedEmail:
+        text = list(self.text_parts)
+        for position in range(1, len(text), 2):
+            text[position] = slots[text[position]]
+        html = list(self.html_parts)
+        for position in range(1, len(html), 2):
+            html[position] = escape(slots[html[position]])
+        return RenderedEmail(subject=self.subject, text_body="".join(text), html_body="".join(html))
+
+
+def _split_at_slots(rendered: str, names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The rendering cut at its markers, or None if a marker is missing or a name unknown (the
+    mail is then rendered in full, as without slots)."""
+    parts = tuple(rendered.split(SLOT_MARK))
+    if len(parts) % 2 == 0 or not set(parts[1::2]) <= set(names):
+        return None
+    return parts
+
+
+def _mail_form(
+    template: str, subject: str, now: datetime, context: Mapping[str, Any], names: tuple[str, ...]
+) -> MailForm | None:
+    """The form for this template, language, context and minute, rendered on first use; None
+    when the context holds a value that cannot be part of a key."""
+    config = current_app.config
+    try:
+        key = (
+            template, current_language(), subject, names, frozenset(context.items()),
+            tuple(config[name] for name in MAIL_SETTINGS),
+            # The contact details a mail shows change at most at a minute's turn (a time zone's
+            # abbreviation, at a change of summer time).
+            now.replace(second=0, microsecond=0),
         )
+        forms = _forms()
+        if key in forms:
+            return forms[key]
+    except TypeError:
+        return None
+    markers = {name: f"{SLOT_MARK}{name}{SLOT_MARK}" for name in names}
+    rendered = _render(template, subject, now, {**context, **markers})
+    text_parts = _split_at_slots(rendered.text_body, names)
+    html_parts = _split_at_slots(rendered.html_body, names)
+    form = MailForm(subject, text_parts, html_parts) if text_parts and html_parts else None
+    if len(forms) >= MAIL_FORMS_KEPT:
+        forms.clear()
+    forms[key] = form
+    return form
+
+
+def _forms() -> dict[Any, MailForm | None]:
+    """This app's rendered forms (an app's templates and translations are its own)."""
+    forms: dict[Any, MailForm | None] = current_app.extensions.setdefault("resetdesk.mail_forms", {})
+    return forms
 
 
 class TimedConnection(flask_mail.Connection):

@@ -114,16 +114,22 @@ def compose_reset_email(
     """The mail carrying a link and its code, or a temporary password."""
     lifetime = policy.lifetime(method)
     report_link = f"{policy.base_url}/report/{report_token_for_reset(reset_id)}"
+    # What differs from one mail to the next goes in `slots`: the rest of the mail is rendered
+    # once a minute per language (`render_email`).
     if method == ResetMethod.LINK:
         link = f"{policy.base_url}/reset-password/{make_link_token(reset_id, secret)}"
         return render_email(
-            "reset_link", _l("Reset your password"), language=language, now=now, account=account, link=link,
-            code=display_code(code), code_page=f"{policy.base_url}/reset-password/code", report_link=report_link,
-            expires_at=expires_at, lifetime_minutes=int(lifetime.total_seconds() // 60),
+            "reset_link", _l("Reset your password"), language=language, now=now,
+            code_page=f"{policy.base_url}/reset-password/code", lifetime_minutes=int(lifetime.total_seconds() // 60),
+            slots={"username": account.username, "link": link, "code": display_code(code), "report_link": report_link},
         )
     return render_email(
-        "temporary_password", _l("Your temporary password"), language=language, now=now, account=account,
-        temporary_password=secret, report_link=report_link, expires_at=expires_at, lifetime_hours=int(lifetime.total_seconds() // 3600),
+        "temporary_password", _l("Your temporary password"), language=language, now=now,
+        lifetime_hours=int(lifetime.total_seconds() // 3600),
+        slots={
+            "username": account.username, "temporary_password": secret, "report_link": report_link,
+            "until": expires_at.strftime("%Y-%m-%d %H:%M"),
+        },
     )
 
 
