@@ -4,7 +4,7 @@ exactly as the templates would have rendered it, whatever the values hold."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from service import create_app
 from service.outbox.mail import render_email
 from tests.conftest import test_settings as settings_for
 
-NOW = datetime(2026, 11, 30, 14, 5, 7, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 30, 14, 5, 7, tzinfo=UTC)
 # Text a mail may carry, with what HTML escaping must change and the marker's own character.
 VALUES = st.text(alphabet=st.sampled_from("ab é<>&\"'/:=?#\x1fµ中"), max_size=12)
 
