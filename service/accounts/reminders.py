@@ -64,7 +64,6 @@ def resolve_username_reminder(session: DbSession, request: ResetRequest, *, base
         typed: str | None = open_sealed(TYPED_EMAIL, request.username_sealed)
     except SealBroken:
         typed = None
-    request.username_sealed = ""
     accounts = accounts_on_address(session, typed or "")
     language = next((account.language for account in accounts if account.language), None) or request.language
     email = render_email(

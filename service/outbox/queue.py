@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, func, insert, literal_column, or_, select, update
 
 from service.models import OutboxKind, OutboxMessage, OutboxStatus
 from service.platform.database import DbSession, due_ids_to_take, note_queued_work, rows_changed
@@ -23,28 +23,32 @@ BACKOFF_CAP = timedelta(hours=2)
 # A message claimed longer ago than this by a worker that died is due again.
 CLAIM_LEASE = timedelta(minutes=5)
 UNFINISHED = (OutboxStatus.PENDING.value, OutboxStatus.SENDING.value)
+QUEUE_EMAIL = insert(OutboxMessage.__table__)  # type: ignore[arg-type]
 
 
 def queue_email(
     session: DbSession, recipient: str, email: RenderedEmail, *, account_id: int | None, now: datetime
-) -> OutboxMessage:
-    """Add an email to the session; the caller's commit queues it with the change it reports.
+) -> int:
+    """Add an email to the caller's transaction and return its id; the caller's commit queues it
+    with the change it reports.
 
     The bodies are stored sealed: a reset mail holds a link or a temporary password, and a copy
     of the database taken while SMTP is down must not give them away.
     """
-    message = OutboxMessage(
-        recipient=recipient,
-        subject=email.subject,
-        text_body=seal_body(email.text_body),
-        html_body=seal_body(email.html_body) if email.html_body is not None else None,
-        account_id=account_id,
-        created_at=now,
-        next_attempt_at=now,
+    # One prepared INSERT: nobody reads the row back, and the unit of work's bookkeeping for it
+    # cost more than the statement.
+    queued = session.execute(
+        QUEUE_EMAIL,
+        {
+            "kind": OutboxKind.EMAIL, "recipient": recipient, "subject": email.subject,
+            "text_body": seal_body(email.text_body),
+            "html_body": seal_body(email.html_body) if email.html_body is not None else None,
+            "status": OutboxStatus.PENDING, "attempts": 0, "account_id": account_id, "created_at": now,
+            "next_attempt_at": now,
+        },
     )
-    session.add(message)
     note_queued_work(session)
-    return message
+    return int(cast(CursorResult[Any], queued).inserted_primary_key[0])
 
 
 def seal_body(body: str) -> str:

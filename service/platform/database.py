@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import flask_migrate
 from flask import Flask
-from sqlalchemy import CTE, ColumnElement, Connection, CursorResult, Engine, Result, event, select
+from sqlalchemy import CTE, ColumnElement, Connection, CursorResult, Engine, Result, Subquery, event, select
 from sqlalchemy.orm import Session, scoped_session
 
 from service.platform.extensions import db
@@ -114,19 +114,20 @@ def upgrade_schema(app: Flask) -> None:
         app.extensions["resetdesk.quiet_migrations"] = False
 
 
-def due_ids_to_take(id_column: Any, due: ColumnElement[bool], *, limit: int, name: str) -> CTE:
+def due_ids_to_take(
+    id_column: Any, due: ColumnElement[bool], *, limit: int, name: str, dialect: str = "postgresql"
+) -> CTE | Subquery:
     """The ids of up to `limit` due rows, oldest first, locked for this transaction and skipping
     rows another worker holds: what an `UPDATE ... WHERE id IN (SELECT id FROM <this>)` takes.
 
-    MATERIALIZED: as a plain sub-select PostgreSQL may re-run it for every outer row, and each
-    re-run skips the rows this UPDATE already took, so the LIMIT would not hold.
+    On PostgreSQL a MATERIALIZED CTE: as a plain sub-select PostgreSQL may re-run it for every
+    outer row, and each re-run skips the rows this UPDATE already took, so the LIMIT would not
+    hold. On SQLite a plain sub-select, so that the statement starts with UPDATE: Python's
+    sqlite3 opens its transaction only before a statement that starts with INSERT, UPDATE,
+    DELETE or REPLACE, and a `WITH ... UPDATE` would run and commit on its own, the rows taken
+    before the work on them began.
     """
-    return (
-        select(id_column)
-        .where(due)
-        .order_by(id_column)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte(name)
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
+    ids = select(id_column).where(due).order_by(id_column).limit(limit).with_for_update(skip_locked=True)
+    if dialect != "postgresql":
+        return ids.subquery(name)
+    return ids.cte(name).prefix_with("MATERIALIZED", dialect="postgresql")

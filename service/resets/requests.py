@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, or_, select, update
 
 from service.accounts.records import find_account
 from service.accounts.reminders import resolve_username_reminder
@@ -64,9 +66,6 @@ def resolve_reset_request(session: DbSession, request: ResetRequest, *, policy: 
     except SealBroken:
         # Sealed under a key since retired: nobody can say what was asked for any more.
         typed = None
-    # Once resolved the name is of no use: the row keeps nothing of it (a rollback restores it
-    # for the retry).
-    request.username_sealed = ""
     account = find_account(session, typed) if typed is not None else None
     details: dict[str, str] = {"method": policy.method}
     # Hashed for every name, so a missing one costs the dispatcher no less than another.
@@ -133,11 +132,27 @@ def requests_for_name(session: DbSession, typed: str, *, since: datetime) -> lis
     return sorted(found, key=lambda asked: asked.at, reverse=True)
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
-    """Pending requests due now: new ones, and failed ones whose backoff is over."""
+def _due(now: ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Pending requests due at `now`: new ones, and failed ones whose backoff is over."""
     return and_(
         ResetRequest.status == RequestStatus.PENDING,
         or_(ResetRequest.next_attempt_at.is_(None), ResetRequest.next_attempt_at <= now),
+    )
+
+
+# The dispatcher's statements, built once with the time bound per call.
+_DUE = _due(bindparam("due_at", type_=ResetRequest.next_attempt_at.type))
+ANY_DUE_REQUEST = select(ResetRequest.id).where(_DUE).limit(1)
+
+
+@cache
+def _take_due(limit: int, dialect: str) -> Any:
+    due_ids = due_ids_to_take(ResetRequest.id, _DUE, limit=limit, name="due_request_ids", dialect=dialect)
+    return (
+        update(ResetRequest)
+        .where(ResetRequest.id.in_(select(due_ids.c.id)), _DUE)
+        .values(status=RequestStatus.PROCESSED, processed_at=bindparam("taken_at", type_=ResetRequest.processed_at.type))
+        .returning(ResetRequest)
     )
 
 
@@ -152,15 +167,10 @@ def take_due_requests(session: DbSession, *, now: datetime, limit: int) -> list[
     takes the next requests, not none. The UPDATE also starts the write transaction on SQLite
     before any savepoint is opened in it.
     """
-    if session.scalar(select(ResetRequest.id).where(_due(now)).limit(1)) is None:
+    if session.scalar(ANY_DUE_REQUEST, {"due_at": now}) is None:
         return []
-    due_ids = due_ids_to_take(ResetRequest.id, _due(now), limit=limit, name="due_request_ids")
     taken = session.scalars(
-        update(ResetRequest)
-        .where(ResetRequest.id.in_(select(due_ids.c.id)), _due(now))
-        .values(status=RequestStatus.PROCESSED, processed_at=now)
-        .returning(ResetRequest),
-        execution_options={"synchronize_session": False},
+        _take_due(limit, session.get_bind().dialect.name), {"due_at": now, "taken_at": now}, execution_options={"synchronize_session": False}
     ).all()
     return sorted(taken, key=lambda request: request.id)
 
@@ -170,6 +180,20 @@ def resolve_request(session: DbSession, request: ResetRequest, *, policy: ResetP
     if request.kind == RequestKind.USERNAME_REMINDER:
         return resolve_username_reminder(session, request, base_url=policy.base_url, now=now)
     return resolve_reset_request(session, request, policy=policy, now=now)
+
+
+def forget_typed_names(session: DbSession, request_ids: list[int]) -> None:
+    """Once resolved, what was typed is of no use: the rows keep nothing of it; the caller commits.
+
+    One statement for a batch, after its requests are resolved, rather than a change to each
+    request in its savepoint (the unit of work's flush of that change cost more than the
+    lookup it preceded). A request whose resolution failed keeps its name for the retry.
+    """
+    if request_ids:
+        session.execute(
+            update(ResetRequest).where(ResetRequest.id.in_(request_ids)).values(username_sealed="")
+            .execution_options(synchronize_session=False)
+        )
 
 
 def record_request_failure(session: DbSession, request: ResetRequest, error: BaseException, *, now: datetime) -> None:

@@ -22,7 +22,7 @@ from service.platform.clock import utcnow
 from service.platform.database import DbSession, take_queued_work
 from service.platform.extensions import db
 from service.resets.policy import ResetPolicy, reset_policy
-from service.resets.requests import record_request_failure, resolve_request, take_due_requests
+from service.resets.requests import forget_typed_names, record_request_failure, resolve_request, take_due_requests
 from service.worker.housekeeping import retention_policy, run_housekeeping
 
 log = logging.getLogger(__name__)
@@ -65,14 +65,17 @@ def resolve_requests(
     if not taken:
         session.rollback()
         return 0
+    resolved: list[int] = []
     for request in taken:
         try:
             with session.begin_nested():
                 resolve_request(session, request, policy=policy, now=utcnow())
+            resolved.append(request.id)
         # The isolation boundary of one work item: whatever went wrong is this request's.
         except Exception as error:  # noqa: BLE001
             log.warning("reset request %s failed: %s", request.id, type(error).__name__)
             record_request_failure(session, request, error, now=utcnow())
+    forget_typed_names(session, resolved)
     session.commit()
     return len(taken)
 

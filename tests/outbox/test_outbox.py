@@ -51,9 +51,9 @@ def app_settings(request: pytest.FixtureRequest, smtp: SmtpSink) -> dict[str, An
 def queue(app: Flask, recipient: str = "jane@example.com", count: int = 1) -> list[int]:
     """Queue `count` emails as a change would; returns their ids."""
     with app.app_context():
-        messages = [queue_email(db.session, recipient, EMAIL, account_id=None, now=utcnow()) for _ in range(count)]
+        ids = [queue_email(db.session, recipient, EMAIL, account_id=None, now=utcnow()) for _ in range(count)]
         db.session.commit()
-        return [message.id for message in messages]
+        return ids
 
 
 def message(app: Flask, message_id: int) -> OutboxMessage:

@@ -163,6 +163,19 @@ def test_two_dispatchers_over_already_queued_mail_send_each_message_once(
     assert count_rows(app, OutboxMessage, OutboxMessage.status == "sent") == len(usernames)
 
 
+def test_taken_requests_stay_taken_only_if_their_transaction_commits(app: Flask) -> None:
+    # A worker that dies between taking requests and committing their resolution must leave
+    # them to the next one: the take is part of the batch's transaction, on SQLite too.
+    with app.app_context():
+        for number in range(3):
+            request_reset(db.session, f"someone{number}", policy=reset_policy(), ip=None, now=utcnow())
+        db.session.commit()
+        assert len(take_due_requests(db.session, now=utcnow(), limit=3)) == 3
+        db.session.rollback()
+        statuses = db.session.scalars(select(ResetRequest.status)).all()
+    assert statuses == ["pending"] * 3
+
+
 def test_two_workers_taking_requests_at_once_take_disjoint_batches(app: Flask) -> None:
     with app.app_context():
         for number in range(6):
