@@ -48,7 +48,9 @@ def queue_email(
         },
     )
     note_queued_work(session)
-    return int(cast(CursorResult[Any], queued).inserted_primary_key[0])
+    key = cast(CursorResult[Any], queued).inserted_primary_key
+    assert key is not None, "a single-row INSERT reports its key"
+    return int(key[0])
 
 
 def seal_body(body: str) -> str:
