@@ -4,10 +4,12 @@ audit event and the notice to the account's email."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 
 from service.accounts.passwords import check_new_password, hash_password
 from service.accounts.reportlinks import report_token_for_change
@@ -97,21 +99,31 @@ def revoke_pending_resets(
     customer who asks again and then opens the first mail to arrive must not find it dead.
     `created_up_to` ends only the resets made by then (those a given mail can speak for).
     """
+    session.execute(
+        _revoke_statement(created_up_to is not None, keep_self_service is not None),
+        {"revoke_account": account.id, "revoked": now, "created_up_to": created_up_to, "keep_method": keep_self_service},
+    )
+
+
+@cache
+def _revoke_statement(up_to_a_time: bool, keeping_self_service: bool) -> Any:
+    """`revoke_pending_resets`' UPDATE, built once for each combination of its conditions (a
+    reset request runs it every time, and building it cost as much as running it)."""
     conditions = [
-        PasswordReset.account_id == account.id,
+        PasswordReset.account_id == bindparam("revoke_account"),
         PasswordReset.used_at.is_(None),
         PasswordReset.revoked_at.is_(None),
     ]
-    if created_up_to is not None:
-        conditions.append(PasswordReset.created_at <= created_up_to)
-    if keep_self_service is not None:
+    if up_to_a_time:
+        conditions.append(PasswordReset.created_at <= bindparam("created_up_to", type_=PasswordReset.created_at.type))
+    if keeping_self_service:
         conditions.append(
-            or_(PasswordReset.requested_by != audit.SELF, PasswordReset.method != keep_self_service)
+            or_(PasswordReset.requested_by != audit.SELF, PasswordReset.method != bindparam("keep_method"))
         )
-    session.execute(
+    return (
         update(PasswordReset)
         .where(*conditions)
-        .values(revoked_at=now)
+        .values(revoked_at=bindparam("revoked", type_=PasswordReset.revoked_at.type))
         .execution_options(synchronize_session=False)
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from service.accounts.passwords import check_new_password, hash_password
@@ -16,6 +16,10 @@ from service.platform.database import DbSession
 from service.platform.errors import UsernameTaken, ValidationFailed
 from service.platform.text import is_storable, normalise_email, normalise_username
 
+# Built once: the dispatcher looks up every name asked for, and building the statement each
+# time cost a third as much as running it.
+FIND_ACCOUNT = select(Account).where(Account.username_key == bindparam("username_key"))
+
 
 def find_account(session: DbSession, username: str) -> Account | None:
     """The account a username (in any spelling) names, or None."""
@@ -23,7 +27,7 @@ def find_account(session: DbSession, username: str) -> Account | None:
     if not is_storable(key):
         # No username holds such characters, and the database would refuse the query.
         return None
-    return session.scalar(select(Account).where(Account.username_key == key))
+    return session.scalar(FIND_ACCOUNT, {"username_key": key})
 
 
 def create_account(
