@@ -208,8 +208,14 @@ class SmtpSink:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.messages: list[EmailMessage] = []
+        self.greetings = 0  # EHLOs: one per connection a client opened
         self.delay = 0.0
         self._controller: Any = None
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        self.greetings += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         import asyncio

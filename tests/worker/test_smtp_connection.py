@@ -1,0 +1,63 @@
+"""A dispatcher keeps its SMTP connection from one pass to the next, and gives it back once a
+whole poll goes by without work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from service.outbox.mail import RenderedEmail
+from service.outbox.queue import queue_email
+from service.platform.clock import utcnow
+from service.platform.extensions import db
+from service.worker.dispatcher import Dispatcher
+from tests.conftest import SmtpSink, smtp_settings
+
+EMAIL = RenderedEmail(subject="Hello", text_body="Plain words.", html_body="<p>Plain words.</p>")
+
+
+@pytest.fixture
+def app_settings(smtp: SmtpSink) -> dict[str, Any]:
+    return smtp_settings(smtp)
+
+
+def queue_one(app: Flask, recipient: str) -> None:
+    with app.app_context():
+        queue_email(db.session, recipient, EMAIL, account_id=None, now=utcnow())
+        db.session.commit()
+
+
+def test_passes_without_mail_keep_the_connection_for_the_next_mail(app: Flask, smtp: SmtpSink) -> None:
+    dispatcher = Dispatcher(app)
+    queue_one(app, "first@example.com")
+    assert dispatcher._pass() == 1
+    # Passes that find nothing to send (a request for no account, say) between two mails.
+    assert dispatcher._pass() == 0
+    assert dispatcher._pass() == 0
+    queue_one(app, "second@example.com")
+    assert dispatcher._pass() == 1
+    assert [message["To"] for message in smtp.messages] == ["first@example.com", "second@example.com"]
+    assert smtp.greetings == 1
+    dispatcher.close_idle_connection()
+
+
+def test_an_idle_poll_gives_the_connection_back(app: Flask, smtp: SmtpSink) -> None:
+    dispatcher = Dispatcher(app, poll_seconds=0.05)
+    queue_one(app, "first@example.com")
+    dispatcher.ensure_thread()
+    try:
+        deadline = utcnow().timestamp() + 10
+        while not smtp.messages and utcnow().timestamp() < deadline:
+            dispatcher.stopping.wait(0.02)
+        # The next polls find nothing: the connection is closed, and the next mail opens one.
+        dispatcher.stopping.wait(0.5)
+        queue_one(app, "second@example.com")
+        dispatcher.wake()
+        while len(smtp.messages) < 2 and utcnow().timestamp() < deadline:
+            dispatcher.stopping.wait(0.02)
+    finally:
+        dispatcher.stop(wait_seconds=5)
+    assert len(smtp.messages) == 2
+    assert smtp.greetings == 2
