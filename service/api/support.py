@@ -159,8 +159,8 @@ def send_reset(username: str) -> tuple[dict[str, Any], int]:
     db.session.commit()
     return {
         "sent_to": issued.sent_to,
-        "method": issued.reset.method,
-        "expires_at": issued.reset.expires_at.isoformat(),
+        "method": issued.method,
+        "expires_at": issued.expires_at.isoformat(),
     }, 202
 
 

@@ -34,4 +34,4 @@ def reset_send(username: str, method: str | None) -> None:
     except ServiceError as error:
         fail(error)
     db.session.commit()
-    click.echo(f"Queued a {issued.reset.method.replace('_', ' ')} for {account.username} to {issued.sent_to}.")
+    click.echo(f"Queued a {issued.method.replace('_', ' ')} for {account.username} to {issued.sent_to}.")

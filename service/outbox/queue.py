@@ -6,12 +6,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, CursorResult, and_, func, insert, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, literal_column, or_, select, update
 
 from service.models import OutboxKind, OutboxMessage, OutboxStatus
-from service.platform.database import DbSession, due_ids_to_take, note_queued_work, rows_changed
+from service.platform.database import DbSession, due_ids_to_take, inserted_id, note_queued_work, rows_changed
 from service.platform.sealing import QUEUED_MAIL, open_sealed, seal
 
 if TYPE_CHECKING:
@@ -48,9 +48,7 @@ def queue_email(
         },
     )
     note_queued_work(session)
-    key = cast(CursorResult[Any], queued).inserted_primary_key
-    assert key is not None, "a single-row INSERT reports its key"
-    return int(key[0])
+    return inserted_id(queued)
 
 
 def seal_body(body: str) -> str:

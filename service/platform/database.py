@@ -114,6 +114,13 @@ def upgrade_schema(app: Flask) -> None:
         app.extensions["resetdesk.quiet_migrations"] = False
 
 
+def inserted_id(result: Result[Any]) -> int:
+    """The key a single-row INSERT just wrote (SQLite's last row id, PostgreSQL's RETURNING)."""
+    key = cast(CursorResult[Any], result).inserted_primary_key
+    assert key is not None, "a single-row INSERT reports its key"
+    return int(key[0])
+
+
 def due_ids_to_take(
     id_column: Any, due: ColumnElement[bool], *, limit: int, name: str, dialect: str = "postgresql"
 ) -> CTE | Subquery:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import insert
 
 from service.accounts.changes import revoke_pending_resets
 from service.accounts.passwords import hash_password
@@ -16,7 +17,7 @@ from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
 from service.outbox.mail import RenderedEmail, render_email
 from service.outbox.queue import queue_email
-from service.platform.database import DbSession
+from service.platform.database import DbSession, inserted_id
 from service.platform.errors import AccountFrozen, NoEmailOnFile
 from service.platform.signing import keyed_hash
 from service.platform.text import mask_email
@@ -38,8 +39,15 @@ def generate_temporary_password() -> str:
 class IssuedReset:
     """A reset just issued, and where its mail is going."""
 
-    reset: PasswordReset
+    reset_id: int
+    method: str
+    expires_at: datetime
     sent_to: str
+
+
+# One prepared INSERT: the reset's id is all that is read back (its link carries it), and the
+# unit of work's flush of an object cost a third of issuing a reset.
+RECORD_RESET = insert(PasswordReset.__table__)  # type: ignore[arg-type]
 
 
 def issue_reset(
@@ -71,23 +79,25 @@ def issue_reset(
     secret, secret_hash = new_reset_secret(method)
     # A link comes with a code for the same reset; a temporary password is its own code.
     code = new_code() if method == ResetMethod.LINK else secret
-    reset = PasswordReset(
-        account_id=account.id, method=method, requested_by=requested_by, ip=ip,
-        secret_hash=secret_hash, created_at=now, expires_at=now + policy.lifetime(method),
-        code_hash=keyed_hash(code), ticket=((details or {}).get("ticket") or None),
+    expires_at = now + policy.lifetime(method)
+    recorded = session.execute(
+        RECORD_RESET,
+        {
+            "account_id": account.id, "method": method, "requested_by": requested_by, "ip": ip,
+            "secret_hash": secret_hash, "created_at": now, "expires_at": expires_at, "code_hash": keyed_hash(code),
+            "code_attempts": 0, "ticket": (details or {}).get("ticket") or None,
+        },
     )
-    session.add(reset)
-    session.flush()  # the link token carries the reset's id
+    reset_id = inserted_id(recorded)
     email = compose_reset_email(
-        account, method, reset.id, secret, reset.expires_at, account.language or language, policy=policy, now=now,
-        code=code,
+        account, method, reset_id, secret, expires_at, account.language or language, policy=policy, now=now, code=code
     )
     queue_email(session, account.email, email, account_id=account.id, now=now)
     audit.record_event(
         session, "reset.issued", actor=requested_by, ip=ip, now=now, account=account,
-        details={"method": method, "expires_at": reset.expires_at.isoformat(), **(details or {})},
+        details={"method": method, "expires_at": expires_at.isoformat(), **(details or {})},
     )
-    return IssuedReset(reset=reset, sent_to=mask_email(account.email))
+    return IssuedReset(reset_id=reset_id, method=method, expires_at=expires_at, sent_to=mask_email(account.email))
 
 
 def new_reset_secret(method: str) -> tuple[str, str]:

@@ -65,7 +65,7 @@ def issue(app: Flask, account_id: int, method: str) -> tuple[int, str]:
         pattern = LINK_TOKEN if method == "link" else TEMPORARY_PASSWORD_LINE
         match = pattern.search(open_body(body) if body else "")
         assert match, body
-        return issued.reset.id, match.group(1)
+        return issued.reset_id, match.group(1)
 
 
 def reset_row(app: Flask, reset_id: int) -> PasswordReset:

@@ -496,7 +496,7 @@ def issue_link_directly(app: Flask, account_id: int, method: str = "link") -> tu
         issued = issue_reset(
             db.session, account, method, policy=reset_policy(), requested_by="cli", ip=None, now=utcnow()
         )
-        reset_id = issued.reset.id
+        reset_id = issued.reset_id
         db.session.commit()
         body = open_body(db.session.scalars(select(OutboxMessage.text_body).order_by(OutboxMessage.id.desc())).first())
     match = re.search(r"/reset-password/(\S+)", body)
@@ -625,7 +625,7 @@ def test_a_temporary_password_revoked_in_the_meantime_is_not_used(
         before = account.password_hash
         db.session.execute(update(PasswordReset).values(revoked_at=utcnow()))
         db.session.commit()
-        assert _use_temporary_password(db.session, account, issued.reset, ip=None, now=utcnow()) is False
+        assert _use_temporary_password(db.session, account, db.session.get(PasswordReset, issued.reset_id), ip=None, now=utcnow()) is False
         db.session.commit()
         db.session.refresh(account)
         assert account.password_hash == before

@@ -233,7 +233,7 @@ def issued_link(app: Flask, make_account: Callable[..., Account]) -> tuple[str, 
         issued = issue_reset(
             db.session, db.session.get(Account, account.id), "link", policy=reset_policy(), requested_by="self", ip=None, now=utcnow()
         )
-        reset_id = issued.reset.id
+        reset_id = issued.reset_id
         db.session.commit()
         body = open_body(db.session.scalars(select(OutboxMessage.text_body)).one())
     match = re.search(r"/reset-password/(\S+)", body)
