@@ -97,8 +97,8 @@ def any_due(session: DbSession, *, now: datetime) -> bool:
 class ClaimedMessage:
     """A message a worker has claimed, as the claim read it: all that sending it needs.
 
-    Plain values rather than a mapped object: a worker commits after every message it sends,
-    and a commit would make the session read every other message of the batch again.
+    Plain values rather than a mapped object: a worker commits several times a batch, and a
+    commit would make the session read every other message of the batch again.
     """
 
     id: int
@@ -162,11 +162,16 @@ def renew_claim(session: DbSession, message_id: int, claimed_at: datetime, *, no
     return rows_changed(renewed) == 1
 
 
-def release(session: DbSession, message_ids: list[int]) -> None:
-    """Hand claimed messages back to the queue; the caller commits."""
+def release(session: DbSession, message_ids: list[int], *, claimed_at: datetime | None = None) -> None:
+    """Hand claimed messages back to the queue; the caller commits.
+
+    With `claimed_at`, only those still under that claim: a message another worker took over
+    once the lease ran out is that worker's, and stays with it.
+    """
+    mine = [OutboxMessage.claimed_at == claimed_at] if claimed_at is not None else []
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(message_ids), OutboxMessage.status == OutboxStatus.SENDING)
+        .where(OutboxMessage.id.in_(message_ids), OutboxMessage.status == OutboxStatus.SENDING, *mine)
         .values(status=OutboxStatus.PENDING, claimed_at=None)
         .execution_options(synchronize_session=False)
     )
