@@ -234,7 +234,7 @@ class Dispatcher:
         """A pass that leaves the SMTP connection open for the next one, unless it found no mail.
 
         The pass runs on one database connection of its own, held from start to end: checked
-        out of the pool for every transaction (one per delivered message), each check-out
+        out of the pool for every transaction (a few per batch of mail), each check-out
         would cost the pool's liveness ping, a round trip to the database.
         """
         with self._pass_lock, self.app.app_context(), db.engine.connect() as connection:
