@@ -28,7 +28,7 @@ that dies), 130/143 when interrupted. With `--json` the last line printed is one
 {"ceiling_per_s": float, "postgresql": {"1": float, "2": float, "4": float}, "sqlite": {...}, ...}.
 
     .venv/bin/python bench/delivery.py [--messages 5000] [--workers 1,2,4] [--databases postgresql,sqlite]
-            [--sink lean|aiosmtpd] [--sink-processes 1] [--json]
+            [--sink lean|aiosmtpd] [--sink-processes 1] [--database bench_delivery] [--json]
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def deliver(kind: str, target: str, env: dict[str, str], sink: SmtpSink, workers
     mine = lambda: [(stamp, to) for stamp, to in sink.messages() if to.startswith(prefix)]  # noqa: E731
     with running_outbox_workers(env, workers, log_dir) as processes:
         pids = [process.pid for process in processes]
-        backends = backend_pids(DATABASE) if kind == "postgresql" else []
+        backends = backend_pids(target) if kind == "postgresql" else []
         released = time.time()
         sql(kind, target, "UPDATE outbox SET next_attempt_at = CURRENT_TIMESTAMP")
         marks: dict[str, tuple[int, float, float, float]] = {}
@@ -213,6 +213,8 @@ def main() -> int:
     parser.add_argument("--databases", default="postgresql,sqlite", help="default postgresql,sqlite")
     parser.add_argument("--sink", choices=("lean", "aiosmtpd"), default="lean")
     parser.add_argument("--sink-processes", type=int, default=1, help="lean sink processes on the port (default 1)")
+    parser.add_argument("--database", default=DATABASE,
+                        help=f"name of the throwaway PostgreSQL database, created and dropped here (default {DATABASE})")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = parser.parse_args()
     worker_counts = [int(part) for part in args.workers.split(",")]
@@ -232,8 +234,8 @@ def main() -> int:
             sink = stack.enter_context(running_smtp_sink(0.0, lean=args.sink == "lean", processes=args.sink_processes))
             for kind in databases:
                 if kind == "postgresql":
-                    database_url = stack.enter_context(postgres_database(DATABASE))
-                    target = DATABASE
+                    database_url = stack.enter_context(postgres_database(args.database))
+                    target = args.database
                 elif kind == "sqlite":
                     target = str(tmp / "delivery.db")
                     database_url = f"sqlite:///{target}"

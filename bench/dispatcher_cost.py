@@ -17,7 +17,7 @@ before/after comparison of one change needs. `--profile resolve|deliver` runs th
 cProfile and prints the functions that took the most time (cumulative and own).
 
     .venv/bin/python bench/dispatcher_cost.py [--database sqlite|postgresql] [--requests 400]
-            [--messages 1000] [--profile resolve|deliver] [--top 25]
+            [--messages 1000] [--profile resolve|deliver] [--top 25] [--pg-name bench_dispatcher_cost]
 """
 
 from __future__ import annotations
@@ -165,13 +165,15 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=1000, help="extra queued emails (default 1000)")
     parser.add_argument("--profile", choices=("resolve", "deliver"), help="run this phase under cProfile")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--pg-name", default=DATABASE,
+                        help=f"name of the throwaway PostgreSQL database, created and dropped here (default {DATABASE})")
     args = parser.parse_args()
     install_sigterm_exit()
     print(f"{args.database}, load average {loadavg()} at start", flush=True)
     try:
         with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="resetdesk-cost-") as tmp:
             if args.database == "postgresql":
-                database_url = stack.enter_context(postgres_database(DATABASE))
+                database_url = stack.enter_context(postgres_database(args.pg_name))
             else:
                 database_url = f"sqlite:///{Path(tmp) / 'cost.db'}"
             sink = stack.enter_context(running_smtp_sink(0.0))

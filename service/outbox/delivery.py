@@ -1,8 +1,16 @@
-"""Sending one claimed message and recording what happened: sent, retried later, or failed."""
+"""Sending claimed messages and recording what happened: sent, retried later, or failed.
+
+A message the server accepted is marked sent with others of its group (`SentGroup`): one
+UPDATE, one INSERT of their `mail.sent` events and one commit for many messages, rather than a
+durable commit each. A failure is recorded alone, the moment it happens.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -25,7 +33,14 @@ ERASED_RECIPIENT = "(erased)"
 ERROR_MAX_LENGTH = 1000
 
 _OUTBOX = cast(Table, OutboxMessage.__table__)
-# Built once: the statement a worker runs after every message it sends.
+# How many accepted messages a worker marks sent in one commit, and how long the first of them
+# may wait for the others. A worker that dies before the commit leaves its group's messages
+# "sending", sent again once their claim lease expires: the group's size and age bound that
+# repeat, and a commit per group rather than per message is what lets a worker on PostgreSQL
+# keep up with a fast mail server (a durable commit waits for the disk).
+SENT_GROUP_SIZE = 25
+SENT_GROUP_SECONDS = 0.5
+# Built once: the statement a worker runs for each group of messages it sent (executemany).
 MARK_SENT = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("message_id"))
@@ -48,41 +63,118 @@ def send(message: ClaimedMessage, courier: Courier) -> None:
         courier.send(message.recipient, message.subject, text_body, html_body)
 
 
-def deliver(
-    session: DbSession, message: ClaimedMessage, *, courier: Courier, now: datetime, account_closed: bool = False
-) -> str:
-    """Send one message this worker has claimed and record the outcome; the caller commits.
+def attempt(message: ClaimedMessage, courier: Courier) -> Exception | None:
+    """Send one message this worker has claimed; None once it is accepted, else what went wrong.
 
-    Returns "sent", "retried" or "failed". Whatever sending raises (a refusing server, a
-    malformed address, a bug) fails this message alone: it is counted as an attempt and
-    retried with backoff, or marked failed after its last attempt. `account_closed` says the
-    message's account is closed (its closing notice): once sent, its envelope keeps no address.
+    Whatever sending raises (a refusing server, a malformed address, a bug) is this message's
+    alone: the caller records it as a failed attempt and goes on with the next message.
     """
     try:
         send(message, courier)
     # The isolation boundary of one work item: any error here is this message's, and must
     # neither stop the worker nor be retried forever without counting.
     except Exception as error:  # noqa: BLE001
+        return error
+    return None
+
+
+def deliver(
+    session: DbSession, message: ClaimedMessage, *, courier: Courier, now: datetime, account_closed: bool = False
+) -> str:
+    """Send one message this worker has claimed and record the outcome; the caller commits.
+
+    Returns "sent", "retried" or "failed". A failure is counted as an attempt and retried with
+    backoff, or marked failed after its last attempt. `account_closed` says the message's
+    account is closed (its closing notice): once sent, its envelope keeps no address.
+    """
+    error = attempt(message, courier)
+    if error is not None:
         return record_failure(session, message, error, now=now)
     record_sent(session, message, now=now, account_closed=account_closed)
     return "sent"
 
 
 def record_sent(session: DbSession, message: ClaimedMessage, *, now: datetime, account_closed: bool = False) -> None:
-    """Mark a message the server accepted as sent, and record `mail.sent`; the caller commits.
+    """Mark a message the server accepted as sent, and record `mail.sent`; the caller commits."""
+    record_sent_group(session, [Accepted(message, now, account_closed)])
 
-    The body may hold a reset link or a temporary password (or, for a webhook, what happened
-    to a customer): once delivered, the outbox keeps only the envelope. The closing notice is
-    the one mail a closed account still gets; once it is out, its envelope keeps no address,
-    like every other mail of the account.
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message the server accepted, when, and whether its account is closed."""
+
+    message: ClaimedMessage
+    at: datetime
+    account_closed: bool = False
+
+
+def record_sent_group(session: DbSession, accepted: list[Accepted]) -> None:
+    """Mark messages the server accepted as sent, and record a `mail.sent` for each email;
+    the caller commits. One UPDATE (executemany) and one INSERT for the whole group.
+
+    Each row gets what marking it alone gave it: its own sent time, and an event with that time,
+    its account and its subject. The body may hold a reset link or a temporary password (or,
+    for a webhook, what happened to a customer): once delivered, the outbox keeps only the
+    envelope. The closing notice is the one mail a closed account still gets; once it is out,
+    its envelope keeps no address, like every other mail of the account.
     """
-    session.execute(MARK_SENT_ERASED if account_closed else MARK_SENT, {"message_id": message.id, "sent_at": now})
-    if message.kind == OutboxKind.EMAIL:
-        audit.record_event(
-            session, "mail.sent", actor=OUTBOX_ACTOR, ip=None, now=now, account_id=message.account_id,
-            details={"subject": message.subject},
+    if not accepted:
+        return
+    kept = [{"message_id": item.message.id, "sent_at": item.at} for item in accepted if not item.account_closed]
+    erased = [{"message_id": item.message.id, "sent_at": item.at} for item in accepted if item.account_closed]
+    if kept:
+        session.execute(MARK_SENT, kept)
+    if erased:
+        session.execute(MARK_SENT_ERASED, erased)
+    audit.record_events(
+        session, "mail.sent",
+        [
+            audit.Occurrence(at=item.at, account_id=item.message.account_id, details={"subject": item.message.subject})
+            for item in accepted if item.message.kind == OutboxKind.EMAIL
+        ],
+        actor=OUTBOX_ACTOR, ip=None,
+    )
+    for kind, sent in Counter(item.message.kind for item in accepted).items():
+        count("mail", kind, "sent", by=sent)
+
+
+class SentGroup:
+    """Messages the server accepted and not yet marked sent, for one `record_sent_group`.
+
+    `due` says the group should be written now: it is full, or its first message has waited
+    long enough. Whoever holds one writes it (and commits) when it is due, before recording a
+    failure, before checking a claim, and before handing the rest of a batch back.
+    """
+
+    def __init__(self, size: int = SENT_GROUP_SIZE, seconds: float = SENT_GROUP_SECONDS) -> None:
+        self.size = size
+        self.seconds = seconds
+        self._accepted: list[Accepted] = []
+        self._first_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._accepted)
+
+    def add(self, message: ClaimedMessage, *, at: datetime, account_closed: bool = False) -> None:
+        if not self._accepted:
+            self._first_at = time.monotonic()
+        self._accepted.append(Accepted(message, at, account_closed))
+
+    @property
+    def due(self) -> bool:
+        return bool(self._accepted) and (
+            len(self._accepted) >= self.size or time.monotonic() - self._first_at >= self.seconds
         )
-    count("mail", message.kind, "sent")
+
+    @property
+    def message_ids(self) -> list[int]:
+        return [item.message.id for item in self._accepted]
+
+    def write(self, session: DbSession) -> int:
+        """Mark the group sent in the caller's transaction, and empty it; returns how many."""
+        accepted, self._accepted = self._accepted, []
+        record_sent_group(session, accepted)
+        return len(accepted)
 
 
 def closed_accounts(session: DbSession, messages: list[ClaimedMessage]) -> frozenset[int]:

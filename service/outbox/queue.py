@@ -6,9 +6,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, func, insert, literal_column, or_, select, update
 
 from service.models import OutboxKind, OutboxMessage, OutboxStatus
 from service.platform.database import DbSession, due_ids_to_take, inserted_id, note_queued_work, rows_changed
@@ -68,7 +69,7 @@ def backoff(attempts: int) -> timedelta:
     return wait
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
+def _due(now: Any, stale_before: Any) -> ColumnElement[bool]:
     return and_(
         # Implied by what follows; said first, in the words of the partial index
         # ix_outbox_unfinished and with the values written out (not bound), so that SQLite's
@@ -76,22 +77,32 @@ def _due(now: datetime) -> ColumnElement[bool]:
         OutboxMessage.status.in_([literal_column(f"'{status}'") for status in UNFINISHED]),
         or_(
             and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now),
-            and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.claimed_at < now - CLAIM_LEASE),
+            and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.claimed_at < stale_before),
         ),
     )
 
 
+# The statements of every pass, built once with the time as a parameter: building them again
+# for each pass cost more CPU than the database took to answer them.
+_DUE = _due(bindparam("now"), bindparam("stale_before"))
+ANY_DUE = select(OutboxMessage.id).where(_DUE).limit(1)
+
+
+def _times(now: datetime) -> dict[str, datetime]:
+    return {"now": now, "stale_before": now - CLAIM_LEASE}
+
+
 def any_due(session: DbSession, *, now: datetime) -> bool:
     """Whether anything is due: a plain read, which takes no write lock."""
-    return session.scalar(select(OutboxMessage.id).where(_due(now)).limit(1)) is not None
+    return session.scalar(ANY_DUE, _times(now)) is not None
 
 
 @dataclass(frozen=True)
 class ClaimedMessage:
     """A message a worker has claimed, as the claim read it: all that sending it needs.
 
-    Plain values rather than a mapped object: a worker commits after every message it sends,
-    and a commit would make the session read every other message of the batch again.
+    Plain values rather than a mapped object: a worker commits several times a batch, and a
+    commit would make the session read every other message of the batch again.
     """
 
     id: int
@@ -104,6 +115,21 @@ class ClaimedMessage:
     account_id: int | None
 
 
+@lru_cache(maxsize=8)
+def _claim(limit: int, dialect: str) -> Update:
+    due_ids = due_ids_to_take(OutboxMessage.id, _DUE, limit=limit, name="due_ids", dialect=dialect)
+    return (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(select(due_ids.c.id)), _DUE)
+        .values(status=OutboxStatus.SENDING, claimed_at=bindparam("now"))
+        .returning(
+            OutboxMessage.id, OutboxMessage.kind, OutboxMessage.recipient, OutboxMessage.subject,
+            OutboxMessage.text_body, OutboxMessage.html_body, OutboxMessage.attempts, OutboxMessage.account_id,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def claim_messages(session: DbSession, *, now: datetime, limit: int) -> list[ClaimedMessage]:
     """Mark up to `limit` due messages as being sent by this worker, oldest first, and read
     them in the same statement; the caller commits.
@@ -112,17 +138,7 @@ def claim_messages(session: DbSession, *, now: datetime, limit: int) -> list[Cla
     concurrent workers take disjoint rows without waiting; on SQLite the statement runs under
     the single write lock. Either way a message is claimed by one worker only.
     """
-    due_ids = due_ids_to_take(OutboxMessage.id, _due(now), limit=limit, name="due_ids")
-    claimed = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(select(due_ids.c.id)), _due(now))
-        .values(status=OutboxStatus.SENDING, claimed_at=now)
-        .returning(
-            OutboxMessage.id, OutboxMessage.kind, OutboxMessage.recipient, OutboxMessage.subject,
-            OutboxMessage.text_body, OutboxMessage.html_body, OutboxMessage.attempts, OutboxMessage.account_id,
-        )
-        .execution_options(synchronize_session=False)
-    ).all()
+    claimed = session.execute(_claim(limit, session.get_bind().dialect.name), _times(now)).all()
     return sorted((ClaimedMessage(**row._mapping) for row in claimed), key=lambda message: message.id)
 
 
@@ -150,11 +166,16 @@ def renew_claim(session: DbSession, message_id: int, claimed_at: datetime, *, no
     return rows_changed(renewed) == 1
 
 
-def release(session: DbSession, message_ids: list[int]) -> None:
-    """Hand claimed messages back to the queue; the caller commits."""
+def release(session: DbSession, message_ids: list[int], *, claimed_at: datetime | None = None) -> None:
+    """Hand claimed messages back to the queue; the caller commits.
+
+    With `claimed_at`, only those still under that claim: a message another worker took over
+    once the lease ran out is that worker's, and stays with it.
+    """
+    mine = [OutboxMessage.claimed_at == claimed_at] if claimed_at is not None else []
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(message_ids), OutboxMessage.status == OutboxStatus.SENDING)
+        .where(OutboxMessage.id.in_(message_ids), OutboxMessage.status == OutboxStatus.SENDING, *mine)
         .values(status=OutboxStatus.PENDING, claimed_at=None)
         .execution_options(synchronize_session=False)
     )

@@ -15,7 +15,7 @@ from flask import Flask, Response, current_app
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from service.outbox.delivery import closed_accounts, deliver
+from service.outbox.delivery import SentGroup, attempt, closed_accounts, record_failure
 from service.outbox.mail import Courier
 from service.outbox.queue import CLAIM_LEASE, any_due, claim_messages, release, renew_claim
 from service.platform.clock import utcnow
@@ -101,18 +101,25 @@ def deliver_due(
     should_stop: Callable[[], bool] = lambda: False,
     now: datetime | None = None,
     slice_seconds: float = DELIVERY_SLICE_SECONDS,
+    sent_group: SentGroup | None = None,
 ) -> DeliveryReport:
     """Claim a batch of due messages and deliver them one at a time over one SMTP connection
     (`courier`'s, kept by the caller; else one of its own for this batch).
 
-    Each message is marked sent in a commit of its own once the server has accepted it, so a
-    worker that dies between the server's answer and that commit leaves at most that one
-    message to be sent again when its claim expires: delivery is at least once, and the
-    repeat is bounded to the message in flight. Those commits are durable, like every other:
-    a crash of the database server does not forget a mark, so it does not send again either.
-    When asked to stop, or once the batch has
-    taken `slice_seconds` (a slow server must not keep reset requests waiting), the message in
-    flight is finished and the rest handed back at once, rather than left for the claim lease.
+    Messages the server accepted are marked sent a group at a time (`sent_group`, by default
+    SENT_GROUP_SIZE messages or SENT_GROUP_SECONDS, whichever comes first), each group in one
+    durable commit; the group is also written before a failure is recorded (in a commit of its
+    own, so one bad message never takes the others' marks with it), before a claim is checked,
+    when asked to stop, and at the end of the batch. A worker that dies between the server's
+    answers and its group's commit leaves at most that group's messages "sending": they are
+    sent again once their claim lease expires, so delivery is at least once, and a repeat is
+    bounded to the group in flight. Two live workers never send the same message (a claim is
+    one worker's, and checked again when it may have expired). The commits stay durable: a
+    crash of the database server does not forget a mark, so it does not send again either.
+
+    When asked to stop, or once the batch has taken `slice_seconds` (a slow server must not
+    keep reset requests waiting), the message in flight is finished, the group marked sent and
+    the rest handed back at once, in one commit, rather than left for the claim lease.
     """
     utcnow = _clock(now)
     report = DeliveryReport()
@@ -126,29 +133,78 @@ def deliver_due(
     session.commit()
     own_courier = courier is None
     courier = courier or Courier()
+    sent = sent_group if sent_group is not None else SentGroup()
     started = time.monotonic()
+    # The messages not yet tried: what a stop, or an error on the way out, hands back.
+    untried = 0
     try:
         for position, message in enumerate(claimed):
             if should_stop() or (position and time.monotonic() - started > slice_seconds):
-                release(session, [rest.id for rest in claimed[position:]])
+                sent.write(session)
+                release(session, [rest.id for rest in claimed[position:]], claimed_at=claimed_at)
                 session.commit()
+                untried = len(claimed)
                 break
+            untried = position + 1
             # Within half a lease of the claim no other worker can have taken the message over
             # (even with clocks a little apart); later, the claim is checked and renewed first.
             if utcnow() - claimed_at > CLAIM_LEASE / 2:
+                sent.write(session)
                 renewed = renew_claim(session, message.id, claimed_at, now=utcnow())
                 session.commit()
                 if not renewed:
                     continue
-            outcome = deliver(
-                session, message, courier=courier, now=utcnow(), account_closed=message.account_id in closed
-            )
+            accepted_at = utcnow()
+            error = attempt(message, courier)
+            if error is None:
+                sent.add(message, at=accepted_at, account_closed=message.account_id in closed)
+                report.sent += 1
+                if sent.due:
+                    sent.write(session)
+                    session.commit()
+                continue
+            # The others' marks first, in their own commit: a failure recorded alone.
+            if len(sent):
+                sent.write(session)
+                session.commit()
+            outcome = record_failure(session, message, error, now=utcnow())
             session.commit()
             setattr(report, outcome, getattr(report, outcome) + 1)
+        else:
+            untried = len(claimed)
+        if len(sent):
+            sent.write(session)
+            session.commit()
+    except BaseException:
+        # The message in flight (claimed[untried - 1]) may have reached the server: it keeps its
+        # claim, and waits for the lease like a crash's would.
+        _save_what_can_be(session, sent, [rest.id for rest in claimed[untried:]], claimed_at)
+        raise
     finally:
         if own_courier:
             courier.close()
     return report
+
+
+def _save_what_can_be(session: DbSession, sent: SentGroup, untried: list[int], claimed_at: datetime) -> None:
+    """On the way out of a pass that raised (an interrupt, a database error): mark the messages
+    the server accepted and hand back those not tried, if the database still lets us, so the
+    first are not sent again and the others do not wait for the claim lease."""
+    accepted = sent.message_ids
+    if not accepted and not untried:
+        return
+    try:
+        session.rollback()
+        sent.write(session)
+        if untried:
+            release(session, untried, claimed_at=claimed_at)
+        session.commit()
+    except SQLAlchemyError:
+        # They stay "sending": the sent ones are sent again after their claim lease, as a crash
+        # would leave them, and the others wait for it.
+        log.error("%d sent message(s) not marked sent: %s; %d untried not handed back", len(accepted), accepted,
+                  len(untried))
+        session.rollback()
 
 
 class Dispatcher:
@@ -184,7 +240,7 @@ class Dispatcher:
         a whole poll goes by without work).
 
         The pass runs on one database connection of its own, held from start to end: checked
-        out of the pool for every transaction (one per delivered message), each check-out
+        out of the pool for every transaction (a few per batch of mail), each check-out
         would cost the pool's liveness ping, a round trip to the database.
         """
         with self._pass_lock, self.app.app_context(), db.engine.connect() as connection:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import select
 
 from service import create_app
 from service.models import AuditEvent, OutboxMessage
-from service.outbox.delivery import FAILED_BODY, deliver
+from service.outbox.delivery import FAILED_BODY, SentGroup, deliver
 from service.outbox.mail import Courier, RenderedEmail
 from service.outbox.queue import (
     CLAIM_LEASE,
@@ -29,6 +30,7 @@ from service.outbox.queue import (
     claim_messages,
     open_body,
     queue_email,
+    release,
     renew_claim,
 )
 from service.platform.clock import utcnow
@@ -386,7 +388,8 @@ def test_a_long_pass_checks_its_claim_before_each_late_send(app: Flask, smtp: Sm
                     db.session.remove()
             return False
 
-        report = deliver_due(db.session, should_stop=slow_first_message_then_a_takeover)
+        # Each sent message marked at once: the takeover must find the first one sent.
+        report = deliver_due(db.session, should_stop=slow_first_message_then_a_takeover, sent_group=SentGroup(size=1))
     assert report.sent == 1
     assert len(smtp.to("jane@example.com")) == 1
     assert message(app, first_id).status == "sent"
@@ -396,24 +399,189 @@ def test_a_long_pass_checks_its_claim_before_each_late_send(app: Flask, smtp: Sm
 # --- the sent mark ----------------------------------------------------------------------------
 
 
-def test_every_commit_of_a_delivery_pass_is_durable(app: Flask, smtp: SmtpSink, database_url: str) -> None:
-    # A sent mark forgotten by a crash of the database server would send that message again.
-    queue(app, "jane@example.com", count=3)
+# How the statements of a delivery pass read (their start), and how many rows each carried.
+MARK, EVENT, FAILURE, RELEASE = (
+    "UPDATE outbox SET text_body", "INSERT INTO audit_events (at,", "UPDATE outbox SET status", "UPDATE outbox SET status"
+)
+
+
+@contextmanager
+def transactions() -> Iterator[list[list[tuple[str, int]]]]:
+    """The statements of each committed transaction on the app's engine, in order: each as its
+    start and how many parameter sets it carried (an executemany's rows). Inside an app context."""
+    committed: list[list[tuple[str, int]]] = []
+    statements: list[tuple[str, int]] = []
+    engine = db.engine
+
+    def seen(_connection: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
+        statements.append((" ".join(statement.split("=")[0].split()[:4]), len(parameters) if many else 1))
+
+    def commit(_connection: Any) -> None:
+        committed.append(statements[:])
+        statements.clear()
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", seen)
+    sqlalchemy.event.listen(engine, "commit", commit)
+    try:
+        yield committed
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", seen)
+        sqlalchemy.event.remove(engine, "commit", commit)
+
+
+def test_a_group_of_sent_messages_is_marked_in_one_durable_commit(
+    app: Flask, smtp: SmtpSink, database_url: str
+) -> None:
+    # A commit waits for the disk: one for the claim and one for the group, not one a message.
+    # A sent mark forgotten by a crash of the database server would send that message again,
+    # so the commits stay durable.
+    ids = queue(app, "jane@example.com", count=3)
     statements: list[str] = []
+    commits: list[int] = []
     with app.app_context():
         engine = db.engine
 
         def seen(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
             statements.append(" ".join(statement.split())[:40])
 
+        def committed(_connection: Any) -> None:
+            commits.append(1)
+
         sqlalchemy.event.listen(engine, "before_cursor_execute", seen)
+        sqlalchemy.event.listen(engine, "commit", committed)
         try:
             report = deliver_due(db.session, limit=10)
         finally:
             sqlalchemy.event.remove(engine, "before_cursor_execute", seen)
+            sqlalchemy.event.remove(engine, "commit", committed)
     assert report.sent == 3
-    assert sum(statement.startswith("UPDATE outbox SET") for statement in statements) >= 3
+    assert len(smtp.to("jane@example.com")) == 3
+    assert len(commits) == 2
+    # Whether anything is due, the claim, then one UPDATE marking the three and one INSERT of
+    # their three events.
+    # (The claim starts with its CTE on PostgreSQL; on SQLite with UPDATE, so that it opens
+    # the transaction it belongs to.)
+    claim = "WITH" if database_url.startswith("postgresql") else "UPDATE"
+    assert [statement.split()[0] for statement in statements] == ["SELECT", claim, "UPDATE", "INSERT"]
+    assert statements[-2].startswith("UPDATE outbox SET") and statements[-1].startswith("INSERT INTO audit_events")
     assert not [statement for statement in statements if "synchronous_commit" in statement]
+    with app.app_context():
+        rows = db.session.execute(
+            select(OutboxMessage.status, OutboxMessage.attempts, OutboxMessage.sent_at).where(OutboxMessage.id.in_(ids))
+        ).all()
+        events = db.session.scalars(select(AuditEvent).where(AuditEvent.type == "mail.sent")).all()
+    assert [(status, attempts) for status, attempts, _at in rows] == [("sent", 1)] * 3
+    # Each event as marking its message alone wrote it: its own time, the outbox, the subject.
+    assert sorted(event.at for event in events) == sorted(sent_at for *_rest, sent_at in rows)
+    assert [(event.actor, event.ip, event.account_id, event.details) for event in events] == [
+        ("outbox", None, None, {"subject": "Hello"})
+    ] * 3
+
+
+def test_a_failing_message_in_the_middle_of_a_group_fails_alone(
+    app: Flask, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.outbox import delivery
+
+    first, poisoned, *rest = queue(app, "jane@example.com", count=5)
+    send = delivery.send
+
+    def poisoned_send(claimed: Any, courier: Courier) -> None:
+        if claimed.id == poisoned:
+            raise ValueError("a poisoned message")
+        send(claimed, courier)
+
+    monkeypatch.setattr(delivery, "send", poisoned_send)
+    with app.app_context(), transactions() as committed:
+        report = deliver_due(db.session, limit=10, sent_group=SentGroup(size=25))
+    assert (report.sent, report.retried) == (4, 1)
+    assert len(smtp.to("jane@example.com")) == 4
+    assert message(app, first).status == "sent"
+    assert [message(app, message_id).status for message_id in rest] == ["sent"] * 3
+    failed = message(app, poisoned)
+    assert (failed.status, failed.attempts, failed.last_error) == ("pending", 1, "ValueError: a poisoned message")
+    assert failed.next_attempt_at > utcnow()
+    # The first message was marked in a commit of its own before the failure was recorded in
+    # another; the three after it together, at the end of the batch.
+    assert committed[1:] == [[(MARK, 1), (EVENT, 1)], [(FAILURE, 1)], [(MARK, 3), (EVENT, 3)]]
+
+
+def test_a_stop_mid_batch_marks_the_sent_ones_and_hands_the_rest_back_in_one_commit(
+    app: Flask, smtp: SmtpSink
+) -> None:
+    ids = queue(app, "jane@example.com", count=6)
+    asked = 0
+
+    def stop_after_three() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 3
+
+    with app.app_context(), transactions() as committed:
+        report = deliver_due(db.session, limit=10, should_stop=stop_after_three, sent_group=SentGroup(size=25))
+    assert report.sent == 3
+    assert len(smtp.to("jane@example.com")) == 3
+    assert [message(app, message_id).status for message_id in ids] == ["sent"] * 3 + ["pending"] * 3
+    assert [message(app, message_id).claimed_at for message_id in ids[3:]] == [None] * 3
+    # The claim; then the three marks, their events and the rest handed back, together.
+    assert len(committed) == 2
+    assert committed[1] == [(MARK, 3), (EVENT, 3), (RELEASE, 1)]
+
+
+def test_a_pass_interrupted_mid_group_marks_what_the_server_accepted_and_hands_back_the_rest(
+    app: Flask, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.outbox import delivery
+
+    ids = queue(app, "jane@example.com", count=5)
+    send = delivery.send
+
+    def interrupted_on_the_third(claimed: Any, courier: Courier) -> None:
+        if claimed.id == ids[2]:
+            raise KeyboardInterrupt
+        send(claimed, courier)
+
+    monkeypatch.setattr(delivery, "send", interrupted_on_the_third)
+    with app.app_context(), pytest.raises(KeyboardInterrupt):
+        deliver_due(db.session, limit=10, sent_group=SentGroup(size=25))
+    assert len(smtp.to("jane@example.com")) == 2
+    statuses = [message(app, message_id).status for message_id in ids]
+    # The one in flight may have reached the server: it waits for its claim lease, as after a
+    # crash. The two after it were never tried: back in the queue at once.
+    assert statuses == ["sent", "sent", "sending", "pending", "pending"]
+
+
+def test_a_sent_group_is_due_when_full_or_when_its_first_message_has_waited(app: Flask) -> None:
+    [message_id] = queue(app)
+    with app.app_context():
+        [claimed] = claim_messages(db.session, now=utcnow(), limit=10)
+    by_size = SentGroup(size=2, seconds=60)
+    by_size.add(claimed, at=utcnow())
+    assert not by_size.due
+    by_size.add(claimed, at=utcnow())
+    assert by_size.due
+    by_time = SentGroup(size=100, seconds=0.05)
+    assert not by_time.due  # an empty group is never due
+    by_time.add(claimed, at=utcnow())
+    time.sleep(0.06)
+    assert by_time.due
+    assert by_time.message_ids == [message_id]
+
+
+def test_handing_back_leaves_alone_a_message_another_worker_took_over(app: Flask) -> None:
+    [message_id] = queue(app)
+    first_claim = utcnow()
+    with app.app_context():
+        assert claim_due(db.session, now=first_claim, limit=10) == [message_id]
+        db.session.commit()
+        second_claim = first_claim + CLAIM_LEASE + timedelta(seconds=1)
+        assert claim_due(db.session, now=second_claim, limit=10) == [message_id]
+        db.session.commit()
+        # The first worker, late, hands back what it believes is still its own.
+        release(db.session, [message_id], claimed_at=first_claim)
+        db.session.commit()
+    taken = message(app, message_id)
+    assert (taken.status, taken.claimed_at) == ("sending", second_claim)
 
 
 class RefusingServer:
