@@ -88,13 +88,14 @@ _DUE = _due(bindparam("now"), bindparam("stale_before"))
 ANY_DUE = select(OutboxMessage.id).where(_DUE).limit(1)
 
 
-def _times(now: datetime) -> dict[str, datetime]:
+def due_times(now: datetime) -> dict[str, datetime]:
+    """The times the due condition is bound to."""
     return {"now": now, "stale_before": now - CLAIM_LEASE}
 
 
 def any_due(session: DbSession, *, now: datetime) -> bool:
     """Whether anything is due: a plain read, which takes no write lock."""
-    return session.scalar(ANY_DUE, _times(now)) is not None
+    return session.scalar(ANY_DUE, due_times(now)) is not None
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def claim_messages(session: DbSession, *, now: datetime, limit: int) -> list[Cla
     concurrent workers take disjoint rows without waiting; on SQLite the statement runs under
     the single write lock. Either way a message is claimed by one worker only.
     """
-    claimed = session.execute(_claim(limit, session.get_bind().dialect.name), _times(now)).all()
+    claimed = session.execute(_claim(limit, session.get_bind().dialect.name), due_times(now)).all()
     return sorted((ClaimedMessage(**row._mapping) for row in claimed), key=lambda message: message.id)
 
 

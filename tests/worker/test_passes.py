@@ -1,11 +1,12 @@
-"""A dispatcher keeps its SMTP connection from one pass to the next, and gives it back once a
-whole poll goes by without work."""
+"""A dispatcher's passes: one with nothing to do costs one read; the SMTP connection is kept
+from one pass to the next, and given back once a whole poll goes by without work."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+import sqlalchemy
 from flask import Flask
 
 from service.outbox.mail import RenderedEmail
@@ -27,6 +28,26 @@ def queue_one(app: Flask, recipient: str) -> None:
     with app.app_context():
         queue_email(db.session, recipient, EMAIL, account_id=None, now=utcnow())
         db.session.commit()
+
+
+def test_a_pass_with_nothing_to_do_is_one_read(app: Flask) -> None:
+    dispatcher = Dispatcher(app)
+    dispatcher.housekeeping_interval = 0
+    statements: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    with app.app_context():
+        engine = db.engine
+    sqlalchemy.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert dispatcher._pass() == 0
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", seen)
+    assert len(statements) == 1 and statements[0].startswith("SELECT EXISTS")
+    # Both queues in that one read.
+    assert "FROM reset_requests" in statements[0] and "FROM outbox" in statements[0]
 
 
 def test_passes_without_mail_keep_the_connection_for_the_next_mail(app: Flask, smtp: SmtpSink) -> None:
