@@ -14,14 +14,14 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from passlib.context import CryptContext
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from service import create_app
 from service.access.apikeys import create_api_key
 from service.accounts.passwords import crypt_context, verify_password
 from service.accounts.records import create_account
 from service.accounts.throttle import sign_in_throttle
-from service.models import Account, ApiKey, PasswordReset
+from service.models import Account, ApiKey, OutboxKind, OutboxMessage, PasswordReset
 from service.platform.clock import utcnow
 from service.platform.extensions import db
 from tests.conftest import OTHER_STRONG_PASSWORD, STRONG_PASSWORD, TEST_REDIS_URL, hashed_username, requires_redis
@@ -165,6 +165,37 @@ def test_the_attempt_that_locks_a_name_makes_the_same_throttle_calls_for_every_n
             assert verify(client, client_key, name, OTHER_STRONG_PASSWORD) == 401  # this one locks
         seen[name] = calls
     assert seen["jane"] == seen["nobody_here"], seen
+
+
+def test_a_subscribed_throttle_event_still_names_its_account_in_a_webhook(
+    database_url: str, tmp_path: Any
+) -> None:
+    # The sign-in hands the audit row an account id, not an ORM object: the webhook, which
+    # names the account, must still go out for it (and, as ever, not for a missing name).
+    app = create_app(settings_for(
+        database_url, LOGIN_MAX_FAILURES=MAX_FAILURES, WEBHOOK_URLS=("http://127.0.0.1:9/hooks",),
+        WEBHOOK_SECRET="whsec_c2lnbi1pbi13b3JrLXdlYmhvb2stdGVzdC1rZXktMzI=", WEBHOOK_EVENTS=("sign_in.throttled",),
+    ))
+    try:
+        with app.app_context():
+            db.create_all()
+            create_account(db.session, username="jane", email="jane@example.com", password=STRONG_PASSWORD,
+                           actor="cli", now=utcnow())
+            _key, presented = create_api_key(db.session, "hook-client", "client", now=utcnow())
+            db.session.commit()
+        client, key = app.test_client(), {"Authorization": f"Bearer {presented}"}
+        for name in ("jane", "nobody_here"):
+            for _ in range(MAX_FAILURES):
+                assert verify(client, key, name, OTHER_STRONG_PASSWORD) == 401
+        with app.app_context():
+            hooks = db.session.scalars(select(OutboxMessage).where(OutboxMessage.kind == OutboxKind.WEBHOOK)).all()
+            jane = db.session.scalar(select(Account).where(Account.username_key == "jane"))
+            assert jane is not None
+            assert [(hook.subject, hook.account_id) for hook in hooks] == [("sign_in.throttled", jane.id)]
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 # --- on Redis: round trips --------------------------------------------------------------------
