@@ -2,8 +2,8 @@
 
 The contract promises that timing cannot reveal which usernames exist: a wrong password for an
 existing account and any password for a missing username must both answer 401
-`invalid_credentials`, with the same body, at the same cost (for a missing name the service runs
-passlib's `dummy_verify`, an argon2id verification against a hash with the same parameters).
+`invalid_credentials`, with the same body, at the same cost (for a missing name the service checks
+the password against a dummy argon2id hash with the same parameters, through the same calls).
 
 This script starts the real service under gunicorn on a fresh SQLite database (bench/harness.py),
 creates one account, then sends interleaved pairs of requests over one http.client connection:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select, update
 
 from service.events import audit
 from service.models import API_ROLES, ApiKey, ApiRole
-from service.platform.database import DbSession
+from service.platform.database import DbSession, core_transaction
 from service.platform.errors import ValidationFailed
 
 KEY_PREFIX = "rdk_"
@@ -43,14 +44,44 @@ def create_api_key(
     return api_key, presented_key
 
 
-def authenticate_api_key(session: DbSession, presented_key: str, *, now: datetime) -> ApiKey | None:
-    """The live key matching what a caller presented, or None; notes when it was last used."""
-    api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == _digest(presented_key)))
-    if api_key is None or api_key.revoked_at is not None:
+@dataclass(frozen=True, slots=True)
+class AuthenticatedKey:
+    """The live key a request presented: what views need of it, read without an ORM object
+    (every API call pays for this look-up)."""
+
+    id: int
+    name: str
+    role: str
+
+
+_api_keys = ApiKey.__table__.c
+_FIND_KEY = select(_api_keys.id, _api_keys.name, _api_keys.role, _api_keys.last_used_at, _api_keys.revoked_at).where(
+    _api_keys.key_hash == bindparam("key_hash")
+)
+
+
+def authenticate_api_key(session: DbSession, presented_key: str, *, now: datetime) -> AuthenticatedKey | None:
+    """The live key matching what a caller presented, or None; notes when it was last used.
+
+    The note is committed at once in a transaction of its own: it records that the key was
+    used whatever the call then does, and the write lock it takes is not held for the rest of
+    the call (a sign-in's hash, on SQLite).
+    """
+    row = session.execute(_FIND_KEY, {"key_hash": _digest(presented_key)}).first()
+    if row is None or row.revoked_at is not None:
         return None
-    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-        api_key.last_used_at = now
-    return api_key
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        # Conditional, so that simultaneous calls write it once.
+        with core_transaction(session) as connection:
+            connection.execute(
+                update(ApiKey)
+                .where(
+                    ApiKey.id == row.id,
+                    or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - LAST_USED_RESOLUTION),
+                )
+                .values(last_used_at=now)
+            )
+    return AuthenticatedKey(id=row.id, name=row.name, role=row.role)
 
 
 def role_allows(role: str, needed: str) -> bool:

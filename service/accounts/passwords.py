@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
+from weakref import WeakKeyDictionary
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -77,27 +79,51 @@ def hash_password(password: str) -> str:
     return password_hash
 
 
+_dummy_hashes: WeakKeyDictionary[CryptContext, str] = WeakKeyDictionary()
+
+
+def dummy_hash(context: CryptContext) -> str:
+    """What a password is checked against when there is no hash to check: the context's own
+    kind of hash (its scheme, its parameters) of a random secret nobody knows, made once."""
+    found = _dummy_hashes.get(context)
+    if found is None:
+        found = _dummy_hashes.setdefault(context, context.hash(secrets.token_urlsafe(32)))
+    return found
+
+
+def spend_dummy(context: CryptContext, password: str) -> None:
+    """The work of a wrong password against a real hash, by the same calls: what a missing
+    name, an account without a password or a damaged hash costs."""
+    checked = dummy_hash(context)
+    context.identify(checked, required=False)
+    context.identify(checked)
+    context.verify_and_update(normalise_password(password), checked)
+
+
 def verify_password(password: str, stored_hash: str | None) -> tuple[bool, str | None]:
     """Check a password; on success also return a new hash when the stored one is outdated.
 
-    An account without a hash, or with one no scheme recognises, costs the same as a wrong
-    password so that neither can be told apart by time.
+    An account without a hash, or with one no scheme recognises, is checked against the dummy
+    hash by the very calls a real one goes through, so that neither can be told apart by time
+    (passlib's dummy_verify would skip the identification and the password's normal form).
     """
     context = crypt_context()
     if stored_hash and stored_hash.startswith(WRAPPED_PREFIX):
         return _verify_wrapped(context, password, stored_hash)
-    if not stored_hash or context.identify(stored_hash, required=False) is None:
-        context.dummy_verify()
-        return False, None
-    scheme = context.identify(stored_hash)
+    checked = stored_hash or dummy_hash(context)
+    if context.identify(checked, required=False) is None:
+        checked = dummy_hash(context)
+    scheme = context.identify(checked)
     if scheme != "argon2":
-        return _verify_legacy(context, scheme, password, stored_hash)
+        return _verify_legacy(context, scheme, password, checked)
     try:
-        matched, new_hash = context.verify_and_update(normalise_password(password), stored_hash)
+        matched, new_hash = context.verify_and_update(normalise_password(password), checked)
     except ValueError:
         # A hash that names a known scheme but is damaged (say, cut short in an import)
         # matches nothing; passlib raises ValueError for it rather than answering False.
-        context.dummy_verify()
+        spend_dummy(context, password)
+        return False, None
+    if checked is not stored_hash:
         return False, None
     return matched, new_hash
 
@@ -118,11 +144,11 @@ def _verify_legacy(context: CryptContext, scheme: str, password: str, stored_has
     try:
         matched = any(context.verify(candidate, stored_hash) for candidate in legacy_candidates(password, scheme))
     except ValueError:
-        context.dummy_verify()
+        spend_dummy(context, password)
         return False, None
     if matched:
         return True, hash_password(password)
-    context.dummy_verify()
+    spend_dummy(context, password)
     return False, None
 
 
@@ -223,13 +249,13 @@ def check_wrapped(password: str, stored_hash: str) -> bool:
 def _verify_wrapped(context: CryptContext, password: str, stored_hash: str) -> tuple[bool, str | None]:
     """Check a wrapped legacy hash; on a match the password is rehashed to argon2id the way
     new passwords are (from its NFKC form)."""
-    # What a missing username costs first (passlib's dummy argon2id), then the legacy check:
+    # What a missing username costs first (the dummy argon2id), then the legacy check:
     # a missing name runs the dummy and then the legacy stand-in (legacy.spend_legacy_checks),
     # so this account runs the same work in the same order. The order matters: the dummy's
     # 19 MiB leaves the caches cold for what follows, and measured over HTTP the other order
     # made a missing name 1.5 to 2 ms slower (bench/README.md). On a match the dummy is spent
     # once more than needed, at most once per imported account (it is rehashed then).
-    context.dummy_verify()
+    spend_dummy(context, password)
     try:
         matched = check_wrapped(password, stored_hash)
     except ValueError:

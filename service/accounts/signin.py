@@ -3,21 +3,20 @@ a password given the current one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, literal_column, or_, select, update
 
 from service.accounts.changes import replace_password_hash, set_password
 from service.accounts.legacy import spend_legacy_checks
 from service.accounts.passwords import verify_password
-from service.accounts.records import find_account
 from service.accounts.throttle import WINDOW_MINUTES, account_throttle_key, sign_in_throttle
 from service.events import audit
-from service.models import Account, PasswordReset, ResetMethod
+from service.models import Account, AccountStatus, PasswordReset, ResetMethod
 from service.outbox.mail import render_email
 from service.outbox.queue import queue_email
 from service.platform.config import settings
@@ -26,14 +25,90 @@ from service.platform.errors import AccountFrozen
 from service.platform.i18n import current_language
 from service.platform.sealing import username_hash
 from service.platform.signing import keyed_hashes
-from service.platform.text import normalise_username
+from service.platform.text import is_storable, normalise_username
+
+
+@dataclass(frozen=True, slots=True)
+class SignInAccount:
+    """What a sign-in reads of an account: the columns it needs, as plain values.
+
+    Not an ORM object: building and tracking one costs an existing name work that a missing
+    name does not do, and time tells them apart (bench/README.md, verify_timing.py).
+    """
+
+    id: int
+    username: str
+    email: str | None
+    language: str | None
+    status: str
+    password_hash: str | None
+    must_change_password: bool
+    password_changed_at: datetime | None
+    password_expires_at: datetime | None
+    frozen_at: datetime | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == AccountStatus.ACTIVE
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.frozen_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTemporary:
+    """A pending temporary password, as a sign-in reads it."""
+
+    id: int
+    secret_hash: str
+    expires_at: datetime
+
+
+_accounts = Account.__table__.c
+_resets = PasswordReset.__table__.c
+
+# One statement and one row for every name, existing or not: the row is the account's columns,
+# or the same columns all NULL (the outer join from a one-row probe). So a missing name reads,
+# converts and builds what an existing one does, and no ORM object is made either way.
+_FIND_SIGN_IN_ACCOUNT = select(*(_accounts[field.name] for field in fields(SignInAccount))).select_from(
+    select(literal_column("1").label("one"))
+    .subquery("probe")
+    .outerjoin(Account.__table__, _accounts.username_key == bindparam("username_key"))
+)
+
+# The newest pending temporary password the keyed hashes name (rows from before keyed hashes
+# existed last); account id 0, which no account has, for a missing name.
+_FIND_PENDING_TEMPORARY = (
+    select(_resets.id, _resets.secret_hash, _resets.expires_at)
+    .where(
+        _resets.account_id == bindparam("account_id"),
+        _resets.method == ResetMethod.TEMPORARY_PASSWORD.value,
+        _resets.used_at.is_(None),
+        _resets.revoked_at.is_(None),
+        _resets.expires_at > bindparam("now"),
+        or_(_resets.code_hash.in_(bindparam("code_hashes", expanding=True)), _resets.code_hash.is_(None)),
+    )
+    .order_by(_resets.code_hash.is_(None), _resets.id.desc())
+    .limit(1)
+)
+
+
+def find_sign_in_account(session: DbSession, username: str) -> SignInAccount | None:
+    """The account a username (in any spelling) names, as a sign-in reads it; None if none."""
+    key = normalise_username(username)
+    if not is_storable(key):
+        # No username holds such characters, and the database would refuse the query.
+        return None
+    account = SignInAccount(*session.execute(_FIND_SIGN_IN_ACCOUNT, {"username_key": key}).one())
+    return account if account.id is not None else None
 
 
 @dataclass(frozen=True)
 class SignIn:
     """The outcome of a sign-in attempt: the account on success, None on a failure."""
 
-    account: Account | None
+    account: SignInAccount | None
     must_change_password: bool = False
     # The temporary password this sign-in used, if it used one.
     temporary: PasswordReset | None = None
@@ -65,7 +140,7 @@ def sign_in(
     throttle = sign_in_throttle()
     throttle_key = account_throttle_key(normalise_username(username))
     with throttle.attempt(throttle_key) as attempt:
-        account = find_account(session, username)
+        account = find_sign_in_account(session, username)
         stored_hash = account.password_hash if account else None
         matched, new_hash = verify_password(password, stored_hash)
         if not matched:
@@ -77,28 +152,47 @@ def sign_in(
             matched, new_hash = False, None
         if account is None or not account.is_active or not (matched or temporary):
             if attempt.failed():
+                # Nothing typed is kept: the account link, or a keyed hash for no account.
+                name_hash = username_hash(username)
                 audit.record_event(
-                    session, "sign_in.throttled", actor=audit.SELF, ip=ip, now=now, account=account,
-                    # Nothing typed is kept: the account link, or a keyed hash for no account.
-                    details={} if account is not None else {"username_hash": username_hash(username)},
+                    session, "sign_in.throttled", actor=audit.SELF, ip=ip, now=now,
+                    account_id=account.id if account is not None else None,
+                    details={} if account is not None else {"username_hash": name_hash},
                 )
                 _tell_throttled(session, account, throttle_key, now=now)
             return FAILED
     if account.is_frozen:
         # The right password for a frozen account: say so (a wrong one fails like any other).
         raise AccountFrozen(_("This account is frozen. Call customer service to have it unfrozen."))
-    if temporary is not None and not _use_temporary_password(session, account, temporary, ip=ip, now=now, notify=notify):
-        return FAILED
-    if matched and new_hash:
-        account.password_hash = new_hash
-    return SignIn(account=account, must_change_password=account.must_change_password, temporary=temporary)
+    if temporary is not None:
+        used = _use_temporary_password(session, account, temporary, ip=ip, now=now, notify=notify)
+        if used is None:
+            return FAILED
+        return SignIn(account=account_after(account, used, now), must_change_password=True, temporary=used)
+    if new_hash:
+        # An outdated hash (older parameters, an imported scheme) is replaced at once.
+        session.execute(
+            update(Account).where(Account.id == account.id).values(password_hash=new_hash)
+            .execution_options(synchronize_session=False)
+        )
+        account = replace(account, password_hash=new_hash)
+    return SignIn(account=account, must_change_password=account.must_change_password)
 
 
-def _tell_throttled(session: DbSession, account: Account | None, throttle_key: str, *, now: datetime) -> None:
+def account_after(account: SignInAccount, used: PasswordReset, now: datetime) -> SignInAccount:
+    """The account as a sign-in with the temporary password `used` at `now` left it."""
+    return replace(
+        account, password_hash=used.secret_hash, must_change_password=True,
+        password_changed_at=now, password_expires_at=used.expires_at,
+    )
+
+
+def _tell_throttled(session: DbSession, account: SignInAccount | None, throttle_key: str, *, now: datetime) -> None:
     """Mail the account's owner that sign-in is paused, once per throttle window, with a way to reset.
 
-    The notice is written for every name that starts a throttle, and queued only for an account
-    with an email: the work on this request's path does not tell a missing name from another.
+    The notice is written, and the window's notice counted, for every name that starts a
+    throttle; it is queued only for an account with an email: the work on this request's path
+    does not tell a missing name from another.
     """
     base_url = settings()["PUBLIC_BASE_URL"]
     username = account.username if account is not None else "-"
@@ -108,18 +202,19 @@ def _tell_throttled(session: DbSession, account: Account | None, throttle_key: s
         username=username, until=now + timedelta(minutes=WINDOW_MINUTES), minutes=WINDOW_MINUTES,
         reset_link=f"{base_url}/reset-password?{urlencode({'username': username})}",
     )
-    if account is not None and account.email and account.is_active and sign_in_throttle().first_notice(throttle_key):
+    first = sign_in_throttle().first_notice(throttle_key)
+    if account is not None and account.email and account.is_active and first:
         queue_email(session, account.email, notice, account_id=account.id, now=now)
 
 
-def _password_expired(account: Account, now: datetime) -> bool:
+def _password_expired(account: SignInAccount, now: datetime) -> bool:
     """Whether the account's password is a used temporary one past its lifetime."""
     return account.password_expires_at is not None and now >= account.password_expires_at
 
 
 def _matching_temporary_password(
-    session: DbSession, account: Account | None, password: str, now: datetime
-) -> PasswordReset | None:
+    session: DbSession, account: SignInAccount | None, password: str, now: datetime
+) -> PendingTemporary | None:
     """The account's pending temporary password that `password` is, if any.
 
     Several may be pending (a customer who asked more than once): the keyed hash finds the
@@ -127,39 +222,37 @@ def _matching_temporary_password(
     run even without an account or a match, so a failed sign-in always costs the same.
     Rows from before keyed hashes existed are tried last, newest first.
     """
-    pending = session.scalar(
-        select(PasswordReset)
-        .where(
-            PasswordReset.account_id == (account.id if account else 0),
-            PasswordReset.method == ResetMethod.TEMPORARY_PASSWORD,
-            PasswordReset.usable_at(now),
-            or_(PasswordReset.code_hash.in_(keyed_hashes(password)), PasswordReset.code_hash.is_(None)),
-        )
-        .order_by(PasswordReset.code_hash.is_(None), PasswordReset.id.desc())
-        .limit(1)
-    )
+    row = session.execute(
+        _FIND_PENDING_TEMPORARY,
+        {"account_id": account.id if account else 0, "now": now, "code_hashes": keyed_hashes(password)},
+    ).first()
+    pending = PendingTemporary(*row) if row is not None else None
     matched, _ = verify_password(password, pending.secret_hash if pending else None)
     return pending if matched else None
 
 
 def _use_temporary_password(
-    session: DbSession, account: Account, reset: PasswordReset, *, ip: str | None, now: datetime, notify: bool = True
-) -> bool:
-    """The temporary password becomes the password, to be changed at once; False if another
-    sign-in used it first (the conditional update lets only one of them win)."""
+    session: DbSession, account: SignInAccount, pending: PendingTemporary, *, ip: str | None, now: datetime,
+    notify: bool = True,
+) -> PasswordReset | None:
+    """The temporary password becomes the password, to be changed at once; None if another
+    sign-in used it first (the conditional update lets only one of them win), else the reset."""
     used = session.execute(
         update(PasswordReset)
-        .where(PasswordReset.id == reset.id, PasswordReset.usable_at(now))
+        .where(PasswordReset.id == pending.id, PasswordReset.usable_at(now))
         .values(used_at=now, used_via="temporary_password")
         .execution_options(synchronize_session=False)
     )
     if rows_changed(used) != 1:
-        return False
+        return None
+    # The rare path that changes the account: its rules work on the ORM objects.
+    reset = session.get_one(PasswordReset, pending.id, populate_existing=True)
+    record = session.get_one(Account, account.id)
     replace_password_hash(
-        session, account, reset.secret_hash, actor=audit.SELF, ip=ip, now=now,
+        session, record, reset.secret_hash, actor=audit.SELF, ip=ip, now=now,
         via="temporary_password", must_change=True, expires_at=reset.expires_at, reset=reset, notify=notify,
     )
-    return True
+    return reset
 
 
 def change_password(
@@ -183,7 +276,7 @@ def change_password(
     if signed_in.account is None:
         return signed_in
     set_password(
-        session, signed_in.account, new_password, actor=actor, ip=ip, now=now,
+        session, session.get_one(Account, signed_in.account.id), new_password, actor=actor, ip=ip, now=now,
         via="temporary_password" if signed_in.temporary is not None else "change", reset=signed_in.temporary,
     )
     return signed_in

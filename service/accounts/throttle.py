@@ -19,7 +19,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from service.platform.clients import rate_limit_key_for_ip
@@ -43,6 +43,79 @@ def _in_flight(key: str) -> str:
 
 log = logging.getLogger(__name__)
 
+# On Redis, each step of an attempt is one round trip: a script run where the data is, as Redis
+# advises for a read-then-write. The lists and counters are the very ones `limits` keeps (its
+# moving window: failure times newest first, at most the limit of them; its INCRBY counters
+# with their expiry set on creation), so `is_locked`, `failures` and `unlock` read them as ever.
+# Every attempt runs the same two scripts whatever the name, existing or not.
+#
+# Take a slot: count it among the attempts in progress, then keep it only while failures in
+# the window plus attempts in progress stay within the limit. 1 when kept, 0 when refused.
+_RESERVE_SCRIPT = b"""
+local ttl, limit, since = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local in_progress = redis.call('incrby', KEYS[1], 1)
+if in_progress == 1 then redis.call('expire', KEYS[1], ttl) end
+local failures = 0
+local low, high = 0, math.min(redis.call('llen', KEYS[2]), limit) - 1
+while low <= high do
+    local middle = math.floor((low + high) / 2)
+    local at = tonumber(redis.call('lindex', KEYS[2], middle))
+    if at and at >= since then
+        failures = middle + 1
+        low = middle + 1
+    else
+        high = middle - 1
+    end
+end
+if math.max(1, in_progress) <= limit - failures then return 1 end
+if redis.call('incrby', KEYS[1], -1) == -1 then redis.call('expire', KEYS[1], ttl) end
+return 0
+"""
+# Give the slot back; for a wrong password, count it (as limits' acquire_moving_window does)
+# and say whether the name is locked now. 1 when locked, else 0.
+_FINISH_SCRIPT = b"""
+local ttl, failed, limit, now, expiry = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('incrby', KEYS[1], -1) == -1 then redis.call('expire', KEYS[1], ttl) end
+if failed ~= '1' then return 0 end
+local oldest = redis.call('lindex', KEYS[2], limit - 1)
+if not (oldest and tonumber(oldest) >= now - expiry) then
+    redis.call('lpush', KEYS[2], now)
+    redis.call('ltrim', KEYS[2], 0, limit - 1)
+    redis.call('expire', KEYS[2], expiry)
+end
+oldest = redis.call('lindex', KEYS[2], limit - 1)
+if oldest and tonumber(oldest) >= now - expiry then return 1 end
+return 0
+"""
+
+
+class _RedisSteps:
+    """The two steps of an attempt as scripts on the throttle's own Redis connection."""
+
+    def __init__(self, storage: RedisStorage, item: RateLimitItemPerMinute) -> None:
+        self._storage, self._item = storage, item
+        connection = storage.get_connection()
+        self._reserve = connection.register_script(_RESERVE_SCRIPT)
+        self._finish = connection.register_script(_FINISH_SCRIPT)
+
+    def _keys(self, key: str) -> list[str]:
+        return [self._storage.prefixed_key(_in_flight(key)), self._storage.prefixed_key(self._item.key_for(key))]
+
+    def _call(self, script: Any, key: str, args: list[Any]) -> int:
+        try:
+            return int(script(keys=self._keys(key), args=args))
+        except self._storage.base_exceptions as error:
+            # As limits' own calls do with wrap_exceptions: the throttle then counts in memory.
+            raise StorageError(error) from error
+
+    def reserve(self, key: str) -> bool:
+        expiry = self._item.get_expiry()
+        return self._call(self._reserve, key, [IN_FLIGHT_SECONDS, self._item.amount, time.time() - expiry]) == 1
+
+    def finish(self, key: str, *, failed: bool) -> bool:
+        args = [IN_FLIGHT_SECONDS, "1" if failed else "0", self._item.amount, time.time(), self._item.get_expiry()]
+        return self._call(self._finish, key, args) == 1
+
 
 class SignInThrottle:
     """Counts failures per key and says whether a key is locked."""
@@ -55,6 +128,13 @@ class SignInThrottle:
         self._shared_limiter = MovingWindowRateLimiter(self._shared)
         self._local_limiter = MovingWindowRateLimiter(MemoryStorage())
         self._shared_down_since: float | None = None
+        # A plain Redis (or Sentinel) keeps both keys of a name on one server; a cluster may
+        # not, so it goes through limits' calls one by one.
+        self._redis_steps = (
+            _RedisSteps(shared, self.item)
+            if isinstance(shared, RedisStorage) and not isinstance(shared, RedisClusterStorage)
+            else None
+        )
 
     def _limiter(self) -> MovingWindowRateLimiter:
         if self._shared_down_since is None:
@@ -108,17 +188,21 @@ class SignInThrottle:
         Deciding and counting are one step: an attempt takes a slot in an atomic counter of
         attempts in progress, and goes ahead only while failures plus attempts in progress stay
         within the limit. So simultaneous guesses cannot all pass one look taken before any of
-        them was counted. The slot is given back when the attempt ends; `Attempt.failed` first
-        counts a wrong password, so a right one costs nothing.
+        them was counted. The slot is given back when the attempt ends; `Attempt.failed` gives
+        it back and counts the wrong password in the same step, so a right one costs nothing.
         """
         if not self._run(lambda limiter: self._reserve(limiter, key)):
             raise self._refuse(key)
+        attempt = Attempt(self, key)
         try:
-            yield Attempt(self, key)
+            yield attempt
         finally:
-            self._run(lambda limiter: limiter.storage.incr(_in_flight(key), IN_FLIGHT_SECONDS, -1))
+            if not attempt.finished:
+                self._finish(key, failed=False)
 
     def _reserve(self, limiter: MovingWindowRateLimiter, key: str) -> bool:
+        if limiter is self._shared_limiter and self._redis_steps is not None:
+            return self._redis_steps.reserve(key)
         # incr is atomic in every storage: each attempt sees every other one still in progress.
         # A count lost to expiry can go below zero; never let that widen the allowance.
         in_progress = max(1, limiter.storage.incr(_in_flight(key), IN_FLIGHT_SECONDS))
@@ -127,6 +211,21 @@ class SignInThrottle:
             return True
         limiter.storage.incr(_in_flight(key), IN_FLIGHT_SECONDS, -1)
         return False
+
+    def _finish(self, key: str, *, failed: bool) -> bool:
+        """Give an attempt's slot back, counting its wrong password if it `failed`; True when
+        the key is locked now."""
+
+        def finish(limiter: MovingWindowRateLimiter) -> bool:
+            if limiter is self._shared_limiter and self._redis_steps is not None:
+                return self._redis_steps.finish(key, failed=failed)
+            limiter.storage.incr(_in_flight(key), IN_FLIGHT_SECONDS, -1)
+            if not failed:
+                return False
+            limiter.hit(self.item, key)
+            return not limiter.test(self.item, key)
+
+        return self._run(finish)
 
     def record_failure(self, key: str) -> None:
         """Count one wrong password."""
@@ -157,11 +256,12 @@ class Attempt:
 
     def __init__(self, throttle: SignInThrottle, key: str) -> None:
         self._throttle, self._key = throttle, key
+        self.finished = False
 
     def failed(self) -> bool:
-        """Count the wrong password; True when it is the one that locks the key."""
-        self._throttle.record_failure(self._key)
-        return self._throttle.is_locked(self._key)
+        """Count the wrong password and give the slot back; True when the key is locked now."""
+        self.finished = True
+        return self._throttle._finish(self._key, failed=True)
 
 
 def sign_in_throttle() -> SignInThrottle:

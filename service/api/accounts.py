@@ -64,16 +64,14 @@ def verify_credentials() -> dict[str, Any]:
     signed_in = sign_in(db.session, fields["username"], fields["password"], ip=client_ip(), now=utcnow())
     # A failure is recorded too (its throttle event), so commit before answering either way.
     db.session.commit()
-    if signed_in.account is None:
+    account = signed_in.account
+    if account is None:
         raise wrong_credentials()
+    # Plain values read by the sign-in: nothing to load again after the commit.
     return {
-        "username": signed_in.account.username,
+        "username": account.username,
         "must_change_password": signed_in.must_change_password,
-        "password_changed_at": (
-            signed_in.account.password_changed_at.isoformat()
-            if signed_in.account.password_changed_at
-            else None
-        ),
+        "password_changed_at": account.password_changed_at.isoformat() if account.password_changed_at else None,
     }
 
 

@@ -8,9 +8,8 @@ from typing import ParamSpec, TypeVar
 
 from flask import g, request
 
-from service.access.apikeys import authenticate_api_key, role_allows
+from service.access.apikeys import AuthenticatedKey, authenticate_api_key, role_allows
 from service.events.audit import key_actor
-from service.models import ApiKey
 from service.platform.clock import utcnow
 from service.platform.errors import Forbidden, Unauthorized
 from service.platform.extensions import db
@@ -43,9 +42,9 @@ def require_role(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorator
 
 
-def current_api_key() -> ApiKey:
+def current_api_key() -> AuthenticatedKey:
     """The key that authenticated this request."""
-    api_key: ApiKey = g.api_key
+    api_key: AuthenticatedKey = g.api_key
     return api_key
 
 

@@ -83,6 +83,9 @@ def record_event(
     )
     if account is not None:
         event.account = account
+    elif account_id is not None and subscribed:
+        # The webhook names the account: load it here, where one is sent, and only here.
+        event.account = session.get(Account, account_id)
     else:
         event.account_id = account_id
     session.add(event)

@@ -625,7 +625,8 @@ def test_a_temporary_password_revoked_in_the_meantime_is_not_used(
         before = account.password_hash
         db.session.execute(update(PasswordReset).values(revoked_at=utcnow()))
         db.session.commit()
-        assert _use_temporary_password(db.session, account, db.session.get(PasswordReset, issued.reset_id), ip=None, now=utcnow()) is False
+        pending = db.session.get(PasswordReset, issued.reset_id)
+        assert _use_temporary_password(db.session, account, pending, ip=None, now=utcnow()) is None
         db.session.commit()
         db.session.refresh(account)
         assert account.password_hash == before
