@@ -18,7 +18,7 @@ from service.outbox.queue import backoff
 from service.platform.counters import count
 from service.platform.database import DbSession, due_ids_to_take, note_queued_work
 from service.platform.sealing import TYPED_USERNAME, SealBroken, open_sealed, seal, username_hash, username_hashes
-from service.platform.text import USERNAME_MAX_LENGTH
+from service.platform.text import USERNAME_MAX_LENGTH, normalise_username
 from service.resets.issuing import issue_reset, rehearse_reset
 from service.resets.mailcap import take_reset_mail
 from service.resets.policy import ResetPolicy
@@ -173,6 +173,26 @@ def take_due_requests(session: DbSession, *, now: datetime, limit: int) -> list[
         _take_due(limit, session.get_bind().dialect.name), {"due_at": now, "taken_at": now}, execution_options={"synchronize_session": False}
     ).all()
     return sorted(taken, key=lambda request: request.id)
+
+
+def in_lock_order(requests: list[ResetRequest]) -> list[ResetRequest]:
+    """A batch in the order every dispatcher resolves its requests: by the account name asked for.
+
+    A batch holds the locks of each account it resolves (the mail cap's row, the pending
+    resets) until it commits. Two dispatchers taking the accounts they share in one order
+    cannot deadlock; in the order the requests came, one could hold A and wait for B while the
+    other held B and waited for A, and PostgreSQL would kill one. Username reminders lock no
+    account's rows and go first.
+    """
+    def account_key(request: ResetRequest) -> str:
+        if request.kind == RequestKind.USERNAME_REMINDER:
+            return ""
+        try:
+            return normalise_username(open_sealed(TYPED_USERNAME, request.username_sealed))
+        except SealBroken:
+            return ""
+
+    return sorted(requests, key=lambda request: (account_key(request), request.id))
 
 
 def resolve_request(session: DbSession, request: ResetRequest, *, policy: ResetPolicy, now: datetime) -> str:

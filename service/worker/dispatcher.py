@@ -27,6 +27,7 @@ from service.resets.policy import ResetPolicy, reset_policy
 from service.resets.requests import (
     ANY_DUE_REQUEST,
     forget_typed_names,
+    in_lock_order,
     record_request_failure,
     resolve_request,
     take_due_requests,
@@ -74,7 +75,7 @@ def resolve_requests(
         session.rollback()
         return 0
     resolved: list[int] = []
-    for request in taken:
+    for request in in_lock_order(taken):
         try:
             with session.begin_nested():
                 resolve_request(session, request, policy=policy, now=utcnow())

@@ -20,7 +20,7 @@ from service.platform.clock import utcnow
 from service.platform.extensions import db
 from service.resets.policy import reset_policy
 from service.resets.requests import request_reset, take_due_requests
-from service.worker.dispatcher import Dispatcher
+from service.worker.dispatcher import Dispatcher, resolve_requests
 from tests.conftest import OTHER_STRONG_PASSWORD, SmtpSink, run_dispatcher, smtp_settings
 
 THREADS = 8
@@ -161,6 +161,37 @@ def test_two_dispatchers_over_already_queued_mail_send_each_message_once(
     recipients = Counter(message["To"] for message in smtp.messages)
     assert recipients == Counter({f"{name}@example.com": 1 for name in usernames})
     assert count_rows(app, OutboxMessage, OutboxMessage.status == "sent") == len(usernames)
+
+
+def test_two_dispatchers_resolving_the_same_accounts_in_opposite_orders_do_not_deadlock(
+    app: Flask, make_account: Callable[..., Account]
+) -> None:
+    # Each batch locks every account it resolves (its mail cap, its pending resets) until it
+    # commits. Taken in the order asked, one batch would hold A and want B while the other
+    # holds B and wants A: PostgreSQL kills one, and its requests wait out a backoff.
+    for name in ("anna", "bruno"):
+        make_account(name, email=f"{name}@example.com")
+    with app.app_context():
+        for pattern in (("anna", "bruno") * 5, ("bruno", "anna") * 5):
+            for name in pattern:
+                request_reset(db.session, name, policy=reset_policy(), ip=None, now=utcnow())
+        db.session.commit()
+    policy = reset_policy_of(app)
+
+    def work(_index: int) -> int:
+        with app.app_context():
+            handled = resolve_requests(db.session, policy=policy, limit=10)
+            db.session.remove()
+            return handled
+
+    assert run_together(2, work) == [10, 10]
+    assert count_rows(app, ResetRequest, ResetRequest.attempts > 0) == 0
+    assert count_rows(app, ResetRequest, ResetRequest.status == "processed") == 20
+
+
+def reset_policy_of(app: Flask) -> Any:
+    with app.app_context():
+        return reset_policy()
 
 
 def test_taken_requests_stay_taken_only_if_their_transaction_commits(app: Flask) -> None:
