@@ -598,7 +598,7 @@ def test_a_request_for_a_missing_name_costs_the_dispatcher_the_same_work_and_kee
     run_dispatcher(app)
 
     # One secret made and hashed, one mail written, for every name alike...
-    assert composed == ["jane", "ghost", "nomail"]
+    assert sorted(composed) == ["ghost", "jane", "nomail"]
     assert len(hashed) == 3
     # ...but only the real account's is kept and sent.
     assert [m["To"] for m in smtp.messages] == ["jane@example.com"]
