@@ -92,7 +92,7 @@ def serving(fake: FakeRangeServer) -> Iterator[FakeRangeServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.block_on_close = False  # a handler still sleeping (the timeout test) is not waited for
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     fake.url = f"http://127.0.0.1:{server.server_port}/range"
     try:

@@ -247,7 +247,7 @@ def test_the_images_web_check_passes_against_a_production_app(dockerfile: list[t
         )
     )
     server = make_server("127.0.0.1", 0, app)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         probe = [part.replace(":8000/", f":{server.server_port}/") for part in command]
