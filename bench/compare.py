@@ -88,17 +88,20 @@ def step(title: str) -> None:
     print(f"\n== {title} (load {loadavg()}) ==", file=sys.stderr, flush=True)
 
 
+def compared(run: Run, part: str, figures: dict, measure: str, ours: float, peer: float, target: str) -> None:
+    """Keep a part's figures, and its row: our rate beside the peer's, their ratio, its verdict."""
+    run.figures[part] = figures
+    run.rows.append(Row(measure, f"{ours:.0f}", f"{peer:.0f}", f"{figures['ratio']:.2f}x", target, verdict(figures["passed"])))
+
+
 def part_request(run: Run, quick: bool) -> None:
     import request_path
 
     step("request path against the bare durable write")
     figures = request_path.measure(duration=4 if quick else 10, warmup=0.5 if quick else 1.0)
-    run.figures["request"] = figures
     service, bare = figures["service"], figures["bare"]
-    run.rows.append(Row(
-        "request path, req/s (external dispatch; peer: bare Flask SELECT+INSERT)",
-        f"{service['rps']:.0f}", f"{bare['rps']:.0f}", f"{figures['ratio']:.2f}x", ">= 0.6x", verdict(figures["passed"]),
-    ))
+    compared(run, "request", figures, "request path, req/s (external dispatch; peer: bare Flask SELECT+INSERT)",
+             service["rps"], bare["rps"], ">= 0.6x")
     run.notes.append(f"request path CPU/request: service {service['cpu_ms']:.2f} ms, bare {bare['cpu_ms']:.2f} ms")
 
 
@@ -107,12 +110,9 @@ def part_reset(run: Run, quick: bool) -> None:
 
     step("whole reset against Django 5.2's PasswordResetView")
     figures = whole_reset.measure(duration=4 if quick else 10, warmup=0.5 if quick else 1.0)
-    run.figures["reset"] = figures
     ours, peer = figures["resetdesk"], figures["django"]
-    run.rows.append(Row(
-        "whole reset, resets/s incl. mail (inline; peer: Django 5.2)",
-        f"{ours['rps_whole']:.0f}", f"{peer['rps_whole']:.0f}", f"{figures['ratio']:.2f}x", ">= 2x", verdict(figures["passed"]),
-    ))
+    compared(run, "reset", figures, "whole reset, resets/s incl. mail (inline; peer: Django 5.2)",
+             ours["rps_whole"], peer["rps_whole"], ">= 2x")
     run.notes.append(f"whole reset CPU/request: resetdesk {ours['cpu_ms']:.2f} ms, Django {peer['cpu_ms']:.2f} ms; "
                      f"Django and gunicorn in the peer's venv: {figures['peer_versions']}")
 

@@ -33,7 +33,9 @@ More pieces, each a context manager that cleans up after itself the same way:
 
 from __future__ import annotations
 
+import argparse
 import os
+import platform
 import secrets
 import signal
 import socket
@@ -481,3 +483,36 @@ def postgres_database(name: str) -> Iterator[str]:
 def install_sigterm_exit() -> None:
     """A plain `kill` cleans up like Ctrl-C does: SystemExit unwinds through the context managers."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+# The sign-in throttle's Redis (and the limiter's, untouched with limits off) in every comparison.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def comparison_options(
+    description: str, *, concurrency: int = 8, workers_help: str = "gunicorn workers per server", mix: bool = True
+) -> argparse.ArgumentParser:
+    """The options every side-by-side comparison takes: servers, load, slices, the account mix
+    (`mix`), the service's Redis and `--json`; a script adds its own before parsing."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--workers", type=int, default=2, help=f"{workers_help} (default 2)")
+    parser.add_argument("--concurrency", type=int, default=concurrency, help=f"concurrent clients (default {concurrency})")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server (default 10)")
+    parser.add_argument("--rounds", type=int, default=2, help="slices per server, alternating (default 2)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per server first (default 1)")
+    if mix:
+        parser.add_argument("--accounts", type=int, default=100, help="accounts with an email on both (default 100)")
+        parser.add_argument("--existing-share", type=float, default=0.5, help="share of requests naming an account (default 0.5)")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
+                        help=f"the service's Redis: the sign-in throttle and RATELIMIT_STORAGE_URI (default {DEFAULT_REDIS_URL})")
+    parser.add_argument("--json", action="store_true", help="print one JSON line of figures instead of the report")
+    return parser
+
+
+def start_comparison(args: argparse.Namespace) -> None:
+    """Clean up on SIGTERM too, and (unless --json) say what machine the figures come from."""
+    from loadgen import loadavg
+
+    install_sigterm_exit()
+    if not args.json:
+        print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average {loadavg()} at start")

@@ -258,18 +258,24 @@ def loadavg() -> str:
         return "?"
 
 
+def failure_exit(error: BaseException, cleaned_up: str = "servers stopped") -> int:
+    """Say why a benchmark stopped, and its exit code: 130 after Ctrl-C (`cleaned_up` says what
+    was put away), else 2 (the service, the load or the set-up failed)."""
+    if isinstance(error, KeyboardInterrupt):
+        print(f"interrupted; {cleaned_up}", file=sys.stderr)
+        return 130
+    print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
+    return 2
+
+
 def run_and_print(args: Any, measure: Callable[[], dict[str, Any]], report: Callable[[dict[str, Any], Any], None],
                   errors: tuple[type[BaseException], ...] = ()) -> int:
     """The common end of a benchmark script's main(): measure, then print JSON (`--json`) or the
     report and the load average; 2 on a failure of the service or the load, 130 on Ctrl-C."""
     try:
         figures = measure()
-    except (LoadError, OSError, *errors) as error:
-        print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
+    except (LoadError, OSError, KeyboardInterrupt, *errors) as error:
+        return failure_exit(error)
     if args.json:
         print(json.dumps(figures))
     else:

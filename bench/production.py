@@ -60,7 +60,7 @@ from harness import (
     running_smtp_sink,
     service_env,
 )
-from loadgen import LoadError, LoadResult, cpu_seconds, loadavg, run_load, tree_cpu_seconds
+from loadgen import LoadError, LoadResult, cpu_seconds, failure_exit, loadavg, run_load, tree_cpu_seconds
 
 DATABASE = "bench_resetdesk"
 REDIS_DB = 12
@@ -235,12 +235,8 @@ def main() -> int:
             for count in outbox_workers:
                 deliveries.append(deliver(env, count, args.messages, Path(tmp)))
                 print(f"  outbox x{count}: {deliveries[-1]['rate']:.1f} msg/s, load {loadavg()}", file=sys.stderr, flush=True)
-    except (HarnessError, LoadError, OSError, subprocess.SubprocessError) as error:
-        print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped, database dropped", file=sys.stderr)
-        return 130
+    except (HarnessError, LoadError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as error:
+        return failure_exit(error, "servers stopped, database dropped")
 
     print(f"\nweb tier: gunicorn sync workers, {args.concurrency} closed-loop clients, {args.duration:g} s per cell, "
           "OUTBOX_DISPATCH=external (no outbox worker running)")

@@ -28,10 +28,8 @@ bench/README.md quotes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import random
 import secrets
 import sys
@@ -40,18 +38,19 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from harness import (
+    DEFAULT_REDIS_URL,
     HarnessError,
     child_pids,
-    install_sigterm_exit,
+    comparison_options,
     production_settings,
     running_bare_app,
     running_service,
+    start_comparison,
 )
 from loadgen import LoadResult, loadavg, run_and_print, run_load, tree_cpu_seconds
 
 PATH = "/api/v1/password-resets"
 TARGET_RATIO = 0.6
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 @dataclass
@@ -167,24 +166,11 @@ def report(figures: dict, args) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
-    parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server (default 10)")
-    parser.add_argument("--rounds", type=int, default=2, help="slices per server, alternating (default 2)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per server first (default 1)")
-    parser.add_argument("--accounts", type=int, default=100, help="accounts in both databases (default 100)")
-    parser.add_argument("--existing-share", type=float, default=0.5, help="share of requests for existing names (default 0.5)")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
-                        help=f"RATELIMIT_STORAGE_URI (production refuses memory://; untouched with limits off) (default {DEFAULT_REDIS_URL})")
+    parser = comparison_options(__doc__.split("\n\n")[0])
     parser.add_argument("--profile", type=float, default=0.0, metavar="S", help="then profile the service for S seconds with py-spy")
     parser.add_argument("--top", type=int, default=25, help="rows of the profile tables (default 25)")
-    parser.add_argument("--json", action="store_true", help="print one JSON line of figures instead of the report")
     args = parser.parse_args()
-
-    install_sigterm_exit()
-    if not args.json:
-        print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average {loadavg()} at start")
+    start_comparison(args)
     return run_and_print(args, lambda: measure(workers=args.workers, concurrency=args.concurrency, duration=args.duration, rounds=args.rounds,
                           warmup=args.warmup, accounts=args.accounts, existing_share=args.existing_share,
                           redis_url=args.redis_url, profile_s=args.profile, profile_top=args.top), report, errors=(HarnessError,))

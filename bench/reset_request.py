@@ -84,7 +84,7 @@ from harness import (
     running_service,
     running_smtp_sink,
 )
-from loadgen import LoadError, LoadResult, loadavg, run_load, tree_cpu_seconds
+from loadgen import LoadError, LoadResult, failure_exit, loadavg, run_load, tree_cpu_seconds
 from scipy import stats
 
 PATH = "/api/v1/password-resets"
@@ -539,12 +539,9 @@ def main() -> int:
             verdicts += report_slow(targets, slow_sink, fast_sink)
             print(f"\nload average at the end: {loadavg()}")
             print("\n" + "\n".join(verdicts))
-    except (HarnessError, LoadError, UnexpectedAnswer, OSError, http.client.HTTPException, sqlite3.Error) as error:
-        print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
+    except (HarnessError, LoadError, UnexpectedAnswer, OSError, http.client.HTTPException, sqlite3.Error,
+            KeyboardInterrupt) as error:
+        return failure_exit(error)
     return 0
 
 

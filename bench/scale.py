@@ -64,7 +64,7 @@ from harness import (
     running_smtp_sink,
     service_env,
 )
-from loadgen import LoadError, loadavg, run_load
+from loadgen import LoadError, failure_exit, loadavg, run_load
 
 EMPTY, FULL = "bench_scale_empty", "bench_scale_full"
 MAIL_WAIT = 30.0
@@ -256,12 +256,8 @@ def main() -> int:
                           f"p99 {path['p99']:.2f} ms; whole reset p50 {reset['p50']:.2f} ms p99 {reset['p99']:.2f} ms "
                           f"(load {loadavg()})", file=sys.stderr, flush=True)
             plans = [] if args.no_plans else explain_hot_statements(urls[FULL], secret_key, Path(tmp))
-    except (HarnessError, LoadError, OSError, subprocess.SubprocessError) as error:
-        print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped, databases dropped", file=sys.stderr)
-        return 130
+    except (HarnessError, LoadError, OSError, subprocess.SubprocessError, KeyboardInterrupt) as error:
+        return failure_exit(error, "servers stopped, databases dropped")
 
     print(f"\nPostgreSQL, gunicorn -w 2; empty = {args.small:,} accounts and nothing else; full = {args.accounts:,} "
           f"accounts, {args.audit:,} audit rows, {args.history:,} each of sent mails, resolved requests and old resets")

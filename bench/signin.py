@@ -22,19 +22,23 @@ ratio service/argon2 (target >= 0.9).
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
-import os
-import platform
 import sqlite3
 import sys
 import time
 
 from argon2 import PasswordHasher
-from harness import HarnessError, child_pids, install_sigterm_exit, production_settings, running_service
+from harness import (
+    DEFAULT_REDIS_URL,
+    HarnessError,
+    child_pids,
+    comparison_options,
+    production_settings,
+    running_service,
+    start_comparison,
+)
 from loadgen import LoadResult, loadavg, run_and_print, run_load, tree_cpu_seconds
-from request_path import DEFAULT_REDIS_URL
 
 PATH = "/api/v1/auth/verify"
 USERNAME = "benchuser"
@@ -133,21 +137,12 @@ def report(figures: dict, args) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, and argon2 processes (default 2)")
-    parser.add_argument("--concurrency", type=int, default=4, help="concurrent clients: enough to keep every worker busy (default 4)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of each measurement (default 10)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating slices (default 2)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds first (default 1)")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help=f"the throttle's storage (default {DEFAULT_REDIS_URL})")
+    parser = comparison_options(__doc__.split("\n\n")[0], concurrency=4, workers_help="gunicorn workers, and argon2 processes",
+                                mix=False)
     parser.add_argument("--profile", type=float, default=0.0, metavar="S", help="then profile the service for S seconds with py-spy")
     parser.add_argument("--top", type=int, default=25, help="rows of the profile tables (default 25)")
-    parser.add_argument("--json", action="store_true", help="print one JSON line of figures instead of the report")
     args = parser.parse_args()
-
-    install_sigterm_exit()
-    if not args.json:
-        print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average {loadavg()} at start")
+    start_comparison(args)
     return run_and_print(args, lambda: measure(workers=args.workers, concurrency=args.concurrency, duration=args.duration,
                           rounds=args.rounds, warmup=args.warmup, redis_url=args.redis_url, profile_s=args.profile,
                           profile_top=args.top), report, errors=(HarnessError,))

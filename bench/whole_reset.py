@@ -33,10 +33,8 @@ time until the last mail was accepted). The sinks must end with exactly the mail
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import random
 import secrets
 import subprocess
@@ -52,16 +50,18 @@ from urllib.parse import quote
 
 from harness import (
     BENCH,
+    DEFAULT_REDIS_URL,
     HarnessError,
     SmtpSink,
-    install_sigterm_exit,
+    comparison_options,
     production_settings,
     running_gunicorn,
     running_service,
     running_smtp_sink,
+    start_comparison,
 )
 from loadgen import LoadResult, loadavg, run_and_print, run_load, tree_cpu_seconds
-from request_path import DEFAULT_REDIS_URL, account_names, import_accounts
+from request_path import account_names, import_accounts
 
 PEER_DIR = BENCH / "django_peer"
 PEER_VENV = BENCH / ".venv-django"
@@ -243,21 +243,8 @@ def report(figures: dict, args) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server (default 2)")
-    parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server (default 10)")
-    parser.add_argument("--rounds", type=int, default=2, help="slices per server, alternating (default 2)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per server first (default 1)")
-    parser.add_argument("--accounts", type=int, default=100, help="accounts with an email on both (default 100)")
-    parser.add_argument("--existing-share", type=float, default=0.5, help="share of requests naming an account (default 0.5)")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help=f"the service's RATELIMIT_STORAGE_URI (default {DEFAULT_REDIS_URL})")
-    parser.add_argument("--json", action="store_true", help="print one JSON line of figures instead of the report")
-    args = parser.parse_args()
-
-    install_sigterm_exit()
-    if not args.json:
-        print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, load average {loadavg()} at start")
+    args = comparison_options(__doc__.split("\n\n")[0]).parse_args()
+    start_comparison(args)
     return run_and_print(args, lambda: measure(workers=args.workers, concurrency=args.concurrency, duration=args.duration,
                           rounds=args.rounds, warmup=args.warmup, accounts=args.accounts,
                           existing_share=args.existing_share, redis_url=args.redis_url), report, errors=(HarnessError, subprocess.SubprocessError))

@@ -66,7 +66,8 @@ def test_quotes_and_backslashes_in_the_user_agent_keep_the_line_json(caplog: pyt
     assert access_line(f"/api/v1/password-resets/{TOKEN}", agent, caplog)["agent"] == agent
 
 
-def test_the_development_server_request_line_has_no_token(caplog: pytest.LogCaptureFixture) -> None:
+def development_server_line(path: str, caplog: pytest.LogCaptureFixture, *, query: str = "") -> str:
+    """What Werkzeug's development server logs for `GET <path><query>`, through the filter."""
     from werkzeug.serving import WSGIRequestHandler
 
     logger = logging.getLogger("werkzeug")
@@ -74,14 +75,20 @@ def test_the_development_server_request_line_has_no_token(caplog: pytest.LogCapt
     logger.addFilter(redactor)
     try:
         handler = WSGIRequestHandler.__new__(WSGIRequestHandler)
-        handler.requestline = f"GET /reset-password/{TOKEN}?x=1 HTTP/1.1"
+        handler.requestline = f"GET {path}{query} HTTP/1.1"
+        handler.path = path + query
+        handler.command, handler.request_version = "GET", "HTTP/1.1"
         handler.client_address = ("127.0.0.1", 5000)
         handler.log_date_time_string = lambda: "now"  # type: ignore[method-assign]
         with caplog.at_level(logging.INFO, logger="werkzeug"):
             handler.log_request(200, 12)
     finally:
         logger.removeFilter(redactor)
-    message = " ".join(record.getMessage() for record in caplog.records if record.name == "werkzeug")
+    return " ".join(record.getMessage() for record in caplog.records if record.name == "werkzeug")
+
+
+def test_the_development_server_request_line_has_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    message = development_server_line(f"/reset-password/{TOKEN}", caplog, query="?x=1")
     assert "GET /reset-password/<token> HTTP/1.1" in message
     assert TOKEN not in message
 
@@ -155,23 +162,7 @@ def test_gunicorn_logs_no_token_of_a_non_canonical_path(path: str, logged: str, 
 def test_the_development_server_logs_no_token_of_a_non_canonical_path(
     path: str, logged: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from werkzeug.serving import WSGIRequestHandler
-
-    logger = logging.getLogger("werkzeug")
-    redactor = RedactRequestLine()
-    logger.addFilter(redactor)
-    try:
-        handler = WSGIRequestHandler.__new__(WSGIRequestHandler)
-        handler.requestline = f"GET {path} HTTP/1.1"
-        handler.path = path
-        handler.command, handler.request_version = "GET", "HTTP/1.1"
-        handler.client_address = ("127.0.0.1", 5000)
-        handler.log_date_time_string = lambda: "now"  # type: ignore[method-assign]
-        with caplog.at_level(logging.INFO, logger="werkzeug"):
-            handler.log_request(200, 12)
-    finally:
-        logger.removeFilter(redactor)
-    message = " ".join(record.getMessage() for record in caplog.records if record.name == "werkzeug")
+    message = development_server_line(path, caplog)
     assert TOKEN not in message
     assert f"GET {logged} HTTP/1.1".replace("\\", "\\\\") in message  # werkzeug doubles a backslash
 

@@ -214,9 +214,15 @@ def test_two_workers_taking_requests_at_once_take_disjoint_batches(app: Flask) -
         db.session.commit()
         pending = set(db.session.scalars(select(ResetRequest.id)))
 
+    take_in_two_workers_at_once(app, lambda: [r.id for r in take_due_requests(db.session, now=utcnow(), limit=3)], pending)
+
+
+def take_in_two_workers_at_once(app: Flask, take: Callable[[], list[int]], everything: set[int]) -> None:
+    """Two workers take 3 rows each at once, holding them a while: disjoint halves of everything."""
+
     def work(_index: int) -> list[int]:
         with app.app_context():
-            taken = [request.id for request in take_due_requests(db.session, now=utcnow(), limit=3)]
+            taken = take()
             # Still inside the transaction: on PostgreSQL the other worker skips these rows
             # (SKIP LOCKED) rather than waiting; on SQLite it waits for the write lock.
             time.sleep(0.3)
@@ -227,7 +233,7 @@ def test_two_workers_taking_requests_at_once_take_disjoint_batches(app: Flask) -
     first, second = run_together(2, work)
     assert len(first) == len(second) == 3
     assert set(first).isdisjoint(second)
-    assert set(first) | set(second) == pending
+    assert set(first) | set(second) == everything
 
 
 def test_two_workers_claiming_mail_at_once_claim_disjoint_batches(app: Flask) -> None:
@@ -237,15 +243,4 @@ def test_two_workers_claiming_mail_at_once_claim_disjoint_batches(app: Flask) ->
         db.session.commit()
         queued = set(db.session.scalars(select(OutboxMessage.id)))
 
-    def work(_index: int) -> list[int]:
-        with app.app_context():
-            claimed = [message.id for message in claim_messages(db.session, now=utcnow(), limit=3)]
-            time.sleep(0.3)  # the claim's transaction still open, as above
-            db.session.commit()
-            db.session.remove()
-            return claimed
-
-    first, second = run_together(2, work)
-    assert len(first) == len(second) == 3
-    assert set(first).isdisjoint(second)
-    assert set(first) | set(second) == queued
+    take_in_two_workers_at_once(app, lambda: [m.id for m in claim_messages(db.session, now=utcnow(), limit=3)], queued)
