@@ -1,0 +1,183 @@
+"""SQLite writers queue for the write lock in the kernel (service/platform/sqlite_writer.py).
+
+Every connection here has a busy timeout of 0: a writer that found SQLite's lock taken would
+fail at once with "database is locked". So a second writer that waits and then succeeds can
+only have waited in the queue.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from service import create_app
+from service.platform.extensions import db
+from service.platform.sqlite_writer import QueuedWriterConnection, writer_lock_path
+from tests.conftest import test_settings as settings_for
+
+JOIN_SECONDS = 10
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "queue.db")
+    setup = sqlite3.connect(path)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)")
+    setup.commit()
+    setup.close()
+    yield path
+
+
+def connect(path: str) -> QueuedWriterConnection:
+    connection = sqlite3.connect(path, timeout=0, factory=QueuedWriterConnection, check_same_thread=False)
+    assert isinstance(connection, QueuedWriterConnection)
+    return connection
+
+
+def lock_is_free(path: str) -> bool:
+    """Whether nobody holds the database's lock file (asked with a file of its own)."""
+    lock_path = writer_lock_path(path)
+    assert lock_path is not None
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+    return True
+
+
+def in_thread(work: Any) -> tuple[threading.Thread, list[Any]]:
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except Exception as error:  # the test reads it
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_second_writer_waits_for_the_first_to_commit_instead_of_failing(database: str) -> None:
+    first, second = connect(database), connect(database)
+    first.execute("INSERT INTO item (name) VALUES ('first')")
+    assert first.holds_writer_lock and not lock_is_free(database)
+
+    started = threading.Event()
+
+    def write_second() -> str:
+        started.set()
+        second.execute("INSERT INTO item (name) VALUES ('second')")
+        second.commit()
+        return "written"
+
+    thread, outcome = in_thread(write_second)
+    started.wait(JOIN_SECONDS)
+    thread.join(0.2)
+    assert thread.is_alive(), "the second writer waits while the first holds the lock"
+    first.commit()
+    thread.join(JOIN_SECONDS)
+    assert outcome == ["written"]
+    assert [name for (name,) in first.execute("SELECT name FROM item ORDER BY id")] == ["first", "second"]
+    assert lock_is_free(database)
+
+
+def test_without_the_queue_the_same_second_writer_fails_at_once(database: str) -> None:
+    """The control: plain sqlite3 connections with the same busy timeout do not wait."""
+    first, second = connect(database), sqlite3.connect(database, timeout=0)
+    first.execute("INSERT INTO item (name) VALUES ('first')")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        second.execute("INSERT INTO item (name) VALUES ('second')")
+    first.rollback()
+
+
+def test_reads_take_no_lock_and_do_not_hold_writers_up(database: str) -> None:
+    reader, writer = connect(database), connect(database)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM item").fetchone() == (0,)
+    assert reader.execute("WITH n AS (SELECT 1) SELECT * FROM n").fetchone() == (1,)
+    assert not reader.holds_writer_lock and lock_is_free(database)
+    writer.execute("INSERT INTO item (name) VALUES ('x')")
+    writer.commit()
+    reader.rollback()
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback", "close"])
+def test_the_lock_is_given_up_when_the_transaction_ends(database: str, end: str) -> None:
+    connection = connect(database)
+    connection.execute("UPDATE item SET name = 'y'")
+    assert connection.holds_writer_lock and not lock_is_free(database)
+    getattr(connection, end)()
+    assert lock_is_free(database)
+
+
+def test_a_failed_first_write_gives_the_lock_up(database: str) -> None:
+    connection = connect(database)
+    with pytest.raises(sqlite3.OperationalError):
+        connection.execute("INSERT INTO no_such_table VALUES (1)")
+    assert not connection.in_transaction
+    assert not connection.holds_writer_lock and lock_is_free(database)
+
+
+def test_a_schema_change_outside_a_transaction_gives_the_lock_up(database: str) -> None:
+    connection = connect(database)
+    connection.execute("CREATE TABLE other (id INTEGER PRIMARY KEY)")
+    assert lock_is_free(database)
+
+
+def test_a_thread_writing_through_a_second_connection_does_not_wait_for_itself(database: str) -> None:
+    """It meets SQLite's lock instead, and its busy timeout ends that, as it always did."""
+    first, second = connect(database), connect(database)
+
+    def write_both() -> str:
+        first.execute("INSERT INTO item (name) VALUES ('first')")
+        try:
+            second.execute("INSERT INTO item (name) VALUES ('second')")
+        except sqlite3.OperationalError as error:
+            return str(error)
+        finally:
+            first.rollback()
+        return "written"
+
+    thread, outcome = in_thread(write_both)
+    thread.join(JOIN_SECONDS)
+    assert not thread.is_alive(), "a thread never queues behind its own lock"
+    assert outcome == ["database is locked"]
+    assert lock_is_free(database)
+
+
+def test_an_in_memory_database_has_no_lock_file(tmp_path: Path) -> None:
+    assert writer_lock_path(":memory:") is None
+    connection = sqlite3.connect(":memory:", factory=QueuedWriterConnection)
+    connection.execute("CREATE TABLE t (id INTEGER)")
+    connection.execute("INSERT INTO t VALUES (1)")
+    assert not connection.holds_writer_lock  # type: ignore[attr-defined]
+    connection.commit()
+
+
+def test_the_apps_engine_on_sqlite_queues_its_writers(tmp_path: Path) -> None:
+    """The service's engine makes these connections, so every door's writes queue: the
+    request path's, the dispatcher's, the CLI's."""
+    app = create_app(settings_for(f"sqlite:///{tmp_path / 'app.db'}"))
+    with app.app_context(), db.engine.connect() as connection:
+        dbapi_connection = connection.connection.dbapi_connection
+        assert isinstance(dbapi_connection, QueuedWriterConnection)
+        connection.execute(text("CREATE TABLE queued (id INTEGER)"))
+        connection.execute(text("INSERT INTO queued VALUES (1)"))
+        assert dbapi_connection.holds_writer_lock
+        connection.commit()
+        assert not dbapi_connection.holds_writer_lock
+        db.engine.dispose()
