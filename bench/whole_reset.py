@@ -28,7 +28,11 @@ server in `--rounds` slices, alternating; after each slice the script waits unti
 server's sink holds every mail owed so far. Throughput = requests answered / (load time +
 time until the last mail was accepted). The sinks must end with exactly the mails owed.
 
-    .venv/bin/python bench/whole_reset.py [--duration 10] [--rounds 2] [--json]
+With `--profile S`, S more seconds of load on the service alone while py-spy samples its
+workers, every thread (the request's and the dispatcher's), and the top of the profile is
+printed.
+
+    .venv/bin/python bench/whole_reset.py [--duration 10] [--rounds 2] [--profile 10] [--json]
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from harness import (
     DEFAULT_REDIS_URL,
     HarnessError,
     SmtpSink,
+    child_pids,
     comparison_options,
     production_settings,
     running_gunicorn,
@@ -61,6 +66,7 @@ from harness import (
     start_comparison,
 )
 from loadgen import LoadResult, loadavg, run_and_print, run_load, tree_cpu_seconds
+from profiling import sampling
 from request_path import account_names, import_accounts
 
 PEER_DIR = BENCH / "django_peer"
@@ -197,7 +203,8 @@ class Target:
 
 
 def measure(*, workers: int = 2, concurrency: int = 8, duration: float = 10.0, rounds: int = 2, warmup: float = 1.0,
-            accounts: int = 100, existing_share: float = 0.5, redis_url: str = DEFAULT_REDIS_URL) -> dict:
+            accounts: int = 100, existing_share: float = 0.5, redis_url: str = DEFAULT_REDIS_URL,
+            profile_s: float = 0.0, profile_top: int = 25) -> dict:
     bin_dir = peer_venv()
     names = account_names(accounts)
     with ExitStack() as stack:
@@ -222,10 +229,16 @@ def measure(*, workers: int = 2, concurrency: int = 8, duration: float = 10.0, r
                 target.load(concurrency, duration / rounds)
         service_t, peer_t = targets
         ratio = service_t.rate / peer_t.rate
-        return {
+        figures = {
             "resetdesk": service_t.figures(), "django": peer_t.figures(), "ratio": ratio, "target": TARGET_RATIO,
-            "passed": ratio >= TARGET_RATIO, "peer_versions": peer_version(bin_dir),
+            "passed": ratio >= TARGET_RATIO, "peer_versions": peer_version(bin_dir), "profile": "",
         }
+        if profile_s:
+            print(f"  profiling resetdesk for {profile_s:g} s (py-spy) ...", file=sys.stderr, flush=True)
+            with sampling(child_pids(service.process.pid), profile_s) as profile:
+                service_t.load(concurrency, profile_s, record=False)
+            figures["profile"] = profile.table(profile_top)
+        return figures
 
 
 def report(figures: dict, args) -> None:
@@ -240,14 +253,20 @@ def report(figures: dict, args) -> None:
               f"{row['drain_s']:10.2f} {row['p50_ms']:7.2f} {row['p99_ms']:7.2f} {row['cpu_ms']:7.2f} ms")
     verdict = "PASS" if figures["passed"] else "FAIL"
     print(f"resetdesk / Django, whole resets per second: {figures['ratio']:.2f}x (target >= {TARGET_RATIO}x): {verdict}")
+    if figures["profile"]:
+        print(f"\nprofile of the resetdesk workers, every thread (py-spy, {args.profile:g} s):\n{figures['profile']}")
 
 
 def main() -> int:
-    args = comparison_options(__doc__.split("\n\n")[0]).parse_args()
+    parser = comparison_options(__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", type=float, default=0.0, metavar="S", help="then profile the service for S seconds with py-spy")
+    parser.add_argument("--top", type=int, default=25, help="rows of the profile tables (default 25)")
+    args = parser.parse_args()
     start_comparison(args)
     return run_and_print(args, lambda: measure(workers=args.workers, concurrency=args.concurrency, duration=args.duration,
                           rounds=args.rounds, warmup=args.warmup, accounts=args.accounts,
-                          existing_share=args.existing_share, redis_url=args.redis_url), report, errors=(HarnessError, subprocess.SubprocessError))
+                          existing_share=args.existing_share, redis_url=args.redis_url, profile_s=args.profile,
+                          profile_top=args.top), report, errors=(HarnessError, subprocess.SubprocessError))
 
 
 if __name__ == "__main__":
