@@ -19,6 +19,7 @@ before).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import sqlite3
@@ -30,6 +31,9 @@ from typing import Any, Self
 _WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
 _WITH_WRITE = re.compile(r"\s*WITH\b.*\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE | re.DOTALL)
 
+log = logging.getLogger(__name__)
+_unopenable: set[str] = set()
+
 # The lock files each thread holds now (by path), so that a thread never queues behind itself.
 _held = threading.local()
 
@@ -40,6 +44,21 @@ def writer_lock_path(database: str) -> str | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return f"{database}-writer.lock"
+
+
+def _open_lock_file(path: str) -> int | None:
+    """The lock file, opened for reading (all flock needs) and made if missing; None when it
+    cannot be (made by another user, a read-only directory): that connection's writes then wait
+    in SQLite's busy handler, as they did before, rather than fail."""
+    try:
+        # Readable by all, like the database's own files: a lock file left by a command run
+        # as another user must not keep the service's connections from opening.
+        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        if path not in _unopenable:
+            _unopenable.add(path)
+            log.warning("SQLite writers will not queue: cannot open %s (%s)", path, error.strerror)
+        return None
 
 
 def _is_write(sql: str) -> bool:
@@ -82,7 +101,7 @@ class QueuedWriterConnection(sqlite3.Connection):
         # process queue for each other as two processes do.
         self._lock_file: int | None = None
         if self._lock_path is not None:
-            self._lock_file = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._lock_file = _open_lock_file(self._lock_path)
         self._holding = False
         # The set of the thread that took the lock: the one to strike it from on release,
         # whichever thread ends the transaction (the pool may, when the connection returns).

@@ -181,3 +181,21 @@ def test_the_apps_engine_on_sqlite_queues_its_writers(tmp_path: Path) -> None:
         connection.commit()
         assert not dbapi_connection.holds_writer_lock
         db.engine.dispose()
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_writes_to_sqlites_busy_handler(
+    database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lock file left unreadable (made by a command run as another user; here a directory
+    in its place) must not stop the database: writes go on, as before, and it is said once."""
+    lock_path = writer_lock_path(database)
+    assert lock_path is not None
+    os.mkdir(lock_path)
+    connection = connect(database)
+    connection.execute("INSERT INTO item (name) VALUES ('x')")
+    connection.commit()
+    assert not connection.holds_writer_lock
+    assert connection.execute("SELECT count(*) FROM item").fetchone() == (1,)
+    connect(database).close()
+    warnings = [record for record in caplog.records if "will not queue" in record.getMessage()]
+    assert len(warnings) == 1 and lock_path in warnings[0].getMessage()
