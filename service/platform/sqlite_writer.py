@@ -1,19 +1,21 @@
-"""SQLite connections that queue for the database's one write lock in the kernel, not in
-SQLite's busy handler.
+"""SQLite connections that wait for the database's one write lock on a lock file of their
+own, trying again within a millisecond, not in SQLite's busy handler.
 
 SQLite lets one connection write at a time. A connection that finds the write lock taken
-waits in its busy handler, which sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries and never
-learns that the lock came free. With several writers at once (gunicorn workers, their
-dispatcher threads, `outbox run`), they sleep through the moments the lock is free: cores idle
-while requests wait. These connections take an exclusive `flock` on a file beside the
-database before their first write, and give it up when the transaction ends; the kernel wakes
-the next writer the moment it is given up, in the order they came.
+waits in its busy handler, which sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries. With
+several writers at once (gunicorn workers, their dispatcher threads, `outbox run`), they sleep
+through the moments the lock is free: cores idle while requests wait. These connections take
+an exclusive `flock` on a file beside the database before their first write, and give it up
+when the transaction ends; a writer that finds it taken tries again after 0.1 ms, then every
+millisecond at most, so it starts within a millisecond of the lock coming free. (flock's own
+blocking wait would wake it at once, but can wait for ever; this wait ends after
+QUEUE_WAIT_SECONDS, and the writer goes on to SQLite's lock, so a lock file held by someone
+else slows writes down but never stops them.)
 
 SQLite's own lock and busy timeout stay as they were, for what does not queue here: another
 program (the sqlite3 shell), an in-memory database, a write this module does not recognise
 as one, and a thread that already holds the lock through another connection (which would
-otherwise wait for itself for ever; SQLite's busy timeout ends that wait with an error, as
-before).
+otherwise wait for itself; SQLite's busy timeout ends that wait with an error, as before).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from typing import Any, Self
 
 # Statements that take SQLite's write lock: what Python's sqlite3 opens a transaction before
@@ -32,6 +35,12 @@ _WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re
 _WITH_WRITE = re.compile(r"\s*WITH\b.*\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE | re.DOTALL)
 
 log = logging.getLogger(__name__)
+
+# How long a writer waits in the queue before it goes on to SQLite's own lock, as the service's
+# busy timeout (10 s) would have it wait there.
+QUEUE_WAIT_SECONDS = 10.0
+FIRST_PAUSE_SECONDS = 0.0001
+LONGEST_PAUSE_SECONDS = 0.001
 _unopenable: set[str] = set()
 
 # The lock files each thread holds now (by path), so that a thread never queues behind itself.
@@ -46,14 +55,35 @@ def writer_lock_path(database: str) -> str | None:
     return f"{database}-writer.lock"
 
 
+def _wait_for(lock_file: int, seconds: float) -> bool:
+    """Take the lock file, waiting up to `seconds`; False if it stayed taken that long.
+
+    flock has no timed wait: a waiter tries again after 0.1 ms, then at most every millisecond.
+    """
+    pause = FIRST_PAUSE_SECONDS
+    deadline = 0.0
+    while True:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        now = time.monotonic()
+        deadline = deadline or now + seconds
+        if now >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(2 * pause, LONGEST_PAUSE_SECONDS)
+
+
 def _open_lock_file(path: str) -> int | None:
     """The lock file, opened for reading (all flock needs) and made if missing; None when it
     cannot be (made by another user, a read-only directory): that connection's writes then wait
     in SQLite's busy handler, as they did before, rather than fail."""
     try:
-        # Readable by all, like the database's own files: a lock file left by a command run
-        # as another user must not keep the service's connections from opening.
-        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # The owner's alone: anyone who can open the file can hold its lock and slow every
+        # writer down to QUEUE_WAIT_SECONDS a write.
+        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as error:
         if path not in _unopenable:
             _unopenable.add(path)
@@ -132,7 +162,10 @@ class QueuedWriterConnection(sqlite3.Connection):
         held = _held_paths()
         if path in held:
             return
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if not _wait_for(lock_file, QUEUE_WAIT_SECONDS):
+            # Held for longer than any transaction of the service takes: go on to SQLite's
+            # own lock and busy timeout, which say "database is locked" if it is.
+            return
         self._holding = True
         held.add(path)
         self._holder_paths = held

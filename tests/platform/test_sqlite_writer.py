@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from service import create_app
+from service.platform import sqlite_writer
 from service.platform.extensions import db
 from service.platform.sqlite_writer import QueuedWriterConnection, writer_lock_path
 from tests.conftest import test_settings as settings_for
@@ -199,3 +200,37 @@ def test_a_lock_file_that_cannot_be_opened_leaves_writes_to_sqlites_busy_handler
     connect(database).close()
     warnings = [record for record in caplog.records if "will not queue" in record.getMessage()]
     assert len(warnings) == 1 and lock_path in warnings[0].getMessage()
+
+
+def test_a_lock_file_held_by_someone_else_slows_writes_down_but_never_stops_them(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone holding the lock file for ever (a stuck program, `flock -x FILE sleep ...`)
+    without SQLite's lock: a writer waits QUEUE_WAIT_SECONDS, then writes under SQLite's own."""
+    monkeypatch.setattr(sqlite_writer, "QUEUE_WAIT_SECONDS", 0.05)
+    lock_path = writer_lock_path(database)
+    assert lock_path is not None
+    outsider = os.open(lock_path, os.O_RDONLY | os.O_CREAT)
+    fcntl.flock(outsider, fcntl.LOCK_EX)
+    try:
+        thread, outcome = in_thread(lambda: _write_and_commit(connect(database)))
+        thread.join(JOIN_SECONDS)
+        assert outcome == ["written"]
+        assert not lock_is_free(database), "the outsider still holds it"
+    finally:
+        os.close(outsider)
+
+
+def _write_and_commit(connection: QueuedWriterConnection) -> str:
+    connection.execute("INSERT INTO item (name) VALUES ('x')")
+    assert not connection.holds_writer_lock
+    connection.commit()
+    return "written"
+
+
+def test_the_lock_file_is_its_owners_alone(database: str) -> None:
+    """Whoever can open the lock file can hold it and slow every writer down."""
+    connect(database).close()
+    lock_path = writer_lock_path(database)
+    assert lock_path is not None
+    assert os.stat(lock_path).st_mode & 0o077 == 0
