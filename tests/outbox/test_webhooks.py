@@ -56,6 +56,14 @@ class Receiver:
                 )
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", f"{receiver.url}/moved")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                receiver.requests.append({"path": self.path, "method": "GET"})
+                self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -306,6 +314,23 @@ def test_a_failed_delivery_is_retried_after_the_backoff_and_delivered_once(
     with time_machine.travel(start + timedelta(hours=3)):
         run_dispatcher(app)
     assert len(receiver.requests) == 2
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_the_webhook_stays_queued(
+    app: Flask, client: FlaskClient, client_key: dict[str, str], receiver: Receiver,
+    make_account: Callable[..., Account], status: int,
+) -> None:
+    """Followed, a 301-303 turns the POST into a GET without its body: a 200 there would have
+    counted a webhook the website never got as delivered. The operator moves WEBHOOK_URLS."""
+    make_account("jane")
+    receiver.statuses = [status]
+    change_password(client, client_key)
+    run_dispatcher(app)
+    assert [request["path"] for request in receiver.requests] == ["/hooks/resetdesk"]
+    [row] = webhook_rows(app)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert str(status) in row.last_error
 
 
 def test_an_unreachable_receiver_keeps_the_webhook_queued(
