@@ -1,6 +1,11 @@
-"""Input no view can use, refused before any view sees it: NUL in the path or query string."""
+"""Input no view can use, refused before any view sees it: NUL in the path or query string,
+and a chunked body over the size limit."""
 
 from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from typing import Any
 
 from flask import Flask, request
 
@@ -23,6 +28,34 @@ def refuse_unstorable_path_and_query() -> None:
         raise UnusableInput("The address holds a character that cannot be used (NUL or a lone surrogate).")
 
 
+class ChunkedBodyLength:
+    """Gives a chunked body (no Content-Length) a length, so the size limit holds for it too.
+
+    Werkzeug reads such a body up to MAX_CONTENT_LENGTH and stops there without a word: a
+    larger body came to the views cut short, and failed as bad JSON (400) or an expired form,
+    instead of the 413 a body with a Content-Length gets. This reads it first, at most one byte
+    past the limit, and says how long it is: a body over the limit is then refused with 413,
+    through the same error pages as any other, and a body within it reads as before.
+    """
+
+    def __init__(self, wsgi_app: Any, limit: int) -> None:
+        self.wsgi_app, self.limit = wsgi_app, limit
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        # Chunked overrides any Content-Length beside it (RFC 9112, 6.3), as it does in Werkzeug.
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = environ["wsgi.input"].read(self.limit + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            # What the app reads now is that many bytes, no longer chunked (Werkzeug ignores
+            # Content-Length beside a chunked Transfer-Encoding).
+            del environ["HTTP_TRANSFER_ENCODING"]
+        result: Iterable[bytes] = self.wsgi_app(environ, start_response)
+        return result
+
+
 def register_input_checks(app: Flask) -> None:
-    """Check every request's path and query string before the views, on every database alike."""
+    """Check every request's path and query string before the views, on every database alike;
+    measure chunked bodies before anything reads them."""
     app.before_request(refuse_unstorable_path_and_query)
+    app.wsgi_app = ChunkedBodyLength(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
