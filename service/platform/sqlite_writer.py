@@ -27,6 +27,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Self
 
 # Statements that take SQLite's write lock: what Python's sqlite3 opens a transaction before
@@ -104,18 +105,17 @@ def _held_paths() -> set[str]:
 
 class _Cursor(sqlite3.Cursor):
     def execute(self, sql: str, parameters: Any = (), /) -> Self:
-        connection: QueuedWriterConnection = self.connection  # type: ignore[assignment]
-        connection.queue_before(sql)
-        try:
-            return super().execute(sql, parameters)
-        finally:
-            connection.release_outside_transaction()
+        return self._in_queue(super().execute, sql, parameters)
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Self:
+        return self._in_queue(super().executemany, sql, seq_of_parameters)
+
+    def _in_queue(self, run: Callable[[str, Any], Self], sql: str, parameters: Any) -> Self:
+        """Run a statement, having waited for the lock file first if it writes."""
         connection: QueuedWriterConnection = self.connection  # type: ignore[assignment]
         connection.queue_before(sql)
         try:
-            return super().executemany(sql, seq_of_parameters)
+            return run(sql, parameters)
         finally:
             connection.release_outside_transaction()
 
