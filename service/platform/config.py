@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from limits import parse_many
 
-from service.platform.sqlite_writer import QueuedWriterConnection
+from service.platform.sqlite_writer import WriterLockConnection
 
 ENVIRONMENTS = ("development", "production", "testing")
 # The rate-limit settings that hold a limit string (Flask-Limiter's notation, "10/minute;100/hour").
@@ -325,9 +325,9 @@ def _derive(settings: dict[str, Any], instance_path: Path) -> None:
     settings["SQLALCHEMY_DATABASE_URI"] = settings["DATABASE_URL"]
     settings["SQLALCHEMY_ENGINE_OPTIONS"] = {}
     if settings["DATABASE_URL"].startswith("sqlite"):
-        # Writers queue in the kernel for SQLite's one write lock, and are woken the moment
-        # it is free, instead of sleeping in SQLite's busy handler (see the module).
-        settings["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"factory": QueuedWriterConnection}
+        # Writers wait for SQLite's one write lock on a lock file, trying again within a
+        # millisecond, instead of sleeping in SQLite's busy handler (see the module).
+        settings["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"factory": WriterLockConnection}
     if not settings["DATABASE_URL"].startswith("sqlite"):
         # A server can drop a pooled connection (restart, idle timeout): test it before use.
         # A SQLite file cannot, so there the test would only be a "SELECT 1" on every checkout.

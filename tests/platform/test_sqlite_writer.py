@@ -1,13 +1,14 @@
-"""SQLite writers queue for the write lock in the kernel (service/platform/sqlite_writer.py).
+"""SQLite writers wait for the write lock on a lock file (service/platform/sqlite_writer.py).
 
 Every connection here has a busy timeout of 0: a writer that found SQLite's lock taken would
 fail at once with "database is locked". So a second writer that waits and then succeeds can
-only have waited in the queue.
+only have waited on the lock file.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import sqlite3
 import threading
@@ -21,7 +22,7 @@ from sqlalchemy import text
 from service import create_app
 from service.platform import sqlite_writer
 from service.platform.extensions import db
-from service.platform.sqlite_writer import QueuedWriterConnection, writer_lock_path
+from service.platform.sqlite_writer import WriterLockConnection, writer_lock_path
 from tests.conftest import test_settings as settings_for
 
 JOIN_SECONDS = 10
@@ -38,9 +39,9 @@ def database(tmp_path: Path) -> Iterator[str]:
     yield path
 
 
-def connect(path: str) -> QueuedWriterConnection:
-    connection = sqlite3.connect(path, timeout=0, factory=QueuedWriterConnection, check_same_thread=False)
-    assert isinstance(connection, QueuedWriterConnection)
+def connect(path: str) -> WriterLockConnection:
+    connection = sqlite3.connect(path, timeout=0, factory=WriterLockConnection, check_same_thread=False)
+    assert isinstance(connection, WriterLockConnection)
     return connection
 
 
@@ -162,20 +163,20 @@ def test_a_thread_writing_through_a_second_connection_does_not_wait_for_itself(d
 
 def test_an_in_memory_database_has_no_lock_file(tmp_path: Path) -> None:
     assert writer_lock_path(":memory:") is None
-    connection = sqlite3.connect(":memory:", factory=QueuedWriterConnection)
+    connection = sqlite3.connect(":memory:", factory=WriterLockConnection)
     connection.execute("CREATE TABLE t (id INTEGER)")
     connection.execute("INSERT INTO t VALUES (1)")
-    assert not connection.holds_writer_lock  # type: ignore[attr-defined]
+    assert isinstance(connection, WriterLockConnection) and not connection.holds_writer_lock
     connection.commit()
 
 
-def test_the_apps_engine_on_sqlite_queues_its_writers(tmp_path: Path) -> None:
-    """The service's engine makes these connections, so every door's writes queue: the
-    request path's, the dispatcher's, the CLI's."""
+def test_the_apps_engine_on_sqlite_makes_its_writers_wait_on_the_lock_file(tmp_path: Path) -> None:
+    """The service's engine makes these connections, so every door's writes wait on the file:
+    the request path's, the dispatcher's, the CLI's."""
     app = create_app(settings_for(f"sqlite:///{tmp_path / 'app.db'}"))
     with app.app_context(), db.engine.connect() as connection:
         dbapi_connection = connection.connection.dbapi_connection
-        assert isinstance(dbapi_connection, QueuedWriterConnection)
+        assert isinstance(dbapi_connection, WriterLockConnection)
         connection.execute(text("CREATE TABLE queued (id INTEGER)"))
         connection.execute(text("INSERT INTO queued VALUES (1)"))
         assert dbapi_connection.holds_writer_lock
@@ -198,7 +199,7 @@ def test_a_lock_file_that_cannot_be_opened_leaves_writes_to_sqlites_busy_handler
     assert not connection.holds_writer_lock
     assert connection.execute("SELECT count(*) FROM item").fetchone() == (1,)
     connect(database).close()
-    warnings = [record for record in caplog.records if "will not queue" in record.getMessage()]
+    warnings = [record for record in caplog.records if "will not wait on a lock file" in record.getMessage()]
     assert len(warnings) == 1 and lock_path in warnings[0].getMessage()
 
 
@@ -206,8 +207,8 @@ def test_a_lock_file_held_by_someone_else_slows_writes_down_but_never_stops_them
     database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Someone holding the lock file for ever (a stuck program, `flock -x FILE sleep ...`)
-    without SQLite's lock: a writer waits QUEUE_WAIT_SECONDS, then writes under SQLite's own."""
-    monkeypatch.setattr(sqlite_writer, "QUEUE_WAIT_SECONDS", 0.05)
+    without SQLite's lock: a writer waits LOCK_WAIT_SECONDS, then writes under SQLite's own."""
+    monkeypatch.setattr(sqlite_writer, "LOCK_WAIT_SECONDS", 0.05)
     lock_path = writer_lock_path(database)
     assert lock_path is not None
     outsider = os.open(lock_path, os.O_RDONLY | os.O_CREAT)
@@ -221,7 +222,7 @@ def test_a_lock_file_held_by_someone_else_slows_writes_down_but_never_stops_them
         os.close(outsider)
 
 
-def _write_and_commit(connection: QueuedWriterConnection) -> str:
+def _write_and_commit(connection: WriterLockConnection) -> str:
     connection.execute("INSERT INTO item (name) VALUES ('x')")
     assert not connection.holds_writer_lock
     connection.commit()
@@ -234,3 +235,54 @@ def test_the_lock_file_is_its_owners_alone(database: str) -> None:
     lock_path = writer_lock_path(database)
     assert lock_path is not None
     assert os.stat(lock_path).st_mode & 0o077 == 0
+
+
+def test_a_transaction_that_gave_up_waiting_does_not_wait_again_at_each_write(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting again at every write would add the wait up per statement, and hold SQLite's lock
+    meanwhile; the next transaction waits afresh."""
+    monkeypatch.setattr(sqlite_writer, "LOCK_WAIT_SECONDS", 0.05)
+    waits: list[bool] = []
+    real_wait = sqlite_writer._WriterLock._wait
+
+    def counted_wait(lock: Any, seconds: float) -> bool:
+        waits.append(taken := real_wait(lock, seconds))
+        return taken
+
+    monkeypatch.setattr(sqlite_writer._WriterLock, "_wait", counted_wait)
+    lock_path = writer_lock_path(database)
+    assert lock_path is not None
+    outsider = os.open(lock_path, os.O_RDONLY | os.O_CREAT)
+    fcntl.flock(outsider, fcntl.LOCK_EX)
+    connection = connect(database)
+    for name in ("a", "b", "c"):
+        connection.execute("INSERT INTO item (name) VALUES (?)", (name,))
+    connection.commit()
+    assert waits == [False]
+    os.close(outsider)
+    connection.execute("INSERT INTO item (name) VALUES ('d')")
+    assert waits == [False, True] and connection.holds_writer_lock
+    connection.commit()
+    assert lock_is_free(database)
+
+
+def test_a_script_waits_for_the_lock_and_gives_it_up(database: str) -> None:
+    first, second = connect(database), connect(database)
+    first.execute("INSERT INTO item (name) VALUES ('first')")
+    thread, outcome = in_thread(lambda: second.executescript("INSERT INTO item (name) VALUES ('script');") and "ran")
+    thread.join(0.2)
+    assert thread.is_alive(), "the script waits while the first writer holds the lock"
+    first.commit()
+    thread.join(JOIN_SECONDS)
+    assert outcome == ["ran"]
+    assert lock_is_free(database)
+
+
+def test_a_connection_dropped_without_close_gives_the_lock_up(database: str) -> None:
+    connection = connect(database)
+    connection.execute("INSERT INTO item (name) VALUES ('x')")
+    assert not lock_is_free(database)
+    del connection
+    gc.collect()
+    assert lock_is_free(database)
