@@ -28,6 +28,24 @@ def refuse_unstorable_path_and_query() -> None:
         raise UnusableInput("The address holds a character that cannot be used (NUL or a lone surrogate).")
 
 
+# Methods whose body a view may read: a chunked GET's body is left to the server to discard.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class _UnreadableBody(io.RawIOBase):
+    """A body whose reading failed (a malformed chunk): each read raises OSError, which
+    Werkzeug turns into a 400 the app answers in its own words."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, _buffer: Any) -> int:
+        raise self.error
+
+
 class ChunkedBodyLength:
     """Gives a chunked body (no Content-Length) a length, so the size limit holds for it too.
 
@@ -35,23 +53,36 @@ class ChunkedBodyLength:
     larger body came to the views cut short, and failed as bad JSON (400) or an expired form,
     instead of the 413 a body with a Content-Length gets. This reads it first, at most one byte
     past the limit, and says how long it is: a body over the limit is then refused with 413,
-    through the same error pages as any other, and a body within it reads as before.
+    through the same error pages as any other, and a body within it reads as before. A proxy
+    that buffers request bodies (nginx does by default) sends a Content-Length instead, and
+    this never runs.
     """
 
     def __init__(self, wsgi_app: Any, limit: int) -> None:
         self.wsgi_app, self.limit = wsgi_app, limit
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        # Chunked overrides any Content-Length beside it (RFC 9112, 6.3), as it does in Werkzeug.
-        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            body = environ["wsgi.input"].read(self.limit + 1)
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-            # What the app reads now is that many bytes, no longer chunked (Werkzeug ignores
-            # Content-Length beside a chunked Transfer-Encoding).
-            del environ["HTTP_TRANSFER_ENCODING"]
+        # Chunked overrides any Content-Length beside it (RFC 9112, 6.3), as it does in Werkzeug;
+        # any other coding is left as it comes (no view reads one).
+        codings = [coding.strip().lower() for coding in environ.get("HTTP_TRANSFER_ENCODING", "").split(",")]
+        if codings == ["chunked"] and environ.get("REQUEST_METHOD") in BODY_METHODS:
+            self._measure(environ)
         result: Iterable[bytes] = self.wsgi_app(environ, start_response)
         return result
+
+    def _measure(self, environ: dict[str, Any]) -> None:
+        try:
+            body = environ["wsgi.input"].read(self.limit + 1)
+        # The server's parse errors (gunicorn's are its own classes) would escape the app and be
+        # answered with the server's page; as a failed read, the app answers its own 400.
+        except Exception as error:  # noqa: BLE001
+            environ["wsgi.input"] = _UnreadableBody(OSError(f"unreadable request body: {type(error).__name__}"))
+            return
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        # What the app reads now is that many bytes, no longer chunked (Werkzeug ignores
+        # Content-Length beside a chunked Transfer-Encoding).
+        del environ["HTTP_TRANSFER_ENCODING"]
 
 
 def register_input_checks(app: Flask) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +106,20 @@ def test_a_chunked_body_over_64_kib_is_413_and_one_within_is_read(gunicorn: dict
     small = json.dumps({"username": "jane", "padding": "p" * 1024}).encode()
     status, _content_type, body = _post_chunked(base, "/api/v1/password-resets", small, "application/json")
     assert (status, json.loads(body)["status"]) == (202, "accepted"), body
+
+
+def test_a_malformed_chunked_body_is_a_problem_400(gunicorn: dict[str, Any]) -> None:
+    """A chunk size that is not hexadecimal: the service's own 400, not the server's page."""
+    host, port = gunicorn["base"].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            b"POST /api/v1/password-resets HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"zz\r\n{}\r\n0\r\n\r\n"
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 400"), answer
+    assert b"application/problem+json" in head, answer
