@@ -59,7 +59,9 @@ class _SharedTemplateCode(BytecodeCache):
     """Jinja's compiled templates, kept in memory for every app of this test process: each app
     has its own Jinja environment, which compiled every template it rendered afresh (a tenth of
     the suite's time). Jinja keys a template's code by its name and checks the source's hash
-    before using it, and every app here has the same Jinja settings."""
+    before using it; it does not check the environment's settings, which the code also
+    depends on (autoescaping, the i18n extension's options). Every app here comes from
+    `create_app`, which sets them alike: an app made any other way must not share this."""
 
     def __init__(self) -> None:
         self._code: dict[str, bytes] = {}
@@ -206,12 +208,13 @@ def sqlite_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def app(database_url: str, app_settings: dict[str, Any], sqlite_schema: Path) -> Iterator[Flask]:
-    database_file = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else ""
-    if database_file and not Path(database_file).exists():
-        shutil.copyfile(sqlite_schema, database_file)
+def app(database_url: str, app_settings: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[Flask]:
+    database_file = Path(database_url.removeprefix("sqlite:///")) if database_url.startswith("sqlite:///") else None
+    copied = database_file is not None and not database_file.exists()
+    if copied:
+        shutil.copyfile(request.getfixturevalue("sqlite_schema"), database_file)  # type: ignore[arg-type]
     app = create_app(test_settings(database_url, **app_settings))
-    if not database_file:
+    if not copied:
         with app.app_context():
             db.create_all()
     yield app
