@@ -1,4 +1,5 @@
-"""gunicorn settings for resetdesk: `gunicorn wsgi:app` picks this file up by itself.
+"""gunicorn settings for resetdesk: `gunicorn wsgi:app` started in this directory picks this file
+up by itself (elsewhere: `-c path/to/gunicorn.conf.py`).
 
 Every value can be overridden by an environment variable of the same meaning.
 """

@@ -12,8 +12,9 @@ not served in order: under a long burst one may lose a few times in a row.
 
 flock's own blocking wait would wake a writer at once, but can wait for ever. This wait ends
 after LOCK_WAIT_SECONDS: the writer then goes on without the file, for the rest of its
-transaction, to SQLite's own lock and busy timeout. So a lock file held by something else
-slows writes down but does not stop them.
+transaction, to SQLite's own lock and busy timeout, and the process's other writers leave the
+file aside for SET_ASIDE_SECONDS. So a lock file held by something else costs one slow write
+a minute per process, and does not stop the others.
 
 SQLite's own lock and busy timeout stay as they were, for what does not take the file: another
 program (the sqlite3 shell), an in-memory database, a write this module does not recognise as
@@ -28,6 +29,7 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 import weakref
@@ -46,7 +48,10 @@ log = logging.getLogger(__name__)
 LOCK_WAIT_SECONDS = 10.0
 FIRST_PAUSE_SECONDS = 0.0001
 LONGEST_PAUSE_SECONDS = 0.001
+# After a wait that timed out, how long this process leaves the lock file aside.
+SET_ASIDE_SECONDS = 60.0
 _unopenable: set[str] = set()
+_set_aside: dict[str, float] = {}
 
 # The lock files each thread holds now (by path), so that a thread never waits for itself.
 _held = threading.local()
@@ -73,17 +78,49 @@ def _held_paths() -> set[str]:
 
 def _open_lock_file(path: str) -> int | None:
     """The lock file, opened for reading (all flock needs) and made if missing; None when it
-    cannot be (made by another user, a read-only directory): that connection's writes then wait
-    in SQLite's busy handler, as they did before, rather than fail."""
+    cannot be used (made by another user, a read-only directory, something other than a plain
+    file at its path): that connection's writes then wait in SQLite's busy handler, as they
+    did before, rather than fail or hang."""
     try:
-        # The owner's alone: anyone who can open the file can hold its lock and slow every
-        # writer down to LOCK_WAIT_SECONDS a transaction.
-        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Not through a link (the service would make or lock a file elsewhere), and never
+        # blocking on open (a FIFO at the path would hang every new connection).
+        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except OSError as error:
-        if path not in _unopenable:
-            _unopenable.add(path)
-            log.warning("SQLite writers will not wait on a lock file: cannot open %s (%s)", path, error.strerror)
+        _say_unusable(path, error.strerror or type(error).__name__)
         return None
+    found = os.fstat(descriptor)
+    if not stat.S_ISREG(found.st_mode):
+        os.close(descriptor)
+        _say_unusable(path, "not a plain file")
+        return None
+    if found.st_mode & 0o077 and found.st_uid == os.geteuid():
+        # The owner's alone, even if an older file was made readable by others: whoever can
+        # open it can hold its lock and slow the service's writers down.
+        os.fchmod(descriptor, 0o600)
+    return descriptor
+
+
+def _say_unusable(path: str, why: str) -> None:
+    if path not in _unopenable:
+        _unopenable.add(path)
+        log.warning("SQLite writers will not wait on a lock file: cannot use %s (%s)", path, why)
+
+
+def _set_aside_until(path: str) -> float:
+    """Until when (time.monotonic) this process's writers skip the lock file: 0 if they don't."""
+    return _set_aside.get(path, 0.0)
+
+
+def _set_aside_for_a_while(path: str) -> None:
+    """Something held the lock file longer than any transaction of the service takes (a stuck
+    or hostile process): for SET_ASIDE_SECONDS this process's writers go straight to SQLite's
+    lock, rather than each wait LOCK_WAIT_SECONDS first."""
+    if _set_aside_until(path) <= time.monotonic():
+        log.warning(
+            "SQLite writer lock file %s held for over %.0f s: writers go without it for %.0f s",
+            path, LOCK_WAIT_SECONDS, SET_ASIDE_SECONDS,
+        )
+    _set_aside[path] = time.monotonic() + SET_ASIDE_SECONDS
 
 
 class _WriterLock:
@@ -106,12 +143,13 @@ class _WriterLock:
         if self.holding or self.gave_up:
             return
         held = _held_paths()
-        if self.path in held:
+        if self.path in held or _set_aside_until(self.path) > time.monotonic():
             return
         if not self._wait(LOCK_WAIT_SECONDS):
             # Held for longer than any transaction of the service takes: go on to SQLite's own
             # lock and busy timeout, which say "database is locked" if it is.
             self.gave_up = True
+            _set_aside_for_a_while(self.path)
             return
         self.holding = True
         held.add(self.path)

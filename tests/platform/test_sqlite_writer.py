@@ -28,6 +28,16 @@ from tests.conftest import test_settings as settings_for
 JOIN_SECONDS = 10
 
 
+@pytest.fixture(autouse=True)
+def fresh_module_state() -> Iterator[None]:
+    """What the module remembers per process (files set aside or unusable) starts empty."""
+    sqlite_writer._set_aside.clear()
+    sqlite_writer._unopenable.clear()
+    yield
+    sqlite_writer._set_aside.clear()
+    sqlite_writer._unopenable.clear()
+
+
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[str]:
     path = str(tmp_path / "queue.db")
@@ -237,11 +247,12 @@ def test_the_lock_file_is_its_owners_alone(database: str) -> None:
     assert os.stat(lock_path).st_mode & 0o077 == 0
 
 
-def test_a_transaction_that_gave_up_waiting_does_not_wait_again_at_each_write(
+def test_a_transaction_that_gave_up_waiting_does_not_wait_again_and_the_process_sets_the_file_aside(
     database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Waiting again at every write would add the wait up per statement, and hold SQLite's lock
-    meanwhile; the next transaction waits afresh."""
+    meanwhile; every other transaction waiting too would make each write as slow. After the set
+    aside, the file is used again."""
     monkeypatch.setattr(sqlite_writer, "LOCK_WAIT_SECONDS", 0.05)
     waits: list[bool] = []
     real_wait = sqlite_writer._WriterLock._wait
@@ -255,15 +266,18 @@ def test_a_transaction_that_gave_up_waiting_does_not_wait_again_at_each_write(
     assert lock_path is not None
     outsider = os.open(lock_path, os.O_RDONLY | os.O_CREAT)
     fcntl.flock(outsider, fcntl.LOCK_EX)
-    connection = connect(database)
+    first, second = connect(database), connect(database)
     for name in ("a", "b", "c"):
-        connection.execute("INSERT INTO item (name) VALUES (?)", (name,))
-    connection.commit()
-    assert waits == [False]
+        first.execute("INSERT INTO item (name) VALUES (?)", (name,))
+    first.commit()
+    second.execute("INSERT INTO item (name) VALUES ('d')")
+    second.commit()
+    assert waits == [False], "one wait, then the file is set aside"
     os.close(outsider)
-    connection.execute("INSERT INTO item (name) VALUES ('d')")
-    assert waits == [False, True] and connection.holds_writer_lock
-    connection.commit()
+    sqlite_writer._set_aside.clear()  # as SET_ASIDE_SECONDS later
+    first.execute("INSERT INTO item (name) VALUES ('e')")
+    assert waits == [False, True] and first.holds_writer_lock
+    first.commit()
     assert lock_is_free(database)
 
 
@@ -286,3 +300,32 @@ def test_a_connection_dropped_without_close_gives_the_lock_up(database: str) -> 
     del connection
     gc.collect()
     assert lock_is_free(database)
+
+
+def test_a_fifo_at_the_lock_path_neither_hangs_nor_stops_writes(database: str) -> None:
+    lock_path = writer_lock_path(database)
+    assert lock_path is not None
+    os.mkfifo(lock_path)
+    thread, outcome = in_thread(lambda: _write_and_commit(connect(database)))
+    thread.join(JOIN_SECONDS)
+    assert not thread.is_alive(), "opening the lock file must not block"
+    assert outcome == ["written"]
+
+
+def test_a_link_at_the_lock_path_is_not_followed(database: str, tmp_path: Path) -> None:
+    lock_path = writer_lock_path(database)
+    assert lock_path is not None
+    elsewhere = tmp_path / "elsewhere" / "made-by-the-service"
+    elsewhere.parent.mkdir()
+    os.symlink(elsewhere, lock_path)
+    assert _write_and_commit(connect(database)) == "written"
+    assert not elsewhere.exists()
+
+
+def test_an_older_lock_file_readable_by_others_is_made_the_owners_alone(database: str) -> None:
+    lock_path = writer_lock_path(database)
+    assert lock_path is not None
+    os.close(os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644))
+    os.chmod(lock_path, 0o644)
+    connect(database).close()
+    assert os.stat(lock_path).st_mode & 0o777 == 0o600
