@@ -46,6 +46,13 @@ MESSAGE_BATCH = 50
 # How long a pass may deliver before it hands back the rest of its batch and looks for
 # reset requests again: with a fast server a whole batch, with a slow one a message or two.
 DELIVERY_SLICE_SECONDS = 1.0
+# Under inline dispatch, how long a pass waits for more work to arrive before it starts. Each
+# request wakes its worker's dispatcher; without the wait a pass under load found one or two
+# requests, and paid its fixed costs (the look at the queues, the take, the commits, the claim)
+# for each of them. With it a pass takes what the next few milliseconds bring, in one batch:
+# a quarter less CPU for a whole reset, for mail 10 ms later. `outbox run` workers do not wait:
+# nothing wakes them, and their passes are full batches already.
+INLINE_GATHER_SECONDS = 0.01
 # Housekeeping inside the dispatcher stays small: the rest waits for the next interval.
 HOUSEKEEPING_BATCHES_PER_PASS = 10
 
@@ -231,9 +238,11 @@ def anything_due(connection: Connection, *, now: datetime) -> tuple[bool, bool]:
 class Dispatcher:
     """Works the queues until told to stop; `wake` starts a pass at once."""
 
-    def __init__(self, app: Flask, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, app: Flask, poll_seconds: float = POLL_SECONDS, gather_seconds: float = 0.0) -> None:
         self.app = app
         self.poll_seconds = poll_seconds
+        # Before each pass of `run_forever`, wait this long for more work (INLINE_GATHER_SECONDS).
+        self.gather_seconds = gather_seconds
         self.housekeeping_interval = float(app.config["HOUSEKEEPING_INTERVAL_SECONDS"])
         self._next_housekeeping = time.monotonic() + self.housekeeping_interval
         self.stopping = threading.Event()
@@ -312,6 +321,8 @@ class Dispatcher:
 
     def _work_until_stopped(self) -> None:
         while not self.stopping.is_set():
+            if self.gather_seconds and self.stopping.wait(self.gather_seconds):
+                break
             try:
                 busy = self._pass() > 0
             except SQLAlchemyError:
@@ -364,9 +375,10 @@ def register_dispatcher(app: Flask) -> None:
     account (a reset, its mail) would compete with the answer still being written, and slow
     it where a missing name's is not.
     """
-    dispatcher = Dispatcher(app)
+    inline = app.config["OUTBOX_DISPATCH"] == "inline"
+    dispatcher = Dispatcher(app, gather_seconds=INLINE_GATHER_SECONDS if inline else 0.0)
     app.extensions["resetdesk.dispatcher"] = dispatcher
-    if app.config["OUTBOX_DISPATCH"] == "inline":
+    if inline:
         app.before_request(dispatcher.ensure_thread)
 
     @app.after_request

@@ -3,18 +3,22 @@ from one pass to the next, and given back once a whole poll goes by without work
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
 from flask import Flask
 
+from service import create_app
 from service.outbox.mail import RenderedEmail
 from service.outbox.queue import queue_email
 from service.platform.clock import utcnow
 from service.platform.extensions import db
-from service.worker.dispatcher import Dispatcher
+from service.worker.dispatcher import INLINE_GATHER_SECONDS, Dispatcher
 from tests.conftest import SmtpSink, smtp_settings
+from tests.conftest import test_settings as settings_for
 
 EMAIL = RenderedEmail(subject="Hello", text_body="Plain words.", html_body="<p>Plain words.</p>")
 
@@ -82,3 +86,32 @@ def test_an_idle_poll_gives_the_connection_back(app: Flask, smtp: SmtpSink) -> N
         dispatcher.stop(wait_seconds=5)
     assert len(smtp.messages) == 2
     assert smtp.greetings == 2
+
+
+@pytest.mark.parametrize(("dispatch", "gathers"), [("inline", True), ("external", False)])
+def test_an_inline_dispatcher_gathers_work_before_each_pass_and_an_outbox_worker_does_not(
+    tmp_path: Path, dispatch: str, gathers: bool
+) -> None:
+    """Under inline dispatch every request wakes the dispatcher: waiting a moment first lets the
+    requests of the next milliseconds join one pass. An `outbox run` worker is never woken, and
+    its passes are full: a wait would only slow it."""
+    app = create_app(settings_for(f"sqlite:///{tmp_path / 'gather.db'}", OUTBOX_DISPATCH=dispatch))
+    dispatcher: Dispatcher = app.extensions["resetdesk.dispatcher"]
+    happened: list[Any] = []
+
+    class RecordedStop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            happened.append(("wait", timeout))
+            return super().wait(0)
+
+    def busy_pass() -> int:
+        happened.append("pass")
+        if happened.count("pass") == 2:
+            dispatcher.stopping.set()
+        return 1
+
+    dispatcher.stopping = RecordedStop()
+    dispatcher._pass = busy_pass  # type: ignore[method-assign]
+    dispatcher.run_forever()
+    gather = ("wait", INLINE_GATHER_SECONDS)
+    assert happened == ([gather, "pass", gather, "pass"] if gathers else ["pass", "pass"])
