@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from flask import Flask
+from flask.logging import default_handler
 
 from service.platform.accesslog import RedactExceptionPath, redact_development_server_log
 from service.platform.requestids import current_request_id
@@ -52,3 +53,7 @@ def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.INFO)
+    # Flask gave the app's logger ("service", the parent of every module's logger) its own
+    # text handler when the filter above first touched it: every line would be written twice,
+    # once in Flask's format (a line the JSON pipeline cannot read).
+    app.logger.removeHandler(default_handler)

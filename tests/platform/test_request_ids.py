@@ -204,6 +204,9 @@ def root_logging() -> Iterator[None]:
 def test_a_production_app_logs_json_lines_with_the_request_id(
     root_logging: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # As under gunicorn: no handler anywhere before the app configures its own (pytest's on the
+    # root would keep Flask from adding its text handler to the app's logger).
+    logging.getLogger().handlers = []
     app = create_app(
         settings_for(
             f"sqlite:///{tmp_path / 'p.db'}",
@@ -221,6 +224,7 @@ def test_a_production_app_logs_json_lines_with_the_request_id(
         response = app.test_client().get("/log-something", headers={HEADER: "trace-prod-1"})
         assert response.status_code == 200
         lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert sum("something to say" in line for line in lines) == 1, lines  # written once
         entries = [json.loads(line) for line in lines]  # every line is JSON
         [entry] = [entry for entry in entries if entry["message"] == "something to say"]
         assert entry["request_id"] == "trace-prod-1"
