@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import DDL, BigInteger, ColumnElement, ForeignKey, Index, String, Text, and_, event, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -77,7 +77,30 @@ API_ROLES = tuple(role.value for role in ApiRole)
 RESET_METHODS = tuple(method.value for method in ResetMethod)
 
 
-class Account(Base):
+class _AccountStateFields(Protocol):
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def frozen_at(self) -> datetime | None: ...
+
+
+class AccountState:
+    """What an account's status and freeze say: one rule for the mapped account and for the
+    plain copies read without the ORM (a sign-in's)."""
+
+    __slots__ = ()
+
+    @property
+    def is_active(self: _AccountStateFields) -> bool:
+        return self.status == AccountStatus.ACTIVE
+
+    @property
+    def is_frozen(self: _AccountStateFields) -> bool:
+        return self.frozen_at is not None
+
+
+class Account(Base, AccountState):
     """A customer account of the shop, found by its normalised username."""
 
     __tablename__ = "accounts"
@@ -127,14 +150,6 @@ class Account(Base):
         parts = (self.username, self.email, self.full_name)
         self.search_text = "\n".join(searchable(part) for part in parts if part)
         self.phone_digits = digits_of(self.phone or "")
-
-    @property
-    def is_active(self) -> bool:
-        return self.status == AccountStatus.ACTIVE
-
-    @property
-    def is_frozen(self) -> bool:
-        return self.frozen_at is not None
 
 
 class ApiKey(Base):

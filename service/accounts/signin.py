@@ -16,7 +16,7 @@ from service.accounts.legacy import spend_legacy_checks
 from service.accounts.passwords import verify_password
 from service.accounts.throttle import WINDOW_MINUTES, account_throttle_key, sign_in_throttle
 from service.events import audit
-from service.models import Account, AccountStatus, PasswordReset, ResetMethod
+from service.models import Account, AccountState, PasswordReset, ResetMethod
 from service.outbox.mail import render_email
 from service.outbox.queue import queue_email
 from service.platform.config import settings
@@ -29,7 +29,7 @@ from service.platform.text import is_storable, normalise_username
 
 
 @dataclass(frozen=True, slots=True)
-class SignInAccount:
+class SignInAccount(AccountState):
     """What a sign-in reads of an account: the columns it needs, as plain values.
 
     Not an ORM object: building and tracking one costs an existing name work that a missing
@@ -47,13 +47,6 @@ class SignInAccount:
     password_expires_at: datetime | None
     frozen_at: datetime | None
 
-    @property
-    def is_active(self) -> bool:
-        return self.status == AccountStatus.ACTIVE
-
-    @property
-    def is_frozen(self) -> bool:
-        return self.frozen_at is not None
 
 
 @dataclass(frozen=True, slots=True)
