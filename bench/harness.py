@@ -416,11 +416,13 @@ class SmtpSink:
 
 
 @contextmanager
-def running_smtp_sink(delay: float = 0.0, *, lean: bool = False, processes: int = 1) -> Iterator[SmtpSink]:
+def running_smtp_sink(
+    delay: float = 0.0, *, lean: bool = False, processes: int = 1, pipelining: bool = True
+) -> Iterator[SmtpSink]:
     """bench/smtp_sink.py on a free loopback port; yields once it accepts connections.
 
     `lean` runs the sink's own small asyncio server instead of aiosmtpd's, `processes` of
-    them on the one port."""
+    them on the one port; `pipelining=False` leaves PIPELINING out of its EHLO answer."""
     if processes > 1 and not lean:
         raise ValueError("several sink processes need the lean server")
     with tempfile.TemporaryDirectory(prefix="resetdesk-smtp-") as tmp:
@@ -432,6 +434,8 @@ def running_smtp_sink(delay: float = 0.0, *, lean: bool = False, processes: int 
                    "--delay", str(delay), "--log", str(log_path)]
         if lean:
             command += ["--lean", "--processes", str(processes)]
+        if not pipelining:
+            command.append("--no-pipelining")
         with open(stderr_path, "wb") as errors:
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
         try:

@@ -292,11 +292,16 @@ class SmtpSink:
         self.messages: list[EmailMessage] = []
         self.greetings = 0  # EHLOs: one per connection a client opened
         self.delay = 0.0
+        # Offered, as the mail servers a shop sends through do (RFC 2920); aiosmtpd reads
+        # commands a line at a time, so it answers pipelined ones in order without saying so.
+        self.pipelining = True
         self._controller: Any = None
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
         self.greetings += 1
         session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
