@@ -58,11 +58,12 @@ def close_account(
         )
         .execution_options(synchronize_session=False)
     )
-    # Envelopes of mail already sent or failed keep no address either.
+    # Envelopes of mail already sent or failed keep no address either, nor their last error
+    # (older versions wrote a refusal's text with the recipient in it).
     session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.account_id == account.id, OutboxMessage.kind == OutboxKind.EMAIL)
-        .values(recipient=ERASED_RECIPIENT)
+        .values(recipient=ERASED_RECIPIENT, last_error=None)
         .execution_options(synchronize_session=False)
     )
     # Recorded before the rename: the website's webhook names the account it knew.

@@ -20,6 +20,7 @@ from service.events import audit
 from service.models import Account, AccountStatus, OutboxKind, OutboxMessage, OutboxStatus
 from service.outbox.mail import Courier
 from service.outbox.queue import MAX_ATTEMPTS, ClaimedMessage, backoff, open_body
+from service.outbox.smtp import failure_text
 from service.outbox.webhooks import post_webhook
 from service.platform.counters import count
 from service.platform.database import DbSession
@@ -193,7 +194,7 @@ def record_failure(session: DbSession, message: ClaimedMessage, error: BaseExcep
     """Count a failed attempt: retry later with backoff, or give up after the last one."""
     attempts = message.attempts + 1
     changes: dict[str, Any] = {
-        "attempts": attempts, "last_error": f"{type(error).__name__}: {error}"[:ERROR_MAX_LENGTH],
+        "attempts": attempts, "last_error": failure_text(error)[:ERROR_MAX_LENGTH],
     }
     if attempts >= MAX_ATTEMPTS:
         changes["status"] = OutboxStatus.FAILED

@@ -21,6 +21,7 @@ from flask_mail import BadHeaderError, sanitize_address, sanitize_subject
 from markupsafe import escape
 
 from service.contact.hours import contact_details
+from service.outbox.smtp import AnswerLost, DeadlineSMTP, DeadlineSMTP_SSL, hand_over
 from service.platform.config import settings
 from service.platform.i18n import current_language, speaking
 
@@ -30,8 +31,6 @@ log = logging.getLogger("service.mail")
 MAX_7BIT_LINE = 998
 # An ASCII address with nothing a header would quote or encode: written as it is.
 PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
-# A body line starting with a dot, which SMTP's DATA doubles (RFC 5321, 4.5.2).
-LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 @dataclass(frozen=True)
@@ -201,12 +200,13 @@ def _forms() -> dict[Any, MailForm | None]:
 
 
 class TimedConnection(flask_mail.Connection):
-    """Flask-Mail's connection with a socket timeout, so a silent server cannot hang a worker."""
+    """Flask-Mail's connection with a deadline on every answer (MAIL_TIMEOUT), so a silent or
+    dawdling server cannot hang a worker."""
 
     def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
         server = self.mail
         timeout = settings()["MAIL_TIMEOUT"]
-        smtp_class = smtplib.SMTP_SSL if server.use_ssl else smtplib.SMTP
+        smtp_class = DeadlineSMTP_SSL if server.use_ssl else DeadlineSMTP
         host = smtp_class(server.server, server.port, timeout=timeout)
         try:
             if server.use_tls:
@@ -305,56 +305,13 @@ def _mime_part(subtype: str, body: str) -> str:
     )
 
 
-def hand_over(host: smtplib.SMTP, envelope_from: str, envelope_to: str, message: bytes) -> None:
-    """One message's SMTP transaction (MAIL, RCPT, DATA) on an open connection; raises the
-    smtplib error `sendmail` would. The addresses are already in their envelope form, so
-    sendmail's parsing of each again is skipped.
-
-    A server that offers PIPELINING (RFC 2920; Postfix, Exim and the mail services do) gets
-    MAIL, RCPT and DATA in one write and answers them together: two waits for the server a
-    message instead of four, which on a fast server is most of a delivery's time, on both sides.
-    """
-    host.ehlo_or_helo_if_needed()
-    if not host.has_extn("pipelining"):
-        code, answer = host.docmd("mail", f"FROM:<{envelope_from}>")
-        if code != 250:
-            raise smtplib.SMTPSenderRefused(code, answer, envelope_from)
-        code, answer = host.docmd("rcpt", f"TO:<{envelope_to}>")
-        if code not in (250, 251):
-            raise smtplib.SMTPRecipientsRefused({envelope_to: (code, answer)})
-        code, answer = host.data(message)
-        if code != 250:
-            raise smtplib.SMTPDataError(code, answer)
-        return
-    if _has_line_break(envelope_from) or _has_line_break(envelope_to):
-        raise BadHeaderError
-    host.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{envelope_to}>\r\nDATA\r\n".encode(host.command_encoding))
-    mail_reply, rcpt_reply, data_reply = host.getreply(), host.getreply(), host.getreply()
-    if data_reply[0] == 354 and (mail_reply[0] != 250 or rcpt_reply[0] not in (250, 251)):
-        # A server may open DATA though it refused the envelope; an empty body closes it and
-        # delivers nothing, and the connection stays in step for the next message.
-        host.send(b".\r\n")
-        host.getreply()
-    if mail_reply[0] != 250:
-        raise smtplib.SMTPSenderRefused(*mail_reply, envelope_from)
-    if rcpt_reply[0] not in (250, 251):
-        raise smtplib.SMTPRecipientsRefused({envelope_to: rcpt_reply})
-    if data_reply[0] != 354:
-        raise smtplib.SMTPDataError(*data_reply)
-    # As smtplib's `data` sends a body: a leading dot doubled, ended by a line holding one dot.
-    body = LEADING_DOT.sub(b"..", message)
-    host.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
-    code, answer = host.getreply()
-    if code != 250:
-        raise smtplib.SMTPDataError(code, answer)
-
-
 class Courier:
     """Sends emails over one SMTP connection kept open for a pass over the outbox.
 
     Opening a connection (TCP, EHLO, STARTTLS, AUTH) costs more than sending a message, so a
     worker sends a whole batch over one. After any error the connection is dropped and the
-    next message opens a fresh one; a server that hung up between messages is retried once.
+    next message opens a fresh one; a server that hung up between messages is retried once,
+    unless the message had all gone out (AnswerLost).
     """
 
     def __init__(self) -> None:
@@ -374,13 +331,18 @@ class Courier:
         message = mime_bytes(sender, recipient, subject, text_body, html_body, message_id=message_id)
         reused = self._connection is not None
         try:
-            hand_over(self._open(), envelope_from, envelope_to, message)
-        except smtplib.SMTPServerDisconnected:
-            self.close()
-            if not reused:
+            try:
+                hand_over(self._open(), envelope_from, envelope_to, message)
+            except AnswerLost:
+                # The server may have the message: no second try now (it would be delivered
+                # twice); the outbox tries again later, as after any failure.
                 raise
-            # The server closed an idle connection: one fresh attempt before counting a failure.
-            hand_over(self._open(), envelope_from, envelope_to, message)
+            except smtplib.SMTPServerDisconnected:
+                if not reused:
+                    raise
+                # The server closed an idle connection: one fresh attempt before counting a failure.
+                self.close()
+                hand_over(self._open(), envelope_from, envelope_to, message)
         except Exception:
             self.close()
             raise

@@ -45,6 +45,13 @@ def test_closing_an_account_stops_it_erases_it_and_keeps_its_trail(
     run_dispatcher(app)
     with app.app_context():
         events_before = db.session.scalar(select(func.count()).where(AuditEvent.account_id == jane.id))
+        # A mail that failed for good under an older version, whose error named the address.
+        db.session.add(OutboxMessage(
+            kind="email", recipient="jane.doe@example.com", subject="Reset your password", text_body="-",
+            status="failed", attempts=8, account_id=jane.id,
+            last_error="SMTPRecipientsRefused: {'jane.doe@example.com': (550, b'5.1.1 mailbox full')}",
+        ))
+        db.session.commit()
 
     assert client.delete("/api/v1/accounts/JANE", headers=client_key).status_code == 204
 
