@@ -21,6 +21,9 @@ max_requests_jitter = 1000
 # gunicorn's control socket (for `gunicornc`) is not used here; left on, it tries to make
 # $HOME/.gunicorn as the image's home-less user and logs an ERROR at every start.
 control_socket_disable = True
+# gunicorn's own limit on the request line, at its highest: up to it an address too long gets
+# the service's answer (a 414 in problem+json, or a page), past it gunicorn's plain page.
+limit_request_line = 8190
 accesslog = "-"
 errorlog = "-"
 # JSON access lines with the path's reset tokens replaced and no query string (see the class).

@@ -26,6 +26,7 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     429: "rate_limited",
     500: "internal_error",
@@ -36,6 +37,7 @@ FRIENDLY_TITLE = {
     404: _l("Page not found"),
     405: _l("Not allowed"),
     413: _l("Too large"),
+    414: _l("Address too long"),
     429: _l("Too many attempts"),
     500: _l("Something went wrong"),
 }
@@ -45,6 +47,7 @@ FRIENDLY_DETAIL = {
     404: _l("There is no page at this address."),
     405: _l("This page cannot be used that way."),
     413: _l("What you sent is too large."),
+    414: _l("This address is too long to be one of ours. Check the link, or start again from the login page."),
     429: _l("Too many attempts. Please wait a little and try again."),
     500: _l("Something went wrong on our side. Please try again, or call customer service."),
 }

@@ -1,5 +1,5 @@
-"""Input no view can use, refused before any view sees it: NUL in the path or query string,
-and a chunked body over the size limit."""
+"""Input no view can use, refused before any view sees it: an address longer than any of the
+service's, NUL in the path or query string, and a chunked body over the size limit."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, request
+from werkzeug.exceptions import RequestURITooLarge
 
 from service.platform.errors import ServiceError
 from service.platform.text import is_storable
@@ -19,8 +20,19 @@ class UnusableInput(ServiceError):
     title = "The request holds characters that cannot be used"
 
 
+# The longest address the service makes (a reset link, an email-change link) is a few hundred
+# characters; 2,048 is what browsers and proxies have long allowed. gunicorn refuses a request
+# line over 8,190 bytes with a page of its own; up to that (`limit_request_line` in
+# gunicorn.conf.py) the service answers in its own words, problem+json on the API.
+MAX_ADDRESS_LENGTH = 2048
+
+
 def refuse_unstorable_path_and_query() -> None:
-    """Refuse NUL (PostgreSQL refuses it in any text) and lone surrogates in the path or query."""
+    """Refuse an address too long to be one of the service's (414), and NUL (PostgreSQL refuses
+    it in any text) or lone surrogates in the path or query (400)."""
+    environ = request.environ
+    if len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", "")) > MAX_ADDRESS_LENGTH:
+        raise RequestURITooLarge()
     values = [request.path]
     if request.environ.get("QUERY_STRING"):  # most requests have none: nothing to parse then
         values += [part for pair in request.args.items(multi=True) for part in pair]

@@ -123,3 +123,17 @@ def test_a_malformed_chunked_body_is_a_problem_400(gunicorn: dict[str, Any]) -> 
     head = answer.partition(b"\r\n\r\n")[0]
     assert head.startswith(b"HTTP/1.1 400"), answer
     assert b"application/problem+json" in head, answer
+
+
+def test_an_address_too_long_gets_the_service_s_own_414_through_gunicorn(gunicorn: dict[str, Any]) -> None:
+    """Past gunicorn's default limit on the request line (4,094 bytes) and within the one its
+    configuration sets: the service's problem+json, not gunicorn's page."""
+    host, port = gunicorn["base"].removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/api/v1/password-resets/" + "a" * 5000)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    assert response.status == 414, body
+    assert response.getheader("Content-Type") == "application/problem+json", body
+    assert json.loads(body)["code"] == "uri_too_long"

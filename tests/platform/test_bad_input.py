@@ -1,5 +1,5 @@
 """Input built to break the parser or the database gets a 4xx, never a 500: deep JSON nesting,
-huge page numbers, NUL in paths and query strings."""
+huge page numbers, NUL in paths and query strings, addresses longer than any of the service's."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_deeply_nested_json_is_400_malformed_json(
 
 
 def test_a_huge_console_page_number_is_no_500(agent_client: FlaskClient) -> None:  # noqa: F811
-    response = agent_client.get("/support", query_string={"q": "jane", "page": "9" * 5000})
+    response = agent_client.get("/support", query_string={"q": "jane", "page": "9" * 2000})
     assert response.status_code == 200
 
 
@@ -76,3 +76,25 @@ def test_nul_in_any_query_is_refused_before_the_view(client: FlaskClient, path: 
 def test_a_request_without_a_query_string_passes_the_check(client: FlaskClient) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/healthz?").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/password-resets/" + "a" * 3000, "/api/v1/support/accounts?q=" + "j" * 3000, "/api/v1/nowhere/" + "x" * 9000]
+)
+def test_an_address_too_long_is_a_414_problem(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 414, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "uri_too_long"
+
+
+def test_an_address_too_long_is_a_414_page_in_the_pages_words(client: FlaskClient) -> None:
+    response = client.get("/reset-password?username=" + "j" * 3000)
+    assert (response.status_code, response.mimetype) == (414, "text/html")
+    assert "This address is too long to be one of ours." in response.get_data(as_text=True)
+
+
+def test_the_longest_address_allowed_is_answered_as_usual(client: FlaskClient) -> None:
+    path = "/healthz?x="
+    assert client.get(path + "y" * (2048 - len(path) + 1)).status_code == 200
+    assert client.get(path + "y" * (2048 - len(path) + 2)).status_code == 414
