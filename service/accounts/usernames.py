@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from email_validator import EmailNotValidError, validate_email
 
 from service.platform.errors import FieldError
@@ -25,7 +27,28 @@ def username_problem(username: str) -> FieldError | None:
         return FieldError("username", "A username cannot contain /.")
     if has_control_characters(username):
         return FieldError("username", "The username contains characters that cannot be typed.")
+    if len(look_alike_scripts(key)) > 1:
+        return FieldError(
+            "username", "Use letters of one alphabet: this username mixes Latin, Greek or Cyrillic letters that look alike."
+        )
     return None
+
+
+# Alphabets with letters drawn alike (Latin a, Cyrillic а, Greek α...): a name mixing them can
+# pass for another account's to an agent reading it out (`jаne`, with a Cyrillic а, is not
+# `jane`). A name in one of them alone, or with letters of other scripts, stays allowed.
+LOOK_ALIKE_SCRIPTS = frozenset({"LATIN", "GREEK", "CYRILLIC"})
+
+
+def look_alike_scripts(text: str) -> set[str]:
+    """Which of the look-alike alphabets the letters of `text` come from (by Unicode name)."""
+    scripts = set()
+    for char in text:
+        if unicodedata.category(char).startswith("L"):
+            script = unicodedata.name(char, "").partition(" ")[0]
+            if script in LOOK_ALIKE_SCRIPTS:
+                scripts.add(script)
+    return scripts
 
 
 def email_problem(email: str) -> FieldError | None:

@@ -160,6 +160,7 @@ def test_the_username_as_password_is_refused(client: FlaskClient, client_key: di
         ({"username": "x" * 1001}, ["username"]),
         ({"username": "jane", "email": "not-an-email"}, ["email"]),
         ({"username": "ja\u200bne"}, ["username"]),
+        ({"username": "j\u0430ne"}, ["username"]),
         ({"username": "j" * 151}, ["username"]),
     ],
 )

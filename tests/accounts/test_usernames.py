@@ -76,7 +76,9 @@ def test_email_normal_form_ignores_case_and_width() -> None:
 # --- usernames --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("username", ["jane", "Jane.Doe", "jane_doe-42", "ｊａｎｅ", "Zoë", "李小龍", "a"])
+@pytest.mark.parametrize(
+    "username", ["jane", "Jane.Doe", "jane_doe-42", "ｊａｎｅ", "Zoë", "李小龍", "a", "Иван", "Αλέξης", "marie李", "𝐣𝐚𝐧𝐞"]
+)
 def test_ordinary_usernames_are_accepted(username: str) -> None:
     assert username_problem(username) is None
 
@@ -169,3 +171,21 @@ def test_email_addresses_with_spaces_or_control_characters_are_refused(email: st
 def test_a_username_with_a_slash_is_refused_since_no_account_address_could_reach_it(username: str) -> None:
     problem = username_problem(username)
     assert problem is not None and "/" in problem.message
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        "j\u0430ne",  # a Cyrillic а among Latin letters
+        "\u0458ane",  # a Cyrillic ј
+        "jan\u0435",  # a Cyrillic е at the end
+        "p\u0430ypal",
+        "\u03bflivia",  # a Greek ο
+        "\u0418\u0432an",  # Cyrillic and Latin halves
+    ],
+)
+def test_a_username_mixing_look_alike_alphabets_is_refused(username: str) -> None:
+    """An agent reading `jаne` (Cyrillic а) out on the phone cannot tell it from `jane`."""
+    problem = username_problem(username)
+    assert problem is not None and problem.field == "username"
+    assert "one alphabet" in problem.message
