@@ -314,6 +314,9 @@ class PasswordReset(Base):
     ticket: Mapped[str | None] = mapped_column(String(200))
     # When the "this wasn't me" link of this reset's mail was used: it works once.
     reported_at: Mapped[datetime | None]
+    # The language its mail was written in: the password-changed notice after it speaks it too,
+    # for an account with no language of its own.
+    language: Mapped[str | None] = mapped_column(String(8))
 
     account: Mapped[Account] = relationship()
 

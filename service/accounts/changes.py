@@ -60,7 +60,7 @@ def replace_password_hash(
     if account.email and notify:
         notice = render_email(
             "password_changed", _l("Your password was changed"),
-            language=account.language or current_language(), now=now,
+            language=account.language or (reset.language if reset is not None else None) or current_language(), now=now,
             account=account, changed_at=now, how=how_it_changed(via, reset), ip=ip,
             report_link=f"{settings()['PUBLIC_BASE_URL']}/report/{report_token_for_change(account.id, now)}",
         )

@@ -80,17 +80,18 @@ def issue_reset(
     # A link comes with a code for the same reset; a temporary password is its own code.
     code = new_code() if method == ResetMethod.LINK else secret
     expires_at = now + policy.lifetime(method)
+    mail_language = account.language or language
     recorded = session.execute(
         RECORD_RESET,
         {
             "account_id": account.id, "method": method, "requested_by": requested_by, "ip": ip,
             "secret_hash": secret_hash, "created_at": now, "expires_at": expires_at, "code_hash": keyed_hash(code),
-            "code_attempts": 0, "ticket": (details or {}).get("ticket") or None,
+            "code_attempts": 0, "ticket": (details or {}).get("ticket") or None, "language": mail_language,
         },
     )
     reset_id = inserted_id(recorded)
     email = compose_reset_email(
-        account, method, reset_id, secret, expires_at, account.language or language, policy=policy, now=now, code=code
+        account, method, reset_id, secret, expires_at, mail_language, policy=policy, now=now, code=code
     )
     queue_email(session, account.email, email, account_id=account.id, now=now)
     audit.record_event(

@@ -519,6 +519,23 @@ def test_the_password_changed_notice_follows_a_french_accounts_language(
         assert "was changed" not in part
 
 
+def test_the_password_changed_notice_speaks_the_reset_mails_language_for_an_account_without_one(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    """The website asked in French for an account with no language; the customer then chose a
+    password through the website (the API, English): the notice speaks French, as the mail did."""
+    make_account()
+    assert client.post("/api/v1/password-resets", json={"username": "jane", "language": "fr"}).status_code == 202
+    run_dispatcher(app)
+    token = token_in(only_mail_to(smtp, "jane@example.com"))
+    confirmed = client.post("/api/v1/password-resets/confirm", json={"token": token, "new_password": OTHER_STRONG_PASSWORD})
+    assert confirmed.status_code == 204
+    run_dispatcher(app)
+    [notice] = [m for m in smtp.to("jane@example.com") if m["Subject"] != "Réinitialiser votre mot de passe"]
+    assert notice["Subject"] == "Votre mot de passe a été modifié"
+    assert "Bonjour jane," in SmtpSink.text_of(notice)
+
+
 def test_the_password_changed_notice_follows_an_english_accounts_language_after_a_french_page(
     app: Flask, client: FlaskClient, client_key: dict[str, str], smtp: SmtpSink
 ) -> None:
