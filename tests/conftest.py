@@ -312,10 +312,12 @@ class SmtpSink:
         self.messages.append(message_from_bytes(envelope.content, policy=email_policy))
         return "250 Message accepted"
 
-    def start(self) -> None:
+    def start(self, **server: Any) -> None:
+        """Listen on the sink's port; `server` goes to aiosmtpd (`tls_context=...` for STARTTLS,
+        `ssl_context=...` for TLS from the first byte)."""
         from aiosmtpd.controller import Controller
 
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **server)
         self._controller.start()
 
     def stop(self) -> None:

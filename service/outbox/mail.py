@@ -7,6 +7,7 @@ import logging
 import re
 import secrets
 import smtplib
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -206,11 +207,18 @@ class TimedConnection(flask_mail.Connection):
     def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
         server = self.mail
         timeout = settings()["MAIL_TIMEOUT"]
-        smtp_class = DeadlineSMTP_SSL if server.use_ssl else DeadlineSMTP
-        host = smtp_class(server.server, server.port, timeout=timeout)
+        # The server's certificate is checked against the system's trusted authorities and
+        # MAIL_SERVER's name: smtplib's own default checks nothing, and whoever sat between
+        # the worker and the relay would read every reset link. A relay under a private
+        # authority is trusted through OpenSSL's SSL_CERT_FILE / SSL_CERT_DIR.
+        tls = ssl.create_default_context()
+        if server.use_ssl:
+            host: smtplib.SMTP = DeadlineSMTP_SSL(server.server, server.port, timeout=timeout, context=tls)
+        else:
+            host = DeadlineSMTP(server.server, server.port, timeout=timeout)
         try:
             if server.use_tls:
-                host.starttls()
+                host.starttls(context=tls)
             if server.username and server.password:
                 host.login(server.username, server.password)
         except (smtplib.SMTPException, OSError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -327,3 +328,100 @@ def test_a_failure_on_the_second_try_drops_that_connection_too(scripted: Callabl
     server.thread.join(5)
     assert len(server.connections) == 3
     assert server.verbs(1)[-1] == b"QUIT"
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A private authority, and a certificate it signed for localhost with its key, as PEM files."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.now(UTC)
+    folder = tmp_path_factory.mktemp("tls")
+    authority_key = ec.generate_private_key(ec.SECP256R1())
+    authority_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "resetdesk test authority")])
+    usage = {name: False for name in ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                                      "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")}
+    authority = (
+        x509.CertificateBuilder().subject_name(authority_name).issuer_name(authority_name)
+        .public_key(authority_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(**{**usage, "digital_signature": True, "key_cert_sign": True, "crl_sign": True}), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(authority_key.public_key()), critical=False)
+        .sign(authority_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(authority_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority_key.public_key()), critical=False)
+        .sign(authority_key, hashes.SHA256())
+    )
+    files = {"authority": folder / "authority.pem", "certificate": folder / "localhost.pem", "key": folder / "localhost.key"}
+    files["authority"].write_bytes(authority.public_bytes(serialization.Encoding.PEM))
+    files["certificate"].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    files["key"].write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    return files
+
+
+@pytest.fixture
+def tls_sink(certificates: dict[str, Path], request: pytest.FixtureRequest) -> Iterator[tuple[SmtpSink, dict[str, Any]]]:
+    """The sink behind TLS: STARTTLS required, or TLS from the first byte; and the settings to reach it."""
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(certificates["certificate"], certificates["key"])
+    sink = SmtpSink()
+    if request.param == "starttls":
+        sink.start(tls_context=server_tls, require_starttls=True)
+        mail = {"MAIL_USE_TLS": True}
+    else:
+        sink.start(ssl_context=server_tls)
+        mail = {"MAIL_USE_SSL": True}
+    yield sink, {"MAIL_SERVER": "localhost", "MAIL_PORT": sink.port, "MAIL_TIMEOUT": 5, **mail}
+    sink.stop()
+
+
+@pytest.mark.parametrize("tls_sink", ["starttls", "tls"], indirect=True)
+def test_mail_goes_over_tls_to_a_relay_whose_certificate_checks_out(
+    database_url: str, tls_sink: tuple[SmtpSink, dict[str, Any]], certificates: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch, writes: list[bytes],
+) -> None:
+    sink, mail = tls_sink
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificates["authority"]))
+    send_all(create_app(settings_for(database_url, **mail)), ["jane@example.com", "joe@example.com"])
+
+    assert [message["To"] for message in sink.messages] == ["jane@example.com", "joe@example.com"]
+    assert all(text_of(message) == TEXT for message in sink.messages)
+    # Pipelined inside TLS too (the EHLO after STARTTLS offers it again).
+    assert len(envelopes(writes)) == 2
+
+
+@pytest.mark.parametrize("tls_sink", ["starttls", "tls"], indirect=True)
+def test_a_relay_whose_certificate_nobody_vouches_for_gets_no_mail(
+    database_url: str, tls_sink: tuple[SmtpSink, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone between the worker and the relay, with a certificate of their own making."""
+    sink, mail = tls_sink
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    app = create_app(settings_for(database_url, **mail))
+    with app.app_context():
+        courier = Courier()
+        try:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                courier.send("jane@example.com", "Your reset", TEXT, None)
+        finally:
+            courier.close()
+    assert sink.messages == []
