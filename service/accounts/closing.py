@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 
 from service.accounts.changes import revoke_pending_resets
 from service.events import audit
-from service.models import Account, AccountStatus, AuditEvent, OutboxKind, OutboxMessage, OutboxStatus
+from service.models import Account, AccountStatus, AuditEvent, EmailChange, OutboxKind, OutboxMessage, OutboxStatus
 from service.outbox.delivery import ERASED_RECIPIENT
 from service.outbox.mail import render_email
 from service.outbox.queue import queue_email
@@ -58,6 +58,8 @@ def close_account(
         )
         .execution_options(synchronize_session=False)
     )
+    # The addresses it was asked to change to, confirmed or not: a link still out dies with them.
+    session.execute(delete(EmailChange).where(EmailChange.account_id == account.id))
     # Envelopes of mail already sent or failed keep no address either, nor their last error
     # (older versions wrote a refusal's text with the recipient in it).
     session.execute(

@@ -12,6 +12,7 @@ from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, SignatureExpired
 from sqlalchemy import select, update
 
+from service.accounts.changes import revoke_pending_resets
 from service.accounts.profile import set_email, tell_old_address
 from service.accounts.usernames import email_problem
 from service.events import audit
@@ -139,6 +140,8 @@ def confirm_email_change(session: DbSession, token: str, *, ip: str | None, now:
     account = change.account
     old_email = account.email
     set_email(account, change.new_email)
+    # As for any new email: what was mailed to the old address no longer opens the account.
+    revoke_pending_resets(session, account, now)
     audit.record_event(
         session, "account.email_changed", actor=audit.SELF, ip=ip, now=now, account=account,
         details={"via": "confirmation", "requested_by": change.requested_by},

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
 
+from service.accounts.changes import revoke_pending_resets
 from service.accounts.usernames import email_problem
 from service.events import audit
 from service.models import Account
@@ -113,6 +114,9 @@ def update_profile(
             details={"fields": ",".join(changed)},
         )
     if "email" in changed:
+        # Links and temporary passwords mailed to the old address die: whoever still reads it
+        # must not be able to take the account over.
+        revoke_pending_resets(session, account, now)
         audit.record_event(
             session, "account.email_changed", actor=actor, ip=ip, now=now, account=account,
             details={"via": "website"},

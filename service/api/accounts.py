@@ -119,7 +119,7 @@ def create_account() -> tuple[dict[str, Any], int]:
 def update_account(username: str) -> dict[str, Any]:
     fields = validated_body()  # only the fields sent: the others stay as they are
     account = find_account(db.session, username)
-    if account is None:
+    if account is None or account.status == AccountStatus.CLOSED:
         raise AccountNotFound(f"No account named {username!r}.")
     update_profile(db.session, account, fields, actor=current_key_actor(), ip=client_ip(), now=utcnow())
     db.session.commit()

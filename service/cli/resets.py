@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 from service.accounts.records import find_account
 from service.cli.common import fail
 from service.events import audit
-from service.models import RESET_METHODS
+from service.models import RESET_METHODS, AccountStatus
 from service.platform.clock import utcnow
 from service.platform.errors import AccountNotFound, ServiceError
 from service.platform.extensions import db
@@ -26,7 +26,7 @@ def reset_send(username: str, method: str | None) -> None:
     policy = reset_policy()
     account = find_account(db.session, username)
     try:
-        if account is None:
+        if account is None or account.status == AccountStatus.CLOSED:
             raise AccountNotFound(f"No account named {username!r}.")
         issued = issue_reset(
             db.session, account, method or policy.method, policy=policy, requested_by=audit.CLI, ip=None, now=utcnow()

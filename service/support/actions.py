@@ -21,10 +21,20 @@ from service.accounts.profile import PHONE_CHARACTERS
 from service.accounts.records import find_account
 from service.accounts.throttle import account_throttle_key, sign_in_throttle
 from service.events import audit
-from service.models import Account, AuditEvent, EmailChange, OutboxKind, OutboxMessage, OutboxStatus, PasswordReset
+from service.models import (
+    Account,
+    AccountStatus,
+    AuditEvent,
+    EmailChange,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
+    PasswordReset,
+)
 from service.platform.counters import count
 from service.platform.database import DbSession
 from service.platform.errors import AccountNotFound, FieldError, NoEmailOnFile, RateLimited, ValidationFailed
+from service.platform.sealing import username_hash
 from service.platform.text import digits_of, is_storable, normalise_username, searchable
 from service.resets.issuing import IssuedReset, issue_reset
 from service.resets.mailcap import seconds_until_next_mail, take_reset_mail
@@ -97,14 +107,29 @@ def search_accounts(
         .offset((page - 1) * per_page)
         .limit(per_page + 1)
     ).all()
-    audit.record_event(session, "support.searched", actor=actor, ip=ip, now=now, details={"query": query})
+    # Who searched, and for what as a keyed hash: an auditor who has a name, an address or a
+    # number can check whether an agent looked for it; the trail itself keeps none of them,
+    # and so keeps nothing of a customer whose account is later closed.
+    audit.record_event(
+        session, "support.searched", actor=actor, ip=ip, now=now, details={"query_hash": username_hash(query)}
+    )
     return Page(items=list(rows[:per_page]), page=page, per_page=per_page, has_more=len(rows) > per_page)
 
 
 def require_account(session: DbSession, username: str) -> Account:
-    """The account, or AccountNotFound (agents may know an account exists)."""
+    """The account, or AccountNotFound (agents may know an account exists): closed ones too,
+    whose trail stays open to view."""
     account = find_account(session, username)
     if account is None:
+        raise AccountNotFound(_("No account named %(username)s.", username=repr(username)))
+    return account
+
+
+def require_open_account(session: DbSession, username: str) -> Account:
+    """The account, if anything may still be done to it: a closed account is gone for every
+    action (a reset, an email, a freeze...), and its erased data must not come back."""
+    account = require_account(session, username)
+    if account.status == AccountStatus.CLOSED:
         raise AccountNotFound(_("No account named %(username)s.", username=repr(username)))
     return account
 
@@ -262,7 +287,7 @@ def send_reset(
     account's hourly cap on reset mails (which counts every mail, whoever asked); flushes."""
     now = action.now
     take_reset_from_quota(session, action.actor, quota=quota, now=now)
-    account = require_account(session, username)
+    account = require_open_account(session, username)
     if not account.email:
         raise NoEmailOnFile(_("The account has no email address: confirm one with the customer first."))
     if not take_reset_mail(session, account.id, per_hour=policy.mails_per_hour, now=now):
@@ -288,7 +313,7 @@ def send_reset(
 
 def unlock_account(session: DbSession, username: str, action: AgentAction) -> Account:
     """End a sign-in throttle early, as a customer on the phone asks; audited."""
-    account = require_account(session, username)
+    account = require_open_account(session, username)
     sign_in_throttle().unlock(account_throttle_key(account.username_key))
     audit.record_event(
         session, "account.unlocked", actor=action.actor, ip=action.ip, now=action.now, account=account,
@@ -302,7 +327,7 @@ def freeze(session: DbSession, username: str, action: AgentAction, *, reason: st
     reason = reason.strip()
     if not reason:
         raise ValidationFailed("Say why the account is frozen.", errors=[FieldError("reason", "Give a reason.")])
-    account = require_account(session, username)
+    account = require_open_account(session, username)
     return freeze_account(
         session, account, reason=reason, actor=action.actor, ip=action.ip, now=action.now, details=action.details()
     )
@@ -310,7 +335,7 @@ def freeze(session: DbSession, username: str, action: AgentAction, *, reason: st
 
 def close(session: DbSession, username: str, action: AgentAction) -> str:
     """Close an account for a verified caller who asks to leave (the website's closing rule); returns its pseudonym."""
-    account = require_account(session, username)
+    account = require_open_account(session, username)
     return close_account(
         session, account, actor=action.actor, ip=action.ip, now=action.now, details=action.details()
     )
@@ -318,13 +343,13 @@ def close(session: DbSession, username: str, action: AgentAction) -> str:
 
 def unfreeze(session: DbSession, username: str, action: AgentAction) -> bool:
     """Lift a freeze once the owner is confirmed; False if the account was not frozen."""
-    account = require_account(session, username)
+    account = require_open_account(session, username)
     return unfreeze_account(session, account, actor=action.actor, ip=action.ip, now=action.now, details=action.details())
 
 
 def change_email(session: DbSession, username: str, new_email: str, action: AgentAction) -> StartedChange:
     """Send a confirmation link to the address the caller gives; it becomes the email once confirmed."""
-    account = require_account(session, username)
+    account = require_open_account(session, username)
     return start_email_change(
         session, account, new_email, actor=action.actor, ip=action.ip, now=action.now, details=action.details()
     )

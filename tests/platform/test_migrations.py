@@ -3,6 +3,7 @@ schema it makes is exactly what the models describe (autogenerate finds nothing 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from service import create_app
 from service.accounts.records import create_account, find_account
 from service.platform.clock import utcnow
 from service.platform.extensions import db
+from service.platform.sealing import username_hash
 from tests.conftest import test_settings as settings_for
 
 
@@ -201,3 +203,36 @@ def test_upgrade_tells_how_each_reset_already_used_was_used(bare_app: Flask) -> 
     assert [tuple(row) for row in rows] == [
         ("link", "reset_code"), ("link", "reset_link"), ("temporary_password", "temporary_password"), ("link", None),
     ]
+
+
+def test_upgrade_keeps_support_searches_as_keyed_hashes(bare_app: Flask) -> None:
+    # Before 0019 a search kept the text typed (an address, a name, a number) in the trail.
+    upgrade(bare_app, "0018_reset_language")
+    with bare_app.app_context():
+        for query in ("erin@example.com", "Uniquename"):
+            db.session.execute(
+                text(
+                    "INSERT INTO audit_events (at, type, actor, details)"
+                    " VALUES ('2026-11-01 10:00:00', 'support.searched', 'agent:ann', :details)"
+                ),
+                {"details": json.dumps({"query": query})},
+            )
+        db.session.execute(
+            text(
+                "INSERT INTO audit_events (at, type, actor, details)"
+                " VALUES ('2026-11-01 10:00:00', 'reset.requested', 'self', :details)"
+            ),
+            {"details": json.dumps({"query": "not a search", "outcome": "issued"})},
+        )
+        db.session.commit()
+    upgrade(bare_app)
+    with bare_app.app_context():
+        details = [
+            row if isinstance(row, dict) else json.loads(row)
+            for row in db.session.execute(text("SELECT details FROM audit_events ORDER BY id")).scalars()
+        ]
+        assert details == [
+            {"query_hash": username_hash("erin@example.com")},
+            {"query_hash": username_hash("uniquename")},
+            {"query": "not a search", "outcome": "issued"},
+        ]
