@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app, g, request
+from flask import current_app, g, request, session
 from itsdangerous import BadSignature
 from werkzeug.wrappers import Response
 
@@ -47,9 +47,14 @@ def _set_cookie(response: Response, secret: str) -> None:
 
 
 def start_agent_session(response: Response, agent: Agent) -> None:
-    """Open a session for the agent and set its cookie on this response; the view commits."""
+    """Open a session for the agent and set its cookie on this response; the view commits.
+
+    The forms' CSRF token starts afresh too: the one of the sign-in page was handed out before
+    anyone signed in, so whoever saw that page (a shared browser, a planted cookie) would know
+    the token of the agent's session."""
     started = start_session(db.session, agent, now=utcnow())
     _set_cookie(response, started.secret)
+    forget_csrf_token()
 
 
 def end_agent_session(response: Response) -> None:
@@ -61,6 +66,12 @@ def end_agent_session(response: Response) -> None:
         end_session(db.session, g.agent_session, now=now)
         audit.record_event(db.session, "agent.signed_out", actor=audit.agent_actor(agent.username), ip=client_ip(), now=now)
     response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH)
+    forget_csrf_token()
+
+
+def forget_csrf_token() -> None:
+    """Drop the browser session's CSRF token: the next form gets a new one."""
+    session.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
 
 
 def current_agent() -> Agent | None:

@@ -165,9 +165,10 @@ def actor() -> str:
 
 @console.route("/login", methods=["GET", "POST"])
 @page_per_ip
-def sign_in() -> str | tuple[str, int] | Response:
+def sign_in() -> tuple[str, int, dict[str, str]] | Response:
     form = AgentSignInForm()
     status = 200
+    headers: dict[str, str] = {}
     if form.validate_on_submit():
         ip, now = client_ip(), utcnow()
         try:
@@ -175,6 +176,7 @@ def sign_in() -> str | tuple[str, int] | Response:
         except RateLimited as error:
             form.password.errors = [error.detail]
             status = 429
+            headers["Retry-After"] = str(error.retry_after)
         else:
             if agent is None:
                 db.session.commit()  # the failed attempt's record
@@ -194,7 +196,7 @@ def sign_in() -> str | tuple[str, int] | Response:
                 return response
     elif form.is_submitted():
         status = 400
-    return render_template("support/login.html", form=form), status
+    return render_template("support/login.html", form=form), status, headers
 
 
 def _enrolment(agent: Agent) -> dict[str, Any]:
@@ -210,31 +212,32 @@ def _enrolment(agent: Agent) -> dict[str, Any]:
     }
 
 
-def _check_code(agent: Agent, form: TotpCodeForm) -> int:
-    """Check the form's code: 200 when right, else the status to answer with (the error set)."""
+def _check_code(agent: Agent, form: TotpCodeForm) -> tuple[int, dict[str, str]]:
+    """Check the form's code: 200 when right, else the status (and headers) to answer with, the
+    form's error set."""
     try:
         accepted = totp.check_code(db.session, agent, form.code.data or "", ip=client_ip(), now=utcnow())
     except RateLimited as error:
         form.code.errors = [error.detail]
-        return 429
+        return 429, {"Retry-After": str(error.retry_after)}
     if not accepted:
         db.session.commit()  # the failure's record
         form.code.errors = [_("That code is wrong or was already used. Enter the code your app shows now.")]
-        return 401
-    return 200
+        return 401, {}
+    return 200, {}
 
 
 @console.route("/login/code", methods=["GET", "POST"])
 @page_per_ip
-def sign_in_code() -> str | tuple[str, int] | Response:
+def sign_in_code() -> tuple[str, int, dict[str, str]] | Response:
     agent = second_step_agent()
     if agent is None:
         flash(_("Sign in again: the time to enter a code ran out."), "error")
         return redirect(url_for("support.sign_in"))
     form = TotpCodeForm()
-    status = 200
+    status, headers = 200, dict[str, str]()
     if form.validate_on_submit():
-        status = _check_code(agent, form)
+        status, headers = _check_code(agent, form)
         if status == 200:
             response = redirect(url_for("support.search"))
             finish_sign_in(db.session, agent, ip=client_ip(), now=utcnow())
@@ -246,20 +249,20 @@ def sign_in_code() -> str | tuple[str, int] | Response:
         status = 400
     return render_template(
         "support/totp.html", form=form, action=url_for("support.sign_in_code"), **_enrolment(agent),
-    ), status
+    ), status, headers
 
 
 @console.route("/totp", methods=["GET", "POST"])
 @agent_required
-def totp_enrolment() -> str | tuple[str, int] | Response:
+def totp_enrolment() -> str | tuple[str, int, dict[str, str]] | Response:
     agent = current_agent()
     assert agent is not None
     form = TotpCodeForm()
-    status = 200
+    status, headers = 200, dict[str, str]()
     if totp.is_enrolled(agent):
         return render_template("support/totp.html", enrolled=True, sign_out_form=SignOutForm())
     if form.validate_on_submit():
-        status = _check_code(agent, form)
+        status, headers = _check_code(agent, form)
         if status == 200:
             db.session.commit()
             flash(_("Your authenticator app is set up: sign-in now asks for its code."), "success")
@@ -269,7 +272,7 @@ def totp_enrolment() -> str | tuple[str, int] | Response:
     return render_template(
         "support/totp.html", form=form, action=url_for("support.totp_enrolment"), sign_out_form=SignOutForm(),
         **_enrolment(agent),
-    ), status
+    ), status, headers
 
 
 @console.post("/logout")

@@ -185,7 +185,8 @@ def test_wrong_codes_count_towards_the_agents_throttle(app: Flask, alice: None) 
     wrong = "000000" if code_for(secret, 30) != "000000" else "111111"
     for _ in range(MAX_FAILURES):
         assert code_step(browser, wrong).status_code == 401
-    assert code_step(browser, code_for(secret, seconds_ahead=30)).status_code == 429
+    throttled = code_step(browser, code_for(secret, seconds_ahead=30))
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
     # The password step is locked with it.
     assert password_step(app.test_client()).status_code == 429
 

@@ -185,8 +185,23 @@ def test_sign_in_is_throttled_after_too_many_wrong_passwords(
         assert sign_in(client, "alice", "not the agent password").status_code == 401
     throttled = sign_in(client, "alice", AGENT_PASSWORD)
     assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) > 0
     assert "Too many wrong passwords" in page_text(throttled)
     assert redirects_to_sign_in(client.get("/support"))
+
+
+def test_signing_in_starts_a_new_csrf_token(app: Flask, make_agent: Callable[..., None]) -> None:
+    """The sign-in page's token was handed out before anyone signed in: whoever saw that page
+    (a shared browser, a planted cookie) must not hold the token of the agent's session."""
+    make_agent("alice")
+    browser = app.test_client()
+    before = csrf_token(browser, "/support/login")
+    assert browser.post("/support/login", data={"csrf_token": before, "username": "alice", "password": AGENT_PASSWORD}).status_code == 302
+    after = csrf_token(browser, "/support")
+    assert after != before
+    # The old token opens no form of the session; the new one does.
+    assert browser.post("/support/logout", data={"csrf_token": before}).status_code == 400
+    assert browser.post("/support/logout", data={"csrf_token": after}).status_code == 302
 
 
 # --- the agent cookie -------------------------------------------------------------------------
