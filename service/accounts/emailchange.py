@@ -24,7 +24,7 @@ from service.platform.database import DbSession, rows_changed
 from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed, ValidationFailed
 from service.platform.i18n import current_language
 from service.platform.signing import secret_matches, serializer, sha256_hex
-from service.platform.text import mask_email
+from service.platform.text import mask_email, normalise_email
 
 EMAIL_CHANGE_SALT = "resetdesk.email-change"
 EMAIL_CHANGE_LIFETIME = timedelta(days=3)
@@ -71,6 +71,15 @@ def start_email_change(
         account=account, link=link, expires_at=change.expires_at,
     )
     queue_email(session, new_email, mail, account_id=account.id, now=now)
+    if account.email and normalise_email(account.email) != normalise_email(new_email):
+        # The owner hears of it before it happens, at the address that still works: a caller who
+        # talked an agent into the change has until the link is used, and the customer can call.
+        notice = render_email(
+            "email_changed", _l("Your email address is about to change"),
+            language=account.language or current_language(), now=now,
+            account=account, changed_at=now, has_new_email=True, pending=True,
+        )
+        queue_email(session, account.email, notice, account_id=account.id, now=now)
     sent_to = mask_email(new_email)
     audit.record_event(
         session, "account.email_change_requested", actor=actor, ip=ip, now=now, account=account,

@@ -89,8 +89,12 @@ def test_the_new_address_becomes_the_email_only_once_confirmed(
     assert stored(app).email == "jane.new@example.org"
     assert stored(app).email_key == "jane.new@example.org"
     run_dispatcher(app)
-    [notice] = smtp.to("jane@example.com")
-    assert "changed" in SmtpSink.text_of(notice)
+    # The old address heard of it twice: when it was asked for, and when it happened.
+    warning, notice = smtp.to("jane@example.com")
+    assert warning["Subject"] == "Your email address is about to change"
+    assert "the change can still be stopped" in SmtpSink.text_of(warning)
+    assert notice["Subject"] == "Your email address was changed"
+    assert "Mail about your account now goes to the new address" in SmtpSink.text_of(notice)
     types = event_types(app)
     assert "account.email_change_requested" in types and "account.email_changed" in types
     assert "account.email_changed" in webhooks(app)
@@ -146,3 +150,30 @@ def test_an_account_without_email_gets_one(app: Flask, client: FlaskClient, make
         account = db.session.scalar(select(Account).where(Account.username == "noemail"))
         assert account is not None and account.email == "found@example.org"
     assert client.post("/api/v1/support/accounts/nobody/email", json={"email": "x@example.org"}, headers=key).status_code == 404
+
+
+def test_the_old_address_hears_of_a_change_before_it_happens_and_a_freeze_stops_it(
+    app: Flask, client: FlaskClient, agent_key: Headers, smtp: SmtpSink
+) -> None:
+    """A caller talks an agent into changing the email: the owner, told at the address that still
+    works, calls in, and the account is frozen; the link the caller holds is dead."""
+    assert client.post(f"{URL}/email", json={"email": "thief@example.net"}, headers=agent_key).status_code == 202
+    path = confirmation_path(app, smtp, "thief@example.net")
+    [warning] = smtp.to("jane@example.com")
+    assert warning["Subject"] == "Your email address is about to change"
+    text = SmtpSink.text_of(warning)
+    assert "customer service was asked to change the email address" in text
+    assert "thief" not in text  # the notice names no address: it may be anyone's
+
+    assert client.post(f"{URL}/freeze", json={"reason": "owner says it was not them"}, headers=agent_key).status_code == 204
+    page = app.test_client().get(path, follow_redirects=True)
+    assert page.status_code in (400, 410), page.get_data(as_text=True)
+    assert stored(app).email == "jane@example.com"
+
+
+def test_no_warning_when_the_address_only_changes_its_case(
+    app: Flask, client: FlaskClient, agent_key: Headers, smtp: SmtpSink
+) -> None:
+    assert client.post(f"{URL}/email", json={"email": "Jane@Example.com"}, headers=agent_key).status_code == 202
+    run_dispatcher(app)
+    assert smtp.to("jane@example.com") == []

@@ -42,9 +42,12 @@ def assert_friendly_refusal(response: TestResponse) -> None:
 
 
 def link_in_mail(smtp: SmtpSink, path: str) -> str:
-    match = re.search(re.escape(PUBLIC_BASE_URL) + re.escape(path) + r"(\S+)", SmtpSink.text_of(smtp.messages[-1]))
-    assert match, SmtpSink.text_of(smtp.messages[-1])
-    return match.group(1)
+    """The newest link to `path` in the mail sent so far."""
+    for message in reversed(smtp.messages):
+        match = re.search(re.escape(PUBLIC_BASE_URL) + re.escape(path) + r"(\S+)", SmtpSink.text_of(message))
+        if match:
+            return match.group(1)
+    raise AssertionError(f"no mail holds a link to {path}")
 
 
 def customer_reset_session(app: Flask, client: FlaskClient, smtp: SmtpSink) -> str:
