@@ -499,18 +499,25 @@ def test_a_temporary_password_mail_is_in_french_for_a_french_account(
         assert "Here is" not in part
 
 
+def notice_after_a_reset_over_the_api(app: Flask, client: FlaskClient, smtp: SmtpSink, request: dict[str, str]) -> EmailMessage:
+    """Ask for a reset with `request`, choose the password over the (English) API: the notice."""
+    address = f"{request['username']}@example.com"
+    assert client.post("/api/v1/password-resets", json=request).status_code == 202
+    run_dispatcher(app)
+    token = token_in(only_mail_to(smtp, address))
+    confirmed = client.post("/api/v1/password-resets/confirm", json={"token": token, "new_password": OTHER_STRONG_PASSWORD})
+    assert confirmed.status_code == 204
+    run_dispatcher(app)
+    [notice] = [m for m in smtp.to(address) if m["Subject"] != "Réinitialiser votre mot de passe"]
+    return notice
+
+
 def test_the_password_changed_notice_follows_a_french_accounts_language(
     app: Flask, client: FlaskClient, client_key: dict[str, str], smtp: SmtpSink
 ) -> None:
     create_account_over_api(client, client_key, "jeanne", "fr")
-    client.post("/api/v1/password-resets", json={"username": "jeanne"})
-    run_dispatcher(app)
-    token = token_in(only_mail_to(smtp, "jeanne@example.com"))
     # Confirmed over the (English) API: the notice still speaks the account's French.
-    confirmed = client.post("/api/v1/password-resets/confirm", json={"token": token, "new_password": OTHER_STRONG_PASSWORD})
-    assert confirmed.status_code == 204
-    run_dispatcher(app)
-    [notice] = [m for m in smtp.to("jeanne@example.com") if m["Subject"] != "Réinitialiser votre mot de passe"]
+    notice = notice_after_a_reset_over_the_api(app, client, smtp, {"username": "jeanne"})
     assert notice["Subject"] == "Votre mot de passe a été modifié"
     for part in (SmtpSink.text_of(notice), html.unescape(html_of(notice))):
         assert "Bonjour jeanne," in part
@@ -525,13 +532,7 @@ def test_the_password_changed_notice_speaks_the_reset_mails_language_for_an_acco
     """The website asked in French for an account with no language; the customer then chose a
     password through the website (the API, English): the notice speaks French, as the mail did."""
     make_account()
-    assert client.post("/api/v1/password-resets", json={"username": "jane", "language": "fr"}).status_code == 202
-    run_dispatcher(app)
-    token = token_in(only_mail_to(smtp, "jane@example.com"))
-    confirmed = client.post("/api/v1/password-resets/confirm", json={"token": token, "new_password": OTHER_STRONG_PASSWORD})
-    assert confirmed.status_code == 204
-    run_dispatcher(app)
-    [notice] = [m for m in smtp.to("jane@example.com") if m["Subject"] != "Réinitialiser votre mot de passe"]
+    notice = notice_after_a_reset_over_the_api(app, client, smtp, {"username": "jane", "language": "fr"})
     assert notice["Subject"] == "Votre mot de passe a été modifié"
     assert "Bonjour jane," in SmtpSink.text_of(notice)
 
