@@ -48,12 +48,14 @@ ERROR_STATUS: dict[str, int] = {
     "token_expired": 410,
     "token_used": 410,
     "payload_too_large": 413,
+    "uri_too_long": 414,
     "unsupported_media_type": 415,
     "rate_limited": 429,
 }
 
-# Every call may meet these: NUL in the path or query, a path that does not route, a body over the limit.
-ALWAYS = ("invalid_input", "not_found", "payload_too_large")
+# Every call may meet these: NUL in the path or query, a path that does not route, a body over
+# the limit, an address over the limit.
+ALWAYS = ("invalid_input", "not_found", "payload_too_large", "uri_too_long")
 # A call that reads a JSON body.
 JSON_BODY = ("malformed_json", "validation_failed", "unsupported_media_type")
 # A call that needs an API key.
