@@ -138,9 +138,11 @@ def set_password(
     now: datetime,
     via: str,
     reset: PasswordReset | None = None,
+    notify: bool = True,
 ) -> None:
     """Check the new password against the policy and set it; the caller commits."""
     check_new_password(new_password, username=account.username, email=account.email)
     replace_password_hash(
-        session, account, hash_password(new_password), actor=actor, ip=ip, now=now, via=via, reset=reset
+        session, account, hash_password(new_password), actor=actor, ip=ip, now=now, via=via, reset=reset,
+        notify=notify,
     )

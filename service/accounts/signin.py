@@ -268,8 +268,14 @@ def change_password(
     signed_in = sign_in(session, username, current_password, ip=ip, now=now, notify=False)
     if signed_in.account is None:
         return signed_in
+    account = session.get_one(Account, signed_in.account.id)
+    # A temporary password used to sign in earlier is the account's password until replaced,
+    # and only it expires. Its use was announced then ("changed by signing in with a temporary
+    # password"); the customer now choosing their own is the end of that change, not another.
+    replacing_temporary = signed_in.temporary is None and account.password_expires_at is not None
     set_password(
-        session, session.get_one(Account, signed_in.account.id), new_password, actor=actor, ip=ip, now=now,
-        via="temporary_password" if signed_in.temporary is not None else "change", reset=signed_in.temporary,
+        session, account, new_password, actor=actor, ip=ip, now=now,
+        via="temporary_password" if signed_in.temporary is not None or replacing_temporary else "change",
+        reset=signed_in.temporary, notify=not replacing_temporary,
     )
     return signed_in

@@ -122,6 +122,36 @@ def test_changing_a_temporary_password_sends_one_notice(
     assert verify(client, client_key, "jane", OTHER_STRONG_PASSWORD).status_code == 200
 
 
+@pytest.mark.parametrize("app_settings", [{"RESET_METHOD": "temporary_password"}], indirect=True)
+def test_signing_in_with_a_temporary_password_then_replacing_it_sends_one_notice(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], client_key: dict[str, str], smtp: SmtpSink
+) -> None:
+    """The website's usual flow: sign in, see must_change_password, let the customer choose."""
+    make_account()
+    ask_for_reset(client, "jane")
+    run_dispatcher(app)
+    temporary = temporary_password_in(smtp.to("jane@example.com")[-1])
+    signed_in = verify(client, client_key, "jane", temporary)
+    assert signed_in.status_code == 200 and signed_in.get_json()["must_change_password"] is True
+    changed = client.post(
+        "/api/v1/accounts/jane/password", json={"current_password": temporary, "new_password": OTHER_STRONG_PASSWORD},
+        headers=client_key,
+    )
+    assert changed.status_code == 204
+    run_dispatcher(app)
+    (notice,) = notices(smtp)
+    assert "temporary password" in notice and "previous password" not in notice
+    assert verify(client, client_key, "jane", OTHER_STRONG_PASSWORD).get_json()["must_change_password"] is False
+    # A later change of the customer's own password is announced as usual.
+    again = client.post(
+        "/api/v1/accounts/jane/password", json={"current_password": OTHER_STRONG_PASSWORD, "new_password": STRONG_PASSWORD},
+        headers=client_key,
+    )
+    assert again.status_code == 204
+    run_dispatcher(app)
+    assert len(notices(smtp)) == 2 and "signed in with the previous password" in notices(smtp)[-1]
+
+
 HOSTILE_TICKET = '<img src=x onerror=alert(1)> & "CS-1"'
 
 
