@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as email_policy
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -333,12 +334,23 @@ class SmtpSink:
         return message.get_body(preferencelist=("plain",)).get_content()
 
 
+SinkType = TypeVar("SinkType", bound=SmtpSink)
+
+
+@contextmanager
+def serving(sink: SinkType) -> Iterator[SinkType]:
+    """`sink` listening for the block's length."""
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
 @pytest.fixture
 def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
+    with serving(SmtpSink()) as sink:
+        yield sink
 
 
 def smtp_settings(sink: SmtpSink) -> dict[str, Any]:

@@ -93,61 +93,40 @@ def test_a_change_with_the_current_password_says_so(
     app: Flask, client: FlaskClient, make_account: Callable[..., Account], client_key: dict[str, str], smtp: SmtpSink
 ) -> None:
     make_account()
-    changed = client.post(
-        "/api/v1/accounts/jane/password", json={"current_password": STRONG_PASSWORD, "new_password": OTHER_STRONG_PASSWORD},
-        headers=client_key,
-    )
-    assert changed.status_code == 204
+    assert change_password(client, client_key, STRONG_PASSWORD, OTHER_STRONG_PASSWORD) == 204
     run_dispatcher(app)
     (notice,) = notices(smtp)
     assert "signed in with the previous password" in notice
 
 
+def change_password(client: FlaskClient, key: dict[str, str], current: str, new: str) -> int:
+    """The website changes jane's password, knowing the current one; the answer's status."""
+    answer = client.post("/api/v1/accounts/jane/password", json={"current_password": current, "new_password": new}, headers=key)
+    return answer.status_code
+
+
 @pytest.mark.parametrize("app_settings", [{"RESET_METHOD": "temporary_password"}], indirect=True)
-def test_changing_a_temporary_password_sends_one_notice(
-    app: Flask, client: FlaskClient, make_account: Callable[..., Account], client_key: dict[str, str], smtp: SmtpSink
+@pytest.mark.parametrize("signed_in_first", [False, True], ids=["changed at once", "signed in first"])
+def test_a_temporary_password_sends_one_notice_however_it_is_replaced(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], client_key: dict[str, str], smtp: SmtpSink,
+    signed_in_first: bool,
 ) -> None:
+    """Changed at once, or the website's usual flow: sign in, see must_change_password, let the
+    customer choose. Either way one notice, saying a temporary password was used."""
     make_account()
     ask_for_reset(client, "jane")
     run_dispatcher(app)
     temporary = temporary_password_in(smtp.to("jane@example.com")[-1])
-    changed = client.post(
-        "/api/v1/accounts/jane/password", json={"current_password": temporary, "new_password": OTHER_STRONG_PASSWORD},
-        headers=client_key,
-    )
-    assert changed.status_code == 204
-    run_dispatcher(app)
-    (notice,) = notices(smtp)
-    assert "temporary password" in notice
-    assert verify(client, client_key, "jane", OTHER_STRONG_PASSWORD).status_code == 200
-
-
-@pytest.mark.parametrize("app_settings", [{"RESET_METHOD": "temporary_password"}], indirect=True)
-def test_signing_in_with_a_temporary_password_then_replacing_it_sends_one_notice(
-    app: Flask, client: FlaskClient, make_account: Callable[..., Account], client_key: dict[str, str], smtp: SmtpSink
-) -> None:
-    """The website's usual flow: sign in, see must_change_password, let the customer choose."""
-    make_account()
-    ask_for_reset(client, "jane")
-    run_dispatcher(app)
-    temporary = temporary_password_in(smtp.to("jane@example.com")[-1])
-    signed_in = verify(client, client_key, "jane", temporary)
-    assert signed_in.status_code == 200 and signed_in.get_json()["must_change_password"] is True
-    changed = client.post(
-        "/api/v1/accounts/jane/password", json={"current_password": temporary, "new_password": OTHER_STRONG_PASSWORD},
-        headers=client_key,
-    )
-    assert changed.status_code == 204
+    if signed_in_first:
+        signed_in = verify(client, client_key, "jane", temporary)
+        assert signed_in.status_code == 200 and signed_in.get_json()["must_change_password"] is True
+    assert change_password(client, client_key, temporary, OTHER_STRONG_PASSWORD) == 204
     run_dispatcher(app)
     (notice,) = notices(smtp)
     assert "temporary password" in notice and "previous password" not in notice
     assert verify(client, client_key, "jane", OTHER_STRONG_PASSWORD).get_json()["must_change_password"] is False
     # A later change of the customer's own password is announced as usual.
-    again = client.post(
-        "/api/v1/accounts/jane/password", json={"current_password": OTHER_STRONG_PASSWORD, "new_password": STRONG_PASSWORD},
-        headers=client_key,
-    )
-    assert again.status_code == 204
+    assert change_password(client, client_key, OTHER_STRONG_PASSWORD, STRONG_PASSWORD) == 204
     run_dispatcher(app)
     assert len(notices(smtp)) == 2 and "signed in with the previous password" in notices(smtp)[-1]
 

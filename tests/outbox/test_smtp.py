@@ -17,7 +17,7 @@ from flask import Flask
 from service import create_app
 from service.outbox.mail import Courier
 from service.outbox.smtp import AnswerLost
-from tests.conftest import SmtpSink, smtp_settings
+from tests.conftest import SmtpSink, serving, smtp_settings
 from tests.conftest import test_settings as settings_for
 
 # A line that SMTP's DATA must dot-stuff, and one that would end the body early if it did not.
@@ -106,10 +106,8 @@ class Refusing(SmtpSink):
 
 @pytest.fixture
 def refusing() -> Iterator[Refusing]:
-    sink = Refusing()
-    sink.start()
-    yield sink
-    sink.stop()
+    with serving(Refusing()) as sink:
+        yield sink
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
