@@ -162,6 +162,12 @@ def deliver(kind: str, target: str, env: dict[str, str], sink: SmtpSink, workers
             tmp: Path) -> dict[str, Any]:
     """Queue, start the workers, release the messages, time their arrival at the sink."""
     sql(kind, target, "DELETE FROM outbox")
+    if kind == "postgresql":
+        # Each cell starts from the same table. Without this, the previous cells' 10,000 deleted
+        # rows stay in the table and its indexes until autovacuum comes by, and the next cell's
+        # statements pay for them: PostgreSQL's CPU a mail went from 0.17 to 0.34-0.44 ms in the
+        # 4-worker cell (ANALYZE alone did not help; VACUUM did).
+        sql(kind, target, "VACUUM ANALYZE outbox")
     prefix = f"{kind}-{workers}-"
     mime_path = tmp / "message.eml"
     queued = subprocess.run([str(BIN / "python"), "-c", QUEUE_SCRIPT, str(messages), prefix, str(mime_path)],
