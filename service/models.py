@@ -309,6 +309,9 @@ class PasswordReset(Base):
     # A keyed hash of what the customer types: the code beside a link, or the temporary
     # password itself; it finds the reset among several pending ones without a slow hash each.
     code_hash: Mapped[str | None] = mapped_column(String(64))
+    # A keyed hash of the code's first letters (service.resets.codes): a wrong code counts
+    # against the pending reset whose code starts the same, not against every one.
+    code_selector: Mapped[str | None] = mapped_column(String(64))
     code_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     # The ticket an agent gave when sending the reset: the password-changed notice names it.
     ticket: Mapped[str | None] = mapped_column(String(200))

@@ -14,7 +14,12 @@ from service.platform.clock import utcnow
 from service.platform.database import core_transaction
 from service.platform.extensions import db
 from service.platform.i18n import supported_language
-from service.platform.ratelimits import reset_request_per_ip, reset_request_per_username, token_per_ip
+from service.platform.ratelimits import (
+    code_per_username,
+    reset_request_per_ip,
+    reset_request_per_username,
+    token_per_ip,
+)
 from service.resets.codes import CodeRejected
 from service.resets.links import check_link, confirm_reset, confirm_reset_by_code
 from service.resets.policy import reset_policy
@@ -83,6 +88,7 @@ def check_password_reset(token: str) -> dict[str, Any]:
     errors=["token_invalid", "token_expired", "token_used", "weak_password", "rate_limited"],
 )
 @token_per_ip
+@code_per_username
 def confirm_password_reset() -> Response:
     fields = validated_body()
     if "token" in fields:

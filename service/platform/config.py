@@ -22,7 +22,7 @@ ENVIRONMENTS = ("development", "production", "testing")
 # The rate-limit settings that hold a limit string (Flask-Limiter's notation, "10/minute;100/hour").
 LIMIT_SETTINGS = (
     "RATELIMIT_RESET_PER_IP", "RATELIMIT_RESET_PER_USERNAME", "RATELIMIT_TOKEN_PER_IP", "RATELIMIT_PAGES_PER_IP",
-    "RATELIMIT_REMINDER_PER_IP", "RATELIMIT_REMINDER_PER_ADDRESS",
+    "RATELIMIT_REMINDER_PER_IP", "RATELIMIT_REMINDER_PER_ADDRESS", "RATELIMIT_CODE_PER_USERNAME",
 )
 WEBHOOK_SECRET_PREFIX = "whsec_"
 RESET_METHODS = ("link", "temporary_password")
@@ -86,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_REMINDER_PER_IP": "5/minute;30/hour",
     "RATELIMIT_REMINDER_PER_ADDRESS": "3/hour",
     "RATELIMIT_TOKEN_PER_IP": "30/minute",
+    "RATELIMIT_CODE_PER_USERNAME": "10/hour",
     "RATELIMIT_PAGES_PER_IP": "120/minute",
     "TRUSTED_PROXIES": 0,
     "DB_POOL_SIZE": 5,

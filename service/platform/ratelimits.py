@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import current_app
+from flask import current_app, request
+from werkzeug.exceptions import HTTPException
 
 from service.platform.clients import client_rate_limit_key, submitted_email, submitted_username
 from service.platform.extensions import limiter
@@ -32,3 +33,24 @@ reminder_per_address = limiter.shared_limit(
 )
 token_per_ip = limiter.shared_limit(_setting("RATELIMIT_TOKEN_PER_IP"), scope="token-ip", key_func=client_rate_limit_key)
 page_per_ip = limiter.shared_limit(_setting("RATELIMIT_PAGES_PER_IP"), scope="page-ip", key_func=client_rate_limit_key)
+
+
+def _not_a_code() -> bool:
+    """Whether this request is not a username and a reset code: a link's confirmation (a token,
+    no username), a page opened, or a body the view refuses anyway."""
+    try:
+        if request.is_json:
+            body = request.get_json(silent=True)
+            return not (isinstance(body, dict) and "code" in body and "token" not in body)
+        return "code" not in request.form
+    except (HTTPException, RecursionError):
+        return True
+
+
+# Wrong codes for one reset kill it (RESET_CODE_ATTEMPTS); this bounds the codes tried for one
+# username over all its resets, whoever tries them and from however many addresses. The
+# customer's links keep working while it holds.
+code_per_username = limiter.shared_limit(
+    _setting("RATELIMIT_CODE_PER_USERNAME"), scope="reset-code-username", key_func=submitted_username,
+    methods=["POST"], exempt_when=_not_a_code,
+)

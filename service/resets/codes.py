@@ -1,9 +1,13 @@
 """Reset codes: the short code beside every reset link, typed by hand where a link cannot be
 opened (a mail read on the phone, the shop open on the PC), and setting a new password with it.
 
-A code is found by the account's username and the code's keyed hash. Wrong codes are counted
-on the account's pending link resets; after `policy.code_attempts` of them a reset dies, link
-and code alike, so a code cannot be guessed.
+A code is found by the account's username and the code's keyed hash. A wrong code is counted
+against the account's pending link reset whose code starts with the same letters (its
+selector); after `policy.code_attempts` of them that reset dies, link and code alike, so a code
+cannot be guessed. A stranger who knows only the username does not know how the customer's
+codes start: wrong codes from them almost never land on a real reset, so they cannot kill the
+links in the customer's mailbox. Resets issued before selectors have none, and every wrong code
+counts against them.
 """
 
 from __future__ import annotations
@@ -12,19 +16,32 @@ import secrets
 from datetime import datetime
 
 from flask_babel import gettext as _
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, literal_column, or_, select, update
 
-from service.accounts.records import find_account
-from service.models import PasswordReset, ResetMethod
+from service.models import Account, PasswordReset, ResetMethod
 from service.platform.database import DbSession
 from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed
-from service.platform.signing import keyed_hashes
+from service.platform.signing import keyed_hash, keyed_hashes
+from service.platform.text import is_storable, normalise_username
 from service.resets.policy import ResetPolicy
 
 # No 0/O, 1/I/L: a code is read off a phone and typed by hand, in any case.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 10  # about 50 bits, with a handful of attempts per reset
 CODE_MAX_LENGTH = 64
+# The first letters say which of an account's pending resets a code is meant for: 961 values,
+# of which an account has a few pending at most. The other eight letters stay the secret.
+SELECTOR_LENGTH = 2
+
+_accounts = Account.__table__.c
+# One statement and one row for every name: the account's id, or NULL from the outer join of a
+# one-row probe. No ORM object either way, so a wrong code for an existing name costs what one
+# for a missing name does (bench/README.md, the code form's timing).
+_FIND_ACCOUNT_ID = select(_accounts.id).select_from(
+    select(literal_column("1").label("one"))
+    .subquery("probe")
+    .outerjoin(Account.__table__, _accounts.username_key == bindparam("username_key"))
+)
 
 
 class CodeRejected(TokenInvalid):
@@ -42,6 +59,15 @@ def normal_code(typed: str) -> str:
     return "".join(char for char in typed.upper() if char not in " -\t")[:CODE_MAX_LENGTH]
 
 
+def code_selector(code: str) -> str:
+    """What a reset keeps of its code's first letters: a keyed hash, like the code's own."""
+    return keyed_hash(_selector_text(code))
+
+
+def _selector_text(code: str) -> str:
+    return "code-selector:" + normal_code(code)[:SELECTOR_LENGTH]
+
+
 def display_code(code: str) -> str:
     """`ABCDE-FGHJK`: two groups are easier to read out and type."""
     middle = len(code) // 2
@@ -54,11 +80,10 @@ def check_code(
     """The pending reset a username and code stand for; flushes the count of a wrong code.
 
     A missing username, a wrong code and a dead reset's code all raise CodeRejected (or
-    TokenExpired / TokenUsed for a known code), after the same queries, so the answer tells
-    nothing about the username.
+    TokenExpired / TokenUsed for a known code), after the same statements, so neither the
+    answer nor its time tells anything about the username.
     """
-    account = find_account(session, username)
-    account_id = account.id if account is not None else 0
+    account_id = _account_id(session, username) or 0
     reset = session.scalar(
         select(PasswordReset)
         .where(
@@ -70,7 +95,7 @@ def check_code(
         .limit(1)
     )
     if reset is None:
-        _count_wrong_code(session, account_id, policy=policy, now=now)
+        _count_wrong_code(session, account_id, code, policy=policy, now=now)
         raise CodeRejected(_("This code is not valid. Check the username and the code, or ask for a new email."))
     if reset.used_at is not None:
         raise TokenUsed(_("This code has already been used. Ask for a new one if you need it."))
@@ -88,14 +113,24 @@ def check_code(
     return reset
 
 
+def _account_id(session: DbSession, username: str) -> int | None:
+    key = normalise_username(username)
+    if not is_storable(key):
+        # No username holds such characters, and the database would refuse the query.
+        return None
+    account_id: int | None = session.execute(_FIND_ACCOUNT_ID, {"username_key": key}).scalar_one()
+    return account_id
+
+
 def killed_by_wrong_codes(reset: PasswordReset, policy: ResetPolicy) -> bool:
     """Whether a revoked reset died of wrong codes: its count stops at the limit, since only a
     usable reset counts one more, and the one that reaches the limit revokes it."""
     return reset.code_attempts >= policy.code_attempts
 
 
-def _count_wrong_code(session: DbSession, account_id: int, *, policy: ResetPolicy, now: datetime) -> None:
-    """One more wrong code on each of the account's pending link resets; the last allowed kills them.
+def _count_wrong_code(session: DbSession, account_id: int, code: str, *, policy: ResetPolicy, now: datetime) -> None:
+    """One more wrong code on the account's pending link resets whose code starts like this one
+    (and on those issued before selectors); the last allowed kills them.
 
     One conditional UPDATE: simultaneous wrong codes cannot both slip under the limit.
     """
@@ -105,6 +140,10 @@ def _count_wrong_code(session: DbSession, account_id: int, *, policy: ResetPolic
             PasswordReset.account_id == account_id,
             PasswordReset.method == ResetMethod.LINK,
             PasswordReset.code_hash.is_not(None),
+            or_(
+                PasswordReset.code_selector.in_(keyed_hashes(_selector_text(code))),
+                PasswordReset.code_selector.is_(None),
+            ),
             PasswordReset.usable_at(now),
         )
         .values(

@@ -21,7 +21,7 @@ from service.platform.database import DbSession, inserted_id
 from service.platform.errors import AccountFrozen, NoEmailOnFile
 from service.platform.signing import keyed_hash
 from service.platform.text import mask_email
-from service.resets.codes import display_code, new_code
+from service.resets.codes import code_selector, display_code, new_code
 from service.resets.links import hash_secret, make_link_token, new_secret
 from service.resets.policy import ResetPolicy
 
@@ -86,7 +86,8 @@ def issue_reset(
         {
             "account_id": account.id, "method": method, "requested_by": requested_by, "ip": ip,
             "secret_hash": secret_hash, "created_at": now, "expires_at": expires_at, "code_hash": keyed_hash(code),
-            "code_attempts": 0, "ticket": (details or {}).get("ticket") or None, "language": mail_language,
+            "code_selector": code_selector(code) if method == ResetMethod.LINK else None, "code_attempts": 0,
+            "ticket": (details or {}).get("ticket") or None, "language": mail_language,
         },
     )
     reset_id = inserted_id(recorded)

@@ -20,6 +20,7 @@ from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed, WeakP
 from service.platform.extensions import db
 from service.platform.i18n import LANGUAGE_COOKIE, current_language, supported_language
 from service.platform.ratelimits import (
+    code_per_username,
     page_per_ip,
     reminder_per_address,
     reminder_per_ip,
@@ -109,6 +110,7 @@ def reset_request_submit() -> PageResult:
 
 @pages.route("/reset-password/code", methods=["GET", "POST"])
 @token_per_ip
+@code_per_username
 def reset_code_form() -> PageResult:
     """Username and the code from the mail; a right pair leads on to the new-password form."""
     form = ResetCodeForm()
