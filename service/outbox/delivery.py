@@ -121,8 +121,8 @@ def record_sent_group(session: DbSession, accepted: list[Accepted]) -> None:
     """
     if not accepted:
         return
-    kept = [{"message_id": item.message.id, "sent_at": item.at} for item in accepted if not item.account_closed]
-    erased = [{"message_id": item.message.id, "sent_at": item.at} for item in accepted if item.account_closed]
+    kept = [{"message_id": item.message.id, "sent_at": item.at} for item in accepted if not keeps_no_address(item)]
+    erased = [{"message_id": item.message.id, "sent_at": item.at} for item in accepted if keeps_no_address(item)]
     if kept:
         session.execute(MARK_SENT, kept)
     if erased:
@@ -137,6 +137,13 @@ def record_sent_group(session: DbSession, accepted: list[Accepted]) -> None:
     )
     for kind, sent in Counter(item.message.kind for item in accepted).items():
         count("mail", kind, "sent", by=sent)
+
+
+def keeps_no_address(item: Accepted) -> bool:
+    """Whether a sent message's envelope keeps no address: a closed account's (its closing
+    notice), or an email of no account (a username reminder, to whatever address was typed,
+    which no account's record or export would ever show, nor its closing erase)."""
+    return item.account_closed or (item.message.kind == OutboxKind.EMAIL and item.message.account_id is None)
 
 
 class SentGroup:
@@ -202,6 +209,8 @@ def record_failure(session: DbSession, message: ClaimedMessage, error: BaseExcep
             # A failed reset mail is of no use (a new reset is), and its secret must not stay.
             # A webhook keeps its sealed body, for `outbox retry-failed` once the website is back.
             changes.update(text_body=FAILED_BODY, html_body=None)
+            if message.account_id is None:
+                changes["recipient"] = ERASED_RECIPIENT  # as once sent (keeps_no_address)
             audit.record_event(
                 session, "mail.failed", actor=OUTBOX_ACTOR, ip=None, now=now, account_id=message.account_id,
                 details={"subject": message.subject, "attempts": attempts},

@@ -149,3 +149,19 @@ def test_reminders_are_limited_per_address_from_any_client(app: Flask, client: F
 def test_reminders_are_limited_per_client_address(app: Flask, client: FlaskClient) -> None:
     statuses = [client.post(REMINDERS, json={"email": f"person{n}@example.com"}).status_code for n in range(3)]
     assert statuses == [202, 202, 429]
+
+
+def test_a_sent_reminder_keeps_no_address_so_closing_and_exports_have_none_to_miss(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    """A reminder belongs to no account (one mail may list several): its envelope kept the
+    typed address after sending, which neither an account's closing nor its export reached."""
+    from service.models import OutboxMessage
+
+    make_account("mum", email="family@example.com")
+    assert client.post(REMINDERS, json={"email": "family@example.com"}).status_code == 202
+    run_dispatcher(app)
+    assert [message["To"] for message in smtp.messages] == ["family@example.com"]
+    with app.app_context():
+        envelopes = db.session.execute(select(OutboxMessage.recipient, OutboxMessage.account_id)).all()
+    assert [tuple(row) for row in envelopes] == [("(erased)", None)]

@@ -236,3 +236,32 @@ def test_upgrade_keeps_support_searches_as_keyed_hashes(bare_app: Flask) -> None
             {"query_hash": username_hash("uniquename")},
             {"query": "not a search", "outcome": "issued"},
         ]
+
+
+def test_upgrade_erases_the_address_of_username_reminders_already_sent_or_failed(bare_app: Flask) -> None:
+    # Before 0021 a reminder, which belongs to no account, kept the typed address once sent.
+    upgrade(bare_app, "0020_reset_code_selector")
+    with bare_app.app_context():
+        account_id = insert_old_account("jane")
+        for kind, recipient, status, account in (
+            ("email", "typed@example.com", "sent", None),
+            ("email", "failed@example.com", "failed", None),
+            ("email", "waiting@example.com", "pending", None),
+            ("email", "jane@example.com", "sent", account_id),
+            ("webhook", "https://shop.example/hooks", "sent", None),
+        ):
+            db.session.execute(
+                text(
+                    "INSERT INTO outbox (kind, recipient, subject, text_body, status, attempts, next_attempt_at,"
+                    " created_at, account_id) VALUES (:kind, :recipient, 's', 'b', :status, 1, '2026-11-01 10:00:00',"
+                    " '2026-11-01 10:00:00', :account)"
+                ),
+                {"kind": kind, "recipient": recipient, "status": status, "account": account},
+            )
+        db.session.commit()
+    upgrade(bare_app)
+    with bare_app.app_context():
+        recipients = db.session.execute(text("SELECT recipient FROM outbox ORDER BY id")).scalars().all()
+    assert recipients == [
+        "(erased)", "(erased)", "waiting@example.com", "jane@example.com", "https://shop.example/hooks",
+    ]

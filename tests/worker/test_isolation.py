@@ -81,9 +81,14 @@ def seed_requests(app: Flask, usernames: tuple[str, ...], other_mail: int) -> di
 
 
 def seed_messages(app: Flask, recipients: tuple[str, ...]) -> None:
+    """An email to each recipient, each of an account of its own (mail of no account keeps no
+    address once sent, and these tests find the messages by it)."""
     with app.app_context():
-        for recipient in recipients:
-            queue_email(db.session, recipient, EMAIL, account_id=None, now=utcnow())
+        for number, recipient in enumerate(recipients):
+            owner = Account(username=f"owner{number}", username_key=f"owner{number}", email=recipient)
+            db.session.add(owner)
+            db.session.flush()
+            queue_email(db.session, recipient, EMAIL, account_id=owner.id, now=utcnow())
         db.session.commit()
 
 
