@@ -16,8 +16,9 @@ Runs, one after the other, on this machine:
             against the SMTP sink's own ceiling in the same run (target >= 0.8x, and >= 1,000
             mails/s where the sink's ceiling allows it).
   timing    the existing-versus-missing gap: bench/verify_timing.py --pairs 1000 (sign-in) and
-            bench/reset_request.py's timing pairs (1000; its other parts cut short); target: not
-            significant (Wilcoxon p >= 0.05) and |median gap| < 1 ms.
+            bench/reset_request.py's timing pairs (1000; its other parts cut short), and
+            bench/code_timing.py --pairs 1000 (a wrong reset code); target: not significant
+            (Wilcoxon p >= 0.05) and |median gap| < 1 ms.
 
 Every server runs with 2 gunicorn sync workers and 8 closed-loop clients (4 for sign-in, which
 is enough to keep both workers hashing), except where a script's own defaults say otherwise.
@@ -204,6 +205,9 @@ def part_timing(run: Run, quick: bool) -> None:
     timing_row(run, f"timing, /password-resets, {pairs} pairs (existing minus missing)",
                [PYTHON, str(BENCH / "reset_request.py"), "--duration", "2", "--rounds", "1", "--pairs", str(pairs),
                 "--spill-pairs", "0", "--no-external-baseline"], "timing_reset")
+    step("existing-versus-missing timing, a wrong reset code")
+    timing_row(run, f"timing, /password-resets/confirm with a wrong code, {pairs} pairs (pending reset minus missing)",
+               [PYTHON, str(BENCH / "code_timing.py"), "--pairs", str(pairs)], "timing_code")
 
 
 def print_table(run: Run, header: list[str]) -> None:

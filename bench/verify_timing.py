@@ -136,7 +136,8 @@ def quartiles_ms(values_ns: list[int]) -> tuple[float, float, float]:
     return q1 / 1e6, q2 / 1e6, q3 / 1e6
 
 
-def report(existing_ns: list[int], missing_ns: list[int], workers: int, server_closed: int, account: str) -> None:
+def report(existing_ns: list[int], missing_ns: list[int], workers: int, server_closed: int, account: str,
+           existing_label: str = "existing, wrong pw") -> None:
     diffs_ms = [(e - m) / 1e6 for e, m in zip(existing_ns, missing_ns, strict=False)]
     gap = statistics.median(diffs_ms)
     wilcoxon_p = stats.wilcoxon(diffs_ms).pvalue
@@ -152,7 +153,7 @@ def report(existing_ns: list[int], missing_ns: list[int], workers: int, server_c
     if server_closed:
         print(f"connection:            server closed it after {server_closed}/{total} answers "
               "(gunicorn sync workers do not keep alive); http.client reconnected each time")
-    for name, values in (("existing, wrong pw", existing_ns), ("missing username", missing_ns)):
+    for name, values in ((existing_label, existing_ns), ("missing username", missing_ns)):
         q1, median, q3 = quartiles_ms(values)
         print(f"{name + ':':22} median {median:8.3f} ms   (IQR {q1:.3f} .. {q3:.3f} ms)")
     print(f"paired median gap:     {gap:+8.3f} ms   (existing minus missing; mean {statistics.fmean(diffs_ms):+.3f} ms)")

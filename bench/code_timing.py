@@ -1,0 +1,138 @@
+"""Does a wrong reset code take the same time for an account with a reset pending as for a
+missing username?
+
+`POST /api/v1/password-resets/confirm` with `{"username", "code", "new_password"}` answers 400
+`token_invalid`, with the same body, for a wrong code and for a missing username alike; its
+time must not tell them apart either, or anyone could ask for a reset for a name and then
+learn from a wrong code whether the name exists.
+
+The script starts the real service under gunicorn on a fresh SQLite database (bench/harness.py;
+rate limits off, mail written to the log), creates one account with an email, asks for a reset
+for it through the API and waits until the reset is issued, then sends interleaved pairs over
+one connection, in random order: a random wrong code for the account, and one for a fresh
+random missing username. RESET_CODE_ATTEMPTS is raised so that the reset stays pending through
+the run (a wrong code that happens to start like the real one counts against it). The
+statistics and the verdict are verify_timing.py's: PASS when |median gap| < 1 ms and the
+Wilcoxon p-value >= 0.05. Exit code 0 either way; 2 when the service answers something else.
+
+    .venv/bin/python bench/code_timing.py [--pairs N] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import secrets
+import signal
+import sqlite3
+import sys
+import time
+from urllib.parse import urlsplit
+
+from harness import HarnessError, running_service
+from verify_timing import MIN_PAIRS, USERNAME, UnexpectedAnswer, missing_username, report
+
+PATH = "/api/v1/password-resets/confirm"
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # service/resets/codes.py
+NEW_PASSWORD = "a long and unusual new passphrase"
+
+
+class Client:
+    """Times wrong codes over one HTTP connection and checks every answer."""
+
+    def __init__(self, base_url: str) -> None:
+        url = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        self.reference_body: bytes | None = None
+        self.server_closed = 0
+
+    def confirm_ns(self, username: str) -> int:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(10))
+        body = json.dumps({"username": username, "code": code, "new_password": NEW_PASSWORD})
+        start = time.perf_counter_ns()
+        self.conn.request("POST", PATH, body=body, headers={"Content-Type": "application/json"})
+        response = self.conn.getresponse()
+        payload = response.read()
+        elapsed = time.perf_counter_ns() - start
+        self.server_closed += response.will_close
+        if response.status != 400 or json.loads(payload or b"{}").get("code") != "token_invalid":
+            raise UnexpectedAnswer(f"{username!r}: {response.status} {payload[:300]!r}")
+        if self.reference_body is None:
+            self.reference_body = payload
+        elif payload != self.reference_body:
+            raise UnexpectedAnswer(f"bodies differ ({username!r}):\n  {self.reference_body!r}\n  {payload!r}")
+        return elapsed
+
+    def pair(self, missing: str) -> tuple[int, int]:
+        """(existing ns, missing ns), sent in random order."""
+        if random.random() < 0.5:
+            existing_ns = self.confirm_ns(USERNAME)
+            return existing_ns, self.confirm_ns(missing)
+        missing_ns = self.confirm_ns(missing)
+        return self.confirm_ns(USERNAME), missing_ns
+
+
+def pending_resets(database_url: str) -> int:
+    with sqlite3.connect(database_url.removeprefix("sqlite:///")) as connection:
+        return connection.execute("SELECT count(*) FROM password_resets WHERE used_at IS NULL AND revoked_at IS NULL").fetchone()[0]
+
+
+def ask_for_reset(base_url: str, database_url: str) -> None:
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    conn.request("POST", "/api/v1/password-resets", body=json.dumps({"username": USERNAME}),
+                 headers={"Content-Type": "application/json"})
+    if conn.getresponse().status != 202:
+        raise HarnessError("asking for a reset was not accepted")
+    conn.close()
+    deadline = time.monotonic() + 30
+    while pending_resets(database_url) < 1:
+        if time.monotonic() > deadline:
+            raise HarnessError("no reset was issued within 30 s")
+        time.sleep(0.1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=500, help=f"timed pairs (at least {MIN_PAIRS}; default 500)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed pairs first (default 20)")
+    args = parser.parse_args()
+    if args.pairs < MIN_PAIRS:
+        parser.error(f"--pairs must be at least {MIN_PAIRS} for the tests to mean anything")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with running_service(workers=args.workers, extra_env={"RESET_CODE_ATTEMPTS": "1000000"}) as service:
+            service.cli("users", "create", USERNAME, "bench@example.com")
+            ask_for_reset(service.base_url, service.env["DATABASE_URL"])
+            client = Client(service.base_url)
+            try:
+                for _ in range(args.warmup):
+                    client.pair(missing_username())
+                client.server_closed = 0
+                existing_ns, missing_ns = [], []
+                for i in range(args.pairs):
+                    existing, missing = client.pair(missing_username())
+                    existing_ns.append(existing)
+                    missing_ns.append(missing)
+                    if (i + 1) % 100 == 0:
+                        print(f"  {i + 1}/{args.pairs} pairs", file=sys.stderr)
+            finally:
+                client.conn.close()
+            if pending_resets(service.env["DATABASE_URL"]) < 1:
+                raise HarnessError("the account's reset did not stay pending through the run")
+            report(existing_ns, missing_ns, args.workers, client.server_closed,
+                   "with one reset pending, asked for through the API", existing_label="existing, wrong code")
+    except (HarnessError, UnexpectedAnswer, OSError, http.client.HTTPException) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; service stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
