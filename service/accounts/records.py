@@ -57,7 +57,8 @@ def create_account(
     ]
     if problems:
         raise ValidationFailed(problems[0].message, errors=problems)
-    profile = clean_profile({"full_name": full_name, "phone": phone})
+    # The same checks as a profile change: a language we do not speak is refused, not dropped.
+    profile = clean_profile({"full_name": full_name, "phone": phone, "language": language})
     if password is not None:
         check_new_password(password, username=username, email=email, field="password")
         password_hash = hash_password(password)
@@ -70,7 +71,7 @@ def create_account(
         email=email,
         email_key=normalise_email(email) if email else None,
         password_hash=password_hash,
-        language=language,
+        language=profile["language"],
         full_name=profile["full_name"],
         phone=profile["phone"],
         created_at=now,

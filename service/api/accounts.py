@@ -22,7 +22,6 @@ from service.platform.clients import client_ip
 from service.platform.clock import utcnow
 from service.platform.errors import AccountNotFound, InvalidCredentials
 from service.platform.extensions import db
-from service.platform.i18n import supported_language
 
 
 def account_json(account: Account) -> dict[str, Any]:
@@ -91,7 +90,7 @@ def create_account() -> tuple[dict[str, Any], int]:
         username=fields["username"],
         email=fields.get("email"),
         password=fields.get("password"),
-        language=supported_language(fields.get("language")),
+        language=fields.get("language"),
         full_name=fields.get("full_name"),
         phone=fields.get("phone"),
         actor=current_key_actor(),

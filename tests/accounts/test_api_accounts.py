@@ -97,6 +97,24 @@ def test_created_account_can_sign_in(client: FlaskClient, client_key: dict[str, 
     assert verify(client, client_key, "jane", STRONG_PASSWORD).status_code == 200
 
 
+@pytest.mark.parametrize(("given", "kept"), [("fr-CA", "fr"), ("EN", "en"), (None, None)])
+def test_create_account_keeps_a_language_we_speak(
+    client: FlaskClient, client_key: dict[str, str], given: str | None, kept: str | None
+) -> None:
+    response = post(client, ACCOUNTS, {"username": "jane", "email": "jane@example.com", "language": given}, client_key)
+    assert response.status_code == 201 and response.get_json()["language"] == kept
+
+
+def test_create_account_refuses_a_language_we_do_not_speak_as_a_profile_change_does(
+    app: Flask, client: FlaskClient, client_key: dict[str, str]
+) -> None:
+    # It used to answer 201 and keep no language, so the customer's mail came in English.
+    response = post(client, ACCOUNTS, {"username": "jane", "email": "jane@example.com", "language": "de"}, client_key)
+    assert_problem(response, 400, "validation_failed")
+    assert response.get_json()["errors"] == [{"field": "language", "message": "Choose en or fr."}]
+    assert post(client, ACCOUNTS, {"username": "jane", "email": "jane@example.com"}, client_key).status_code == 201
+
+
 def test_create_account_without_password_or_email(app: Flask, client: FlaskClient, client_key: dict[str, str]) -> None:
     response = post(client, ACCOUNTS, {"username": "nopass"}, client_key)
     assert response.status_code == 201
