@@ -105,8 +105,31 @@ def access_entry(environ: dict[str, Any], status: str | int, sent: int | None, d
     )
 
 
+# gunicorn's own lines about a request it could not parse or serve, which quote what the client
+# sent: a request line or a header may hold a reset token or an API key.
+INVALID_REQUEST = "Invalid request from ip="
+QUOTED = re.compile(r"""['"].*""", re.S)
+ERROR_HANDLING_REQUEST = "Error handling request %s %s"
+
+
+def redact_invalid_request(message: str) -> str:
+    """gunicorn's warning about a request it refused, without what the client sent."""
+    if not message.startswith(INVALID_REQUEST):
+        return message
+    return TOKEN_LIKE.sub(TOKEN, QUOTED.sub("(what was sent is not logged)", message))
+
+
 class JsonAccessLogger(Logger):  # type: ignore[misc]
-    """gunicorn's logger, with each access written as `access_entry` builds it."""
+    """gunicorn's logger, with each access written as `access_entry` builds it, and its own
+    lines about a refused or failed request without the path's token or what the client sent."""
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        super().warning(redact_invalid_request(msg) if isinstance(msg, str) else msg, *args, **kwargs)
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if msg == ERROR_HANDLING_REQUEST and len(args) == 2:
+            args = (args[0], redact_path(str(args[1])))
+        super().exception(msg, *args, **kwargs)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
         if not self.access_log_enabled:

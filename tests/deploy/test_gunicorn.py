@@ -137,3 +137,24 @@ def test_an_address_too_long_gets_the_service_s_own_414_through_gunicorn(gunicor
     assert response.status == 414, body
     assert response.getheader("Content-Type") == "application/problem+json", body
     assert json.loads(body)["code"] == "uri_too_long"
+
+
+def test_a_request_gunicorn_refuses_is_logged_without_what_it_carried(gunicorn: dict[str, Any]) -> None:
+    """gunicorn answers a request line or header it cannot parse itself, and warned with the
+    line or header quoted: a reset link's token, or a key, went into the error log."""
+    host, port = gunicorn["base"].removeprefix("http://").split(":")
+    token = "Zq9" + "x" * 30
+    for raw in (
+        f"GET /reset-password/{token}\xe9 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("latin-1"),
+        f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Key: a\x00{token}\r\n\r\n".encode("latin-1"),
+    ):
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(raw)
+            assert connection.recv(65536).startswith(b"HTTP/1.1 400")
+    deadline = time.monotonic() + 5
+    log = gunicorn["log"]
+    while log.read_text().count("Invalid request from ip=") < 2:
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
+    assert token not in log.read_text()
+    assert "Zq9" not in log.read_text()

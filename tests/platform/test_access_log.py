@@ -190,3 +190,15 @@ def test_an_unhandled_exception_on_a_token_path_is_logged_without_the_token(
         assert app.test_client().get(f"/crash/{TOKEN}").status_code == 500
     logged = [record.getMessage() for record in caplog.records if record.name == app.logger.name]
     assert logged == ["Exception on /crash/<token> [GET]"]
+
+
+def test_gunicorn_s_own_error_about_a_request_names_its_route_not_its_token(caplog: pytest.LogCaptureFixture) -> None:
+    logger = JsonAccessLogger(Config())
+    logger.error_log.propagate = True  # let caplog see it
+    with caplog.at_level(logging.INFO, logger="gunicorn.error"):
+        try:
+            raise OSError("the client went away")
+        except OSError:
+            logger.exception("Error handling request %s %s", "GET", f"/reset-password/{TOKEN}?x=1")
+    [line] = [record.getMessage() for record in caplog.records if record.name == "gunicorn.error"]
+    assert line == "Error handling request GET /reset-password/<token>"
