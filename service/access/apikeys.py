@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from service.events import audit
 from service.models import API_ROLES, ApiKey, ApiRole
@@ -15,6 +16,8 @@ from service.platform.database import DbSession, core_transaction
 from service.platform.errors import ValidationFailed
 
 KEY_PREFIX = "rdk_"
+# ASCII only: no look-alike, invisible or right-to-left character, no line break, no slash.
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # Writing last_used_at on every call would turn each read into a write; once a minute is enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -32,9 +35,14 @@ def create_api_key(
     name = name.strip()
     if role not in API_ROLES:
         raise ValidationFailed(f"The role must be one of {', '.join(API_ROLES)}.")
-    if not name or len(name) > 100:
-        raise ValidationFailed("The key's name must be 1 to 100 characters.")
-    if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
+    if not KEY_NAME.fullmatch(name):
+        # The name becomes the actor `key:<name>` of every event the key causes, in the trail
+        # and in webhooks, and the last segment of the address that revokes it.
+        raise ValidationFailed(
+            "The key's name must be 1 to 100 letters, digits, dots, dashes or underscores, "
+            "starting with a letter or a digit."
+        )
+    if session.scalar(select(ApiKey).where(func.lower(ApiKey.name) == name.lower())) is not None:
         raise ValidationFailed(f"A key named {name!r} exists already.")
     presented_key = KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey(name=name, role=role, key_hash=_digest(presented_key), created_at=now)

@@ -28,7 +28,10 @@ class ApiKeyNotFound(ServiceError):
 @api.post("/admin/api-keys")
 @documented(
     "Create an API key",
-    description="The key is shown once, in this answer; only its hash is kept.",
+    description=(
+        "The key is shown once, in this answer; only its hash is kept. The name is 1 to 100 ASCII letters, "
+        "digits, dots, dashes or underscores, starting with a letter or digit, and unique in any case."
+    ),
     request=body(["name", "role"], role={"enum": list(API_ROLES)}),
     responses={201: obj({"name": STRING, "role": STRING, "key": STRING})},
 )

@@ -493,6 +493,27 @@ def test_an_admin_creates_a_key_that_works_at_once(
     assert_problem(bad_role, 400, "validation_failed")
 
 
+@pytest.mark.parametrize(
+    "name", ["ja/ne", "two\nlines", "right\u202eleft", "\ufeffbom", "zero\u200bwidth", "-dash", "x" * 101, "café"]
+)
+def test_a_key_name_is_plain_letters_digits_and_dots_dashes_underscores(
+    client: FlaskClient, make_key: MakeKey, name: str
+) -> None:
+    """The name is the actor of every event the key causes and the address that revokes it:
+    `ja/ne` could not be revoked over the API, and a line break or a right-to-left mark would
+    have gone into the trail and webhooks as it was."""
+    admin = make_key("admin")
+    refused = client.post("/api/v1/admin/api-keys", json={"name": name, "role": "agent"}, headers=admin)
+    assert_problem(refused, 400, "validation_failed")
+
+
+def test_a_key_name_is_taken_in_any_case(client: FlaskClient, make_key: MakeKey) -> None:
+    admin = make_key("admin")
+    assert client.post("/api/v1/admin/api-keys", json={"name": "web.site_2", "role": "client"}, headers=admin).status_code == 201
+    again = client.post("/api/v1/admin/api-keys", json={"name": "WEB.site_2", "role": "client"}, headers=admin)
+    assert_problem(again, 400, "validation_failed")
+
+
 def test_a_revoked_key_is_refused_at_once(
     client: FlaskClient, make_key: MakeKey, make_account: Callable[..., Account]
 ) -> None:
