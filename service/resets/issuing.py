@@ -13,12 +13,15 @@ from sqlalchemy import insert
 from service.accounts.changes import revoke_pending_resets
 from service.accounts.passwords import hash_password
 from service.accounts.reportlinks import report_token_for_reset
+from service.contact.templating import local_moment
 from service.events import audit
 from service.models import Account, PasswordReset, ResetMethod
 from service.outbox.mail import RenderedEmail, render_email
 from service.outbox.queue import queue_email
+from service.platform.config import settings
 from service.platform.database import DbSession, inserted_id
 from service.platform.errors import AccountFrozen, NoEmailOnFile
+from service.platform.i18n import speaking
 from service.platform.signing import keyed_hash
 from service.platform.text import mask_email
 from service.resets.codes import code_selector, display_code, new_code
@@ -140,9 +143,16 @@ def compose_reset_email(
         lifetime_hours=int(lifetime.total_seconds() // 3600),
         slots={
             "username": account.username, "temporary_password": secret, "report_link": report_link,
-            "until": expires_at.strftime("%Y-%m-%d %H:%M"),
+            "until": _in_shop_time(expires_at, language),
         },
     )
+
+
+def _in_shop_time(moment: datetime, language: str | None) -> str:
+    """A moment as the mail says it: in the shop's time zone (where the customer service's hours
+    are given), in the mail's language."""
+    with speaking(language):
+        return local_moment(moment, settings()["CONTACT_TIMEZONE"])
 
 
 def rehearse_reset(username: str, method: str, language: str | None, *, policy: ResetPolicy, now: datetime) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -40,7 +40,7 @@ from tests.conftest import (
     run_dispatcher,
     smtp_settings,
 )
-from tests.formtools import html_of, link_token_in
+from tests.formtools import html_of, link_token_in, text_of
 
 PUBLIC_BASE_URL = "https://account.example.com"
 RESETS = "/api/v1/password-resets"
@@ -309,6 +309,21 @@ def test_a_temporary_password_is_mailed_from_the_no_look_alike_alphabet(
     html = html_of(smtp.messages[0])
     assert temporary in html
     assert "1-844-560-7790" in html and "service@canadianinsulin.com" in html
+
+
+@temporary_password_method
+def test_a_temporary_password_mail_gives_its_end_in_the_shop_s_time_zone(
+    app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    """The rest of the mail gives the customer service's hours in the shop's time; the end of
+    the temporary password was in UTC, five hours off for a customer in Toronto."""
+    make_account()
+    # 15:00 UTC on Wednesday 25 November is 10:00 in the shop's default zone (Eastern Time).
+    with time_machine.travel(datetime(2026, 11, 25, 15, 0, tzinfo=UTC), tick=False):
+        emailed_temporary_password(app, client, smtp)
+    text = text_of(smtp.messages[0])
+    assert "(Thursday, November 26, 2026 at 10:00 AM EST)" in text, text
+    assert "UTC" not in text and "UTC" not in html_of(smtp.messages[0])
 
 
 @temporary_password_method
