@@ -22,17 +22,20 @@ def tel_href(phone: str) -> str:
     return "+" + digits
 
 
-def opening_time(iso_time: str, timezone: str) -> str:
+def opening_time(iso_time: str, timezone: str, now: datetime | None = None) -> str:
     """`2026-11-25T09:00:00-05:00` becomes `Wednesday at 9:00 AM Eastern Time`, or in French
-    `mercredi à 09:00, heure de l’Est`: the zone as people say it, never `America/New_York`."""
+    `mercredi à 09:00, heure de l’Est`: the zone as people say it, never `America/New_York`.
+    Given `now`, a moment on the same day in that zone is `today at ...`, and on the next day
+    `tomorrow at ...`: "Monday" read on a Monday morning leaves a caller wondering which one."""
     zone = ZoneInfo(timezone)
     moment = datetime.fromisoformat(iso_time).astimezone(zone)
-    return str(_(
-        "%(day)s at %(time)s %(zone)s",
-        day=day_name(moment.weekday()),
-        time=clock_text(moment.time()),
-        zone=zone_name(zone, moment),
-    ))
+    time_text, zone_text = clock_text(moment.time()), zone_name(zone, moment)
+    days_ahead = (moment.date() - now.astimezone(zone).date()).days if now is not None else None
+    if days_ahead == 0:
+        return str(_("today at %(time)s %(zone)s", time=time_text, zone=zone_text))
+    if days_ahead == 1:
+        return str(_("tomorrow at %(time)s %(zone)s", time=time_text, zone=zone_text))
+    return str(_("%(day)s at %(time)s %(zone)s", day=day_name(moment.weekday()), time=time_text, zone=zone_text))
 
 
 def local_moment(moment: datetime, zone_name: str) -> str:

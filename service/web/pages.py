@@ -256,7 +256,7 @@ def favicon() -> Response:
 @page_per_ip
 def login_help() -> PageResult:
     now = utcnow()
-    return render_template("login_help.html", contact=contact_details(now), zone_name=shop_zone_name(now))
+    return render_template("login_help.html", contact=contact_details(now), zone_name=shop_zone_name(now), now=now)
 
 
 @pages.get("/report/<path:token>")
@@ -274,7 +274,8 @@ def report_form(token: str) -> PageResult:
 
 def report_out_of_date(error: ReportOutOfDate) -> PageResult:
     """A genuine report link that has done its work: say so kindly, and whom to call when."""
-    return render_template("report.html", out_of_date=error, done=False, contact=contact_details(utcnow())), error.status
+    now = utcnow()
+    return render_template("report.html", out_of_date=error, done=False, contact=contact_details(now), now=now), error.status
 
 
 @pages.post("/report/<path:token>")
@@ -283,9 +284,10 @@ def report_submit(token: str) -> PageResult:
     form = ReportForm()
     if not form.validate_on_submit():
         return render_template("error.html", title=_("This form has expired"), detail=_("Go back, reload the page and try again.")), 400
+    now = utcnow()
     try:
         report = read_report(db.session, token)
-        report_not_me(db.session, report, ip=client_ip(), now=utcnow())
+        report_not_me(db.session, report, ip=client_ip(), now=now)
     except ReportOutOfDate as error:
         db.session.rollback()
         return report_out_of_date(error)
@@ -293,7 +295,7 @@ def report_submit(token: str) -> PageResult:
         db.session.rollback()
         return render_template("error.html", title=error.title, detail=error.detail), error.status
     db.session.commit()
-    return render_template("report.html", report=report, done=True, contact=contact_details(utcnow()))
+    return render_template("report.html", report=report, done=True, contact=contact_details(now), now=now)
 
 
 @pages.get("/confirm-email/<path:token>")

@@ -423,6 +423,24 @@ def test_login_help_says_closed_on_saturday_and_when_it_opens_again(client: Flas
     assert "status-closed" not in html  # the alarming red of an error is for errors
 
 
+@pytest.mark.parametrize(
+    ("moment", "english", "french"),
+    [
+        # 13:02 UTC on Monday 30 November is 8:02 in New York: opening later that day.
+        (datetime(2026, 11, 30, 13, 2, tzinfo=UTC), "today at 9:00 AM Eastern Time", "aujourd’hui à 09:00, heure de l’Est"),
+        # 23:30 UTC on Tuesday is 18:30 in New York: opening the next morning.
+        (datetime(2026, 12, 1, 23, 30, tzinfo=UTC), "tomorrow at 9:00 AM Eastern Time", "demain à 09:00, heure de l’Est"),
+    ],
+)
+def test_login_help_says_today_or_tomorrow_rather_than_the_day_s_name(
+    client: FlaskClient, moment: datetime, english: str, french: str
+) -> None:
+    """"We open again Monday" read early on a Monday leaves a caller wondering which Monday."""
+    with time_machine.travel(moment, tick=False):
+        assert f">{english}</time>." in page(client.get("/login-help"))
+        assert f">{french}</time>" in page(client.get("/login-help", headers=FRENCH))
+
+
 def test_login_help_when_closed_says_what_the_customer_can_do_meanwhile(client: FlaskClient) -> None:
     with time_machine.travel(SATURDAY_3PM_UTC, tick=False):
         html = page(client.get("/login-help"))
