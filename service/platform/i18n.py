@@ -4,6 +4,7 @@ language of the page that asked for it. The API always answers in English."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -14,6 +15,7 @@ from flask import Flask, has_request_context, request
 from flask_babel import force_locale, get_locale, get_translations, gettext
 from markupsafe import Markup
 
+from service.platform.config import ConfigError
 from service.platform.extensions import babel
 
 LANGUAGES = ("en", "fr")
@@ -104,7 +106,38 @@ def _install_template_gettext(app: Flask) -> None:
     )
 
 
+def uncompiled_languages(translations: Path) -> list[str]:
+    """The languages whose catalog has no compiled `.mo`.
+
+    Without it gettext quietly answers in English: a French customer's mail would arrive in
+    English with nothing in any log to say why.
+    """
+    missing = []
+    for language in LANGUAGES:
+        if language == DEFAULT_LANGUAGE:
+            continue
+        if not (translations / language / "LC_MESSAGES" / "messages.mo").exists():
+            missing.append(language)
+    return missing
+
+
+def check_catalogs(translations: Path, *, production: bool) -> None:
+    """Refuse to serve production without every language compiled; elsewhere, say so in the log."""
+    missing = uncompiled_languages(translations)
+    if not missing:
+        return
+    message = (
+        f"The translations of {', '.join(missing)} are not compiled: run "
+        f"`make translations-compile` (or `pybabel compile -d translations`); until then that mail and "
+        f"those pages come in English."
+    )
+    if production:
+        raise ConfigError(message)
+    logging.getLogger(__name__).warning(message)
+
+
 def register_i18n(app: Flask, translations: Path) -> None:
+    check_catalogs(translations, production=app.config["APP_ENV"] == "production")
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(translations)
     babel.init_app(app, locale_selector=select_language)
     _install_template_gettext(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import html
+import logging
 import re
 import subprocess
 import sys
@@ -631,3 +632,31 @@ def test_speaking_sets_the_templates_language_for_its_block_alone(app: Flask) ->
         fallback = render_template_string(template)
     assert page_before == page_after == nested_french == "Bonjour, Bonjour,"
     assert english == english_again == fallback == "Hello, Hello,"
+
+
+def test_uncompiled_translations_stop_production_and_are_named_elsewhere(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the compiled French catalog every French mail and page came in English, and
+    nothing said why."""
+    from service.platform.config import ConfigError
+    from service.platform.i18n import check_catalogs, uncompiled_languages
+
+    (tmp_path / "fr" / "LC_MESSAGES").mkdir(parents=True)
+    (tmp_path / "fr" / "LC_MESSAGES" / "messages.po").write_text("")
+    assert uncompiled_languages(tmp_path) == ["fr"]
+    with pytest.raises(ConfigError, match="fr are not compiled: run `make translations-compile`"):
+        check_catalogs(tmp_path, production=True)
+    with caplog.at_level(logging.WARNING):
+        check_catalogs(tmp_path, production=False)
+    assert "translations of fr are not compiled" in caplog.text
+    (tmp_path / "fr" / "LC_MESSAGES" / "messages.mo").write_bytes(b"")
+    assert uncompiled_languages(tmp_path) == []
+    check_catalogs(tmp_path, production=True)
+
+
+def test_the_project_s_own_catalogs_are_compiled() -> None:
+    from service import PROJECT_ROOT
+    from service.platform.i18n import uncompiled_languages
+
+    assert uncompiled_languages(PROJECT_ROOT / "translations") == []
