@@ -25,14 +25,13 @@ import http.client
 import json
 import random
 import secrets
-import signal
 import sqlite3
 import sys
 import time
 from urllib.parse import urlsplit
 
 from harness import HarnessError, running_service
-from verify_timing import MIN_PAIRS, USERNAME, UnexpectedAnswer, missing_username, report
+from verify_timing import MIN_PAIRS, USERNAME, UnexpectedAnswer, report, run_timing, timed_pairs
 
 PATH = "/api/v1/password-resets/confirm"
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # service/resets/codes.py
@@ -102,37 +101,21 @@ def main() -> int:
     args = parser.parse_args()
     if args.pairs < MIN_PAIRS:
         parser.error(f"--pairs must be at least {MIN_PAIRS} for the tests to mean anything")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
+    def measure() -> None:
         with running_service(workers=args.workers, extra_env={"RESET_CODE_ATTEMPTS": "1000000"}) as service:
             service.cli("users", "create", USERNAME, "bench@example.com")
             ask_for_reset(service.base_url, service.env["DATABASE_URL"])
             client = Client(service.base_url)
             try:
-                for _ in range(args.warmup):
-                    client.pair(missing_username())
-                client.server_closed = 0
-                existing_ns, missing_ns = [], []
-                for i in range(args.pairs):
-                    existing, missing = client.pair(missing_username())
-                    existing_ns.append(existing)
-                    missing_ns.append(missing)
-                    if (i + 1) % 100 == 0:
-                        print(f"  {i + 1}/{args.pairs} pairs", file=sys.stderr)
+                existing_ns, missing_ns = timed_pairs(client, args.pairs, args.warmup)
             finally:
                 client.conn.close()
             if pending_resets(service.env["DATABASE_URL"]) < 1:
                 raise HarnessError("the account's reset did not stay pending through the run")
             report(existing_ns, missing_ns, args.workers, client.server_closed,
                    "with one reset pending, asked for through the API", existing_label="existing, wrong code")
-    except (HarnessError, UnexpectedAnswer, OSError, http.client.HTTPException) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; service stopped", file=sys.stderr)
-        return 130
-    return 0
 
+    return run_timing(measure)
 
 if __name__ == "__main__":
     sys.exit(main())

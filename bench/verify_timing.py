@@ -39,6 +39,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from harness import HarnessError, running_service
@@ -127,6 +129,22 @@ def create_user(service, legacy_scheme: str | None, legacy_rounds: int | None = 
             "every password tried is wrong")
 
 
+def timed_pairs(client: Any, pairs: int, warmup: int) -> tuple[list[int], list[int]]:
+    """`warmup` untimed pairs (each worker builds its dummy hash, opens the database, fills
+    caches), then `pairs` timed ones from `client.pair(missing name)`: (existing ns, missing ns)."""
+    for _ in range(warmup):
+        client.pair(missing_username())
+    client.server_closed = 0
+    existing_ns, missing_ns = [], []
+    for i in range(pairs):
+        existing, missing = client.pair(missing_username())
+        existing_ns.append(existing)
+        missing_ns.append(missing)
+        if (i + 1) % 100 == 0:
+            print(f"  {i + 1}/{pairs} pairs", file=sys.stderr)
+    return existing_ns, missing_ns
+
+
 def missing_username() -> str:
     return "u" + secrets.token_hex(4)  # same length as USERNAME, never an existing name
 
@@ -190,27 +208,26 @@ def main() -> int:
     if args.legacy_rounds is not None and args.legacy_scheme is None:
         parser.error("--legacy-rounds needs --legacy-scheme")
 
-    # A plain `kill` should clean up like Ctrl-C does: SystemExit unwinds through the harness.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
+    def measure() -> None:
         with running_service(workers=args.workers) as service:
             account = create_user(service, args.legacy_scheme, args.legacy_rounds)
             client = Client(service.base_url, service.api_key)
             try:
-                # Warm-up: each worker builds its dummy hash, opens the database, fills caches.
-                for _ in range(args.warmup):
-                    client.pair(missing_username())
-                client.server_closed = 0
-                existing_ns, missing_ns = [], []
-                for i in range(args.pairs):
-                    existing, missing = client.pair(missing_username())
-                    existing_ns.append(existing)
-                    missing_ns.append(missing)
-                    if (i + 1) % 100 == 0:
-                        print(f"  {i + 1}/{args.pairs} pairs", file=sys.stderr)
+                existing_ns, missing_ns = timed_pairs(client, args.pairs, args.warmup)
             finally:
                 client.close()
             report(existing_ns, missing_ns, args.workers, client.server_closed, account)
+
+    return run_timing(measure)
+
+
+def run_timing(measure: Callable[[], None]) -> int:
+    """Run a timing script's measurement with the exit codes they promise: 0 after a complete
+    run, 2 when the service fails or answers something unexpected, 130 when interrupted (143 by
+    a plain `kill`, which cleans up as Ctrl-C does: SystemExit unwinds through the harness)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        measure()
     except (HarnessError, UnexpectedAnswer, OSError, http.client.HTTPException) as error:
         print(f"error: {error}", *getattr(error, "__notes__", []), sep="\n", file=sys.stderr)
         return 2
@@ -218,7 +235,6 @@ def main() -> int:
         print("interrupted; service stopped", file=sys.stderr)
         return 130
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
