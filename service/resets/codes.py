@@ -22,7 +22,7 @@ from service.models import Account, PasswordReset, ResetMethod
 from service.platform.database import DbSession
 from service.platform.errors import TokenExpired, TokenInvalid, TokenUsed
 from service.platform.signing import keyed_hash, keyed_hashes
-from service.platform.text import is_storable, normalise_username
+from service.platform.text import USERNAME_MAX_LENGTH, is_storable, normalise_username
 from service.resets.policy import ResetPolicy
 
 # No 0/O, 1/I/L: a code is read off a phone and typed by hand, in any case.
@@ -114,7 +114,9 @@ def check_code(
 
 
 def _account_id(session: DbSession, username: str) -> int | None:
-    key = normalise_username(username)
+    # Cut before normalising, as the per-username limit keys the name (submitted_username):
+    # otherwise padding in front of a name would count under another key and still reach it.
+    key = normalise_username(username[:USERNAME_MAX_LENGTH])
     if not is_storable(key):
         # No username holds such characters, and the database would refuse the query.
         return None

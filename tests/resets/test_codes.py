@@ -271,6 +271,22 @@ def test_codes_are_limited_per_username_from_any_address_missing_names_too(
     assert confirm(client, token_in(mail), OTHER_STRONG_PASSWORD).status_code == 204
 
 
+@pytest.mark.parametrize("app_settings", [{"RATELIMIT_CODE_PER_USERNAME": "2/hour"}], indirect=True)
+def test_padding_in_front_of_a_limited_name_does_not_reach_its_account(
+    app: Flask, client: FlaskClient, client_key: dict[str, str], make_account: Callable[..., Account], smtp: SmtpSink
+) -> None:
+    """The limit keys the name cut to 150 characters; the check looked the whole name up, so
+    300 spaces and `jane` counted under the key of the empty name and still tried jane's code."""
+    make_account()
+    code = code_in(emailed(app, client, smtp))
+    for _ in range(2):
+        confirm_code(client, "jane", wrong_code_for(code))
+    assert problem_code(confirm_code(client, "jane", code)) == "rate_limited"
+    padded = confirm_code(client, " " * 300 + "jane", code)
+    assert padded.status_code in (400, 429)
+    assert verify(client, client_key, "jane", STRONG_PASSWORD).status_code == 200
+
+
 def test_a_wrong_code_costs_an_existing_name_the_work_of_a_missing_one(
     app: Flask, client: FlaskClient, make_account: Callable[..., Account], smtp: SmtpSink
 ) -> None:
