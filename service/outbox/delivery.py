@@ -201,7 +201,7 @@ def record_failure(session: DbSession, message: ClaimedMessage, error: BaseExcep
     """Count a failed attempt: retry later with backoff, or give up after the last one."""
     attempts = message.attempts + 1
     changes: dict[str, Any] = {
-        "attempts": attempts, "last_error": failure_text(error)[:ERROR_MAX_LENGTH],
+        "attempts": attempts, "last_error": failure_text(error, message.recipient)[:ERROR_MAX_LENGTH],
     }
     if attempts >= MAX_ATTEMPTS:
         changes["status"] = OutboxStatus.FAILED

@@ -130,15 +130,21 @@ def _pipelined_envelope(host: smtplib.SMTP, envelope_from: str, envelope_to: str
         raise smtplib.SMTPDataError(*data_reply)
 
 
-def failure_text(error: BaseException) -> str:
+def failure_text(error: BaseException, recipient: str | None = None) -> str:
     """What a failed attempt records of its error: its kind and the server's answer, never the
-    recipient's address (smtplib puts it in a refusal's text, and the row is kept for months)."""
+    recipient's address (the row is kept for months). smtplib puts the address in a refusal's
+    text, and relays quote it in their answers (Postfix: `<who@example.com>: Recipient address
+    rejected`): `recipient` is written as `(the recipient)` wherever it stands."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         answers = "; ".join(f"{code} {_text(answer)}" for code, answer in error.recipients.values())
-        return f"{type(error).__name__}: {answers}"
-    if isinstance(error, smtplib.SMTPSenderRefused | smtplib.SMTPResponseException):
-        return f"{type(error).__name__}: {error.smtp_code} {_text(error.smtp_error)}"
-    return f"{type(error).__name__}: {error}"
+        text = f"{type(error).__name__}: {answers}"
+    elif isinstance(error, smtplib.SMTPSenderRefused | smtplib.SMTPResponseException):
+        text = f"{type(error).__name__}: {error.smtp_code} {_text(error.smtp_error)}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    if recipient:
+        text = re.sub(re.escape(recipient), "(the recipient)", text, flags=re.IGNORECASE)
+    return text
 
 
 def _text(answer: bytes | str) -> str:
