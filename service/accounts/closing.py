@@ -17,6 +17,7 @@ from service.outbox.mail import render_email
 from service.outbox.queue import queue_email
 from service.platform.database import DbSession
 from service.platform.i18n import current_language
+from service.platform.text import normalise_email
 
 PSEUDONYM_PREFIX = "closed-"
 # Personal data an account may hold: erased on closing (columns other work may add included).
@@ -58,6 +59,8 @@ def close_account(
         )
         .execution_options(synchronize_session=False)
     )
+    if account.email_key:
+        _drop_queued_reminders(session, account.email_key)
     # The addresses it was asked to change to, confirmed or not: a link still out dies with them.
     session.execute(delete(EmailChange).where(EmailChange.account_id == account.id))
     # Envelopes of mail already sent or failed keep no address either, nor their last error
@@ -87,6 +90,28 @@ def close_account(
         )
         queue_email(session, address, notice, account_id=account.id, now=now)
     return pseudonym
+
+
+def _drop_queued_reminders(session: DbSession, email_key: str) -> None:
+    """Drop the username reminders still queued for the closed account's address.
+
+    A reminder belongs to no account (it lists every one on the address), so dropping the
+    account's own mail left it: it went out after the closing, naming the closed account, and
+    kept the erased address until then. Another account on the same address loses its reminder
+    too; its owner can ask again.
+    """
+    queued = session.execute(
+        select(OutboxMessage.id, OutboxMessage.recipient).where(
+            OutboxMessage.account_id.is_(None),
+            OutboxMessage.kind == OutboxKind.EMAIL,
+            OutboxMessage.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)),
+        )
+    ).all()
+    to_this_address = [message_id for message_id, recipient in queued if normalise_email(recipient) == email_key]
+    if to_this_address:
+        session.execute(
+            delete(OutboxMessage).where(OutboxMessage.id.in_(to_this_address)).execution_options(synchronize_session=False)
+        )
 
 
 def _pseudonymise_events(session: DbSession, account_id: int, pseudonym: str) -> None:

@@ -165,3 +165,29 @@ def test_a_sent_reminder_keeps_no_address_so_closing_and_exports_have_none_to_mi
     with app.app_context():
         envelopes = db.session.execute(select(OutboxMessage.recipient, OutboxMessage.account_id)).all()
     assert [tuple(row) for row in envelopes] == [("(erased)", None)]
+
+
+@pytest.mark.parametrize("app_settings", [{"MAIL_PORT": 9, "MAIL_TIMEOUT": 1}], indirect=True)
+def test_closing_an_account_drops_a_reminder_still_queued_for_its_address(
+    app: Flask, client: FlaskClient, client_key: dict[str, str], make_account: Callable[..., Account]
+) -> None:
+    """It went out after the closing, naming the closed account, and kept the erased address
+    in the outbox until then."""
+    from service.models import OutboxMessage
+
+    make_account("frank", email="frank@example.com")
+    make_account("other", email="other@example.com")
+    for address in ("Frank@Example.com", "other@example.com"):
+        assert client.post(REMINDERS, json={"email": address}).status_code == 202
+    run_dispatcher(app)  # written and queued; the mail server does not answer, so they wait
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")) == 2
+    assert client.delete("/api/v1/accounts/frank", headers=client_key).status_code == 204
+    with app.app_context():
+        waiting = db.session.scalars(select(OutboxMessage.recipient).where(OutboxMessage.account_id.is_(None))).all()
+        # Frank's address is left only on the closing notice, until it is sent.
+        holding = db.session.scalars(
+            select(OutboxMessage.subject).where(func.lower(OutboxMessage.recipient) == "frank@example.com")
+        ).all()
+    assert waiting == ["other@example.com"]
+    assert holding == ["Your account was closed"]
