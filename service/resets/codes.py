@@ -6,7 +6,10 @@ against the account's pending link reset whose code starts with the same letters
 selector); after `policy.code_attempts` of them that reset dies, link and code alike, so a code
 cannot be guessed. A stranger who knows only the username does not know how the customer's
 codes start: wrong codes from them almost never land on a real reset, so they cannot kill the
-links in the customer's mailbox. Resets issued before selectors have none, and every wrong code
+links in the customer's mailbox. A wrong code that does start like a pending reset's is written
+down (a durable commit), so it answers a little later than one that does not; the per-username
+limit (RATELIMIT_CODE_PER_USERNAME) keeps the tries that could tell the two apart to a few an
+hour, against 961 ways to start. Resets issued before selectors have none, and every wrong code
 counts against them.
 """
 
