@@ -125,6 +125,11 @@ def save_password(page: Page, password: str) -> None:
 
 
 def day_in(language: str, moment: datetime) -> str:
+    """How the pages name the day of `moment` (given with its zone's offset): today, tomorrow,
+    or the day's name."""
+    days_ahead = (moment.date() - datetime.now(moment.tzinfo).date()).days
+    if days_ahead in (0, 1):
+        return {"en": ("today", "tomorrow"), "fr": ("aujourd’hui", "demain")}[language][days_ahead]
     return str(get_day_names("wide", locale=language)[moment.weekday()])
 
 
