@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import random
 import secrets
 import sqlite3
 import sys
@@ -31,46 +30,22 @@ import time
 from urllib.parse import urlsplit
 
 from harness import HarnessError, running_service
-from verify_timing import MIN_PAIRS, USERNAME, UnexpectedAnswer, report, run_timing, timed_pairs
+from verify_timing import MIN_PAIRS, USERNAME, PairedClient, report, run_timing, timed_pairs
 
 PATH = "/api/v1/password-resets/confirm"
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # service/resets/codes.py
 NEW_PASSWORD = "a long and unusual new passphrase"
 
 
-class Client:
-    """Times wrong codes over one HTTP connection and checks every answer."""
+class Client(PairedClient):
+    """Random wrong codes: 400 `token_invalid` for every name."""
 
     def __init__(self, base_url: str) -> None:
-        url = urlsplit(base_url)
-        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-        self.reference_body: bytes | None = None
-        self.server_closed = 0
+        super().__init__(base_url, PATH, 400, "token_invalid")
 
-    def confirm_ns(self, username: str) -> int:
+    def attempt_ns(self, username: str) -> int:
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(10))
-        body = json.dumps({"username": username, "code": code, "new_password": NEW_PASSWORD})
-        start = time.perf_counter_ns()
-        self.conn.request("POST", PATH, body=body, headers={"Content-Type": "application/json"})
-        response = self.conn.getresponse()
-        payload = response.read()
-        elapsed = time.perf_counter_ns() - start
-        self.server_closed += response.will_close
-        if response.status != 400 or json.loads(payload or b"{}").get("code") != "token_invalid":
-            raise UnexpectedAnswer(f"{username!r}: {response.status} {payload[:300]!r}")
-        if self.reference_body is None:
-            self.reference_body = payload
-        elif payload != self.reference_body:
-            raise UnexpectedAnswer(f"bodies differ ({username!r}):\n  {self.reference_body!r}\n  {payload!r}")
-        return elapsed
-
-    def pair(self, missing: str) -> tuple[int, int]:
-        """(existing ns, missing ns), sent in random order."""
-        if random.random() < 0.5:
-            existing_ns = self.confirm_ns(USERNAME)
-            return existing_ns, self.confirm_ns(missing)
-        missing_ns = self.confirm_ns(missing)
-        return self.confirm_ns(USERNAME), missing_ns
+        return self.post_ns(username, {"username": username, "code": code, "new_password": NEW_PASSWORD})
 
 
 def pending_resets(database_url: str) -> int:
@@ -109,7 +84,7 @@ def main() -> int:
             try:
                 existing_ns, missing_ns = timed_pairs(client, args.pairs, args.warmup)
             finally:
-                client.conn.close()
+                client.close()
             if pending_resets(service.env["DATABASE_URL"]) < 1:
                 raise HarnessError("the account's reset did not stay pending through the run")
             report(existing_ns, missing_ns, args.workers, client.server_closed,

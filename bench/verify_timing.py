@@ -59,21 +59,25 @@ class UnexpectedAnswer(RuntimeError):
     """The service answered something other than the promised 401."""
 
 
-class Client:
-    """Times verify calls over one HTTP connection and checks every answer."""
+class PairedClient:
+    """Times one kind of call over one HTTP connection, for an existing name and a missing one,
+    and checks that every answer is the expected refusal with the very same body."""
 
-    def __init__(self, base_url: str, api_key: str) -> None:
+    def __init__(self, base_url: str, path: str, status: int, code: str, headers: dict[str, str] | None = None) -> None:
         url = urlsplit(base_url)
         self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-        self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self.path, self.status, self.code = path, status, code
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.reference_body: bytes | None = None
         self.server_closed = 0  # answers after which the server closed the connection
 
-    def verify_ns(self, username: str) -> int:
-        """Nanoseconds for one sign-in attempt with a random wrong password."""
-        body = json.dumps({"username": username, "password": secrets.token_urlsafe(18)})
+    def attempt_ns(self, username: str) -> int:
+        """Nanoseconds for one call naming `username`; each script says what it sends."""
+        raise NotImplementedError
+
+    def post_ns(self, username: str, body: dict[str, str]) -> int:
         start = time.perf_counter_ns()
-        self.conn.request("POST", PATH, body=body, headers=self.headers)
+        self.conn.request("POST", self.path, body=json.dumps(body), headers=self.headers)
         response = self.conn.getresponse()
         payload = response.read()
         elapsed = time.perf_counter_ns() - start
@@ -83,7 +87,7 @@ class Client:
 
     def check(self, username: str, response: http.client.HTTPResponse, payload: bytes) -> None:
         kind = "existing" if username == USERNAME else "missing"
-        if response.status != 401 or json.loads(payload or b"{}").get("code") != "invalid_credentials":
+        if response.status != self.status or json.loads(payload or b"{}").get("code") != self.code:
             raise UnexpectedAnswer(f"{kind} username {username!r}: {response.status} {payload[:300]!r}")
         if self.reference_body is None:
             self.reference_body = payload
@@ -96,15 +100,25 @@ class Client:
     def pair(self, missing: str) -> tuple[int, int]:
         """(existing ns, missing ns), sent in random order."""
         if random.random() < 0.5:
-            existing_ns = self.verify_ns(USERNAME)
-            missing_ns = self.verify_ns(missing)
+            existing_ns = self.attempt_ns(USERNAME)
+            missing_ns = self.attempt_ns(missing)
         else:
-            missing_ns = self.verify_ns(missing)
-            existing_ns = self.verify_ns(USERNAME)
+            missing_ns = self.attempt_ns(missing)
+            existing_ns = self.attempt_ns(USERNAME)
         return existing_ns, missing_ns
 
     def close(self) -> None:
         self.conn.close()
+
+
+class Client(PairedClient):
+    """Sign-in attempts with a random wrong password: 401 `invalid_credentials` for every name."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        super().__init__(base_url, PATH, 401, "invalid_credentials", {"Authorization": f"Bearer {api_key}"})
+
+    def attempt_ns(self, username: str) -> int:
+        return self.post_ns(username, {"username": username, "password": secrets.token_urlsafe(18)})
 
 
 def create_user(service, legacy_scheme: str | None, legacy_rounds: int | None = None) -> str:
